@@ -1,0 +1,37 @@
+"""maskdiff_tutor: the mathematics and experiments behind the book on
+"Why mask diffusion does not work" (arXiv 2510.03289).
+
+Importing the package is cheap: it imports neither torch nor any plotting library.
+Each submodule is loaded on first use, so ``maskdiff_tutor.zipf`` works after a plain
+``import maskdiff_tutor``.
+
+Modules (one concept of the paper each):
+
+- ``schedules``        alpha(t), alpha'(t) and the NELBO weight w(t)            (Section 2)
+- ``forward_process``  q(x_t | x_0), q(x_t | x_s), the posterior, the reverse step, the KL (Eq. 3-7)
+- ``nelbo``            the T-step and continuous-time NELBO for any denoiser   (Eq. 10-13)
+- ``oracle``           the exact denoiser of a finite dataset                  (Assumption 1)
+- ``toy``              the paper's 100-sequence example                        (Section 3.2.2)
+- ``zipf``             Zipf pmf, the distance bound, Metrics 1-3, Table 2      (Sections 3.2.3-3.3)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf")
+
+__all__ = ["__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    # PEP 562: load a submodule on first attribute access, keeping `import maskdiff_tutor` light.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,52 @@
+"""Argument checks shared by the modules: each failure is a ValueError that names the
+argument and says which values are allowed."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_times(name: str, t) -> torch.Tensor:
+    """Return ``t`` as a float64 tensor, or raise if any value lies outside [0, 1]."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    if torch.isnan(t).any() or (t < 0).any() or (t > 1).any():
+        bad = t[torch.isnan(t) | (t < 0) | (t > 1)].flatten()[0].item()
+        raise ValueError(f"{name} must lie in [0, 1] (t = 0 is data, t = 1 is fully masked); got {bad}")
+    return t
+
+
+def check_time_order(s: torch.Tensor, t: torch.Tensor) -> None:
+    """Raise unless s <= t elementwise (the reverse process goes from t down to s)."""
+    if (s > t).any():
+        raise ValueError("s must not exceed t (the reverse step goes from time t down to time s <= t)")
+
+
+def check_tokens(name: str, x: torch.Tensor, vocab_size: int | None, mask_id: int, allow_mask: bool) -> None:
+    """Raise unless ``x`` is an integer tensor with ids in [0, vocab_size) (no upper limit
+    where ``vocab_size`` is None) and, where ``allow_mask`` is False, no mask token."""
+    if not isinstance(x, torch.Tensor) or x.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"{name} must be an integer torch.Tensor of token ids; got {type(x).__name__}"
+                         + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""))
+    if x.numel() and x.min() < 0:
+        raise ValueError(f"{name} holds negative ids; token ids are >= 0")
+    if vocab_size is not None and x.numel() and x.max() >= vocab_size:
+        raise ValueError(f"{name} holds ids outside [0, {vocab_size - 1}] (vocab_size = {vocab_size})")
+    if not allow_mask and (x == mask_id).any():
+        raise ValueError(f"{name} is clean data and must not contain the mask id {mask_id}")
+
+
+def check_mask_id(mask_id: int, vocab_size: int) -> None:
+    """The mask must be a valid index of the probability vectors."""
+    if not isinstance(mask_id, int) or not 0 <= mask_id < vocab_size:
+        raise ValueError(f"mask_id must be an int in [0, {vocab_size - 1}] (vocab_size = {vocab_size}); got {mask_id!r}")
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return value
+
+
+def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")

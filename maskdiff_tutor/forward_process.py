@@ -1,0 +1,155 @@
+"""The forward (masking) process, its posterior, the model's reverse step and their KL.
+
+Book chapter "The NELBO"; paper Section 2, Eq. 3-7. Every function works on batches of
+token ids ``x`` of shape (B, L) and returns probability vectors of shape (B, L, V), where V
+(``vocab_size``) counts every token the vectors range over, the mask included: data ids lie
+in [0, V) and differ from ``mask_id``.
+
+Times ``s`` and ``t`` are floats (one time for the batch) or tensors of shape (B,) (one time
+per sequence), with 0 <= s <= t <= 1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_mask_id, check_same_shape, check_time_order, check_times, check_tokens
+from .schedules import Schedule
+
+
+def _per_sequence(name: str, t, x: torch.Tensor) -> torch.Tensor:
+    """Check times and shape them to broadcast against x (B, L): () or (B, 1)."""
+    t = check_times(name, t)
+    if t.ndim == 0:
+        return t
+    if t.ndim == 1 and t.shape[0] == x.shape[0]:
+        return t.view(-1, *([1] * (x.ndim - 1)))  # (B, 1)
+    raise ValueError(f"{name} must be a float or a tensor of shape (B,) = ({x.shape[0]},); got shape {tuple(t.shape)}")
+
+
+def sample_xt(x0: torch.Tensor, t, schedule: Schedule, mask_id: int,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw x_t ~ q(x_t | x_0) (Eq. 3): each token is masked independently with probability 1 - alpha(t).
+
+    Args:
+        x0: clean token ids (B, L), none equal to ``mask_id``.
+        t: time in [0, 1], a float or a tensor of shape (B,).
+        schedule: gives alpha(t).
+        mask_id: the id written at masked positions.
+        generator: the source of randomness (seed it for repeatable draws).
+    """
+    check_tokens("x0", x0, vocab_size=None, mask_id=mask_id, allow_mask=False)
+    alpha_t = schedule.alpha(_per_sequence("t", t, x0))  # () or (B, 1)
+    u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)  # (B, L)
+    # q(x_t | x_0) = Cat(x_t; alpha_t x_0 + (1 - alpha_t) m)     [eq-3]
+    return torch.where(u < 1 - alpha_t, torch.full_like(x0, mask_id), x0)
+
+
+def forward_probs(x0: torch.Tensor, t, schedule: Schedule, mask_id: int, vocab_size: int) -> torch.Tensor:
+    """q(x_t | x_0) as probability vectors (B, L, V) (Eq. 3)."""
+    check_mask_id(mask_id, vocab_size)
+    check_tokens("x0", x0, vocab_size, mask_id, allow_mask=False)
+    alpha_t = schedule.alpha(_per_sequence("t", t, x0)).unsqueeze(-1)  # () or (B, 1, 1)
+    onehot = F.one_hot(x0, vocab_size).double()  # (B, L, V)
+    mask = F.one_hot(torch.tensor(mask_id), vocab_size).double()  # (V,)
+    # alpha_t x_0 + (1 - alpha_t) m     [eq-3]
+    return alpha_t * onehot + (1 - alpha_t) * mask
+
+
+def transition_probs(x_s: torch.Tensor, s, t, schedule: Schedule, mask_id: int, vocab_size: int) -> torch.Tensor:
+    """q(x_t | x_s) for s <= t as probability vectors (B, L, V) (Eq. 4).
+
+    A mask stays a mask; an unmasked token survives with probability alpha_t / alpha_s.
+    """
+    check_mask_id(mask_id, vocab_size)
+    check_tokens("x_s", x_s, vocab_size, mask_id, allow_mask=True)
+    s_, t_ = _per_sequence("s", s, x_s), _per_sequence("t", t, x_s)
+    check_time_order(s_, t_)
+    alpha_s, alpha_t = schedule.alpha(s_), schedule.alpha(t_)
+    if (alpha_s == 0).any():
+        raise ValueError("s must satisfy alpha(s) > 0: from a fully masked state the transition is the identity")
+    keep = (alpha_t / alpha_s).unsqueeze(-1)  # () or (B, 1, 1)
+    onehot = F.one_hot(x_s, vocab_size).double()  # (B, L, V)
+    mask = F.one_hot(torch.tensor(mask_id), vocab_size).double()  # (V,)
+    # q(x_t | x_s) = Cat(x_t; (alpha_t/alpha_s) x_s + (1 - alpha_t/alpha_s) m)     [eq-4]
+    return keep * onehot + (1 - keep) * mask
+
+
+def posterior_probs(x_t: torch.Tensor, x0: torch.Tensor, s, t, schedule: Schedule, mask_id: int,
+                    vocab_size: int) -> torch.Tensor:
+    """The posterior q(x_s | x_t, x_0) for s < t as probability vectors (B, L, V) (Eq. 5).
+
+    An unmasked x_t stays as it is. A masked x_t is revealed as x_0 with probability
+    (alpha_s - alpha_t) / (1 - alpha_t) and stays masked otherwise.
+    """
+    check_mask_id(mask_id, vocab_size)
+    check_tokens("x0", x0, vocab_size, mask_id, allow_mask=False)
+    check_same_shape("x_t", x_t, "x0", x0)
+    if ((x_t != mask_id) & (x_t != x0)).any():
+        raise ValueError("x_t is not reachable from x0: an unmasked token of x_t differs from x0")
+    return _reveal(x_t, F.one_hot(x0, vocab_size).double(), s, t, schedule, mask_id, vocab_size)
+
+
+def reverse_probs(x_t: torch.Tensor, x0_probs: torch.Tensor, s, t, schedule: Schedule, mask_id: int) -> torch.Tensor:
+    """The model's reverse step p_theta(x_s | x_t) (Eq. 6): the posterior of Eq. 5 with x_0
+    replaced by the denoiser's distribution ``x0_probs`` (B, L, V), which must put no mass on
+    the mask (see ``denoiser_probs``). Unmasked tokens are carried over unchanged.
+    """
+    if x0_probs.shape[:-1] != x_t.shape:
+        raise ValueError(f"x0_probs must have shape (B, L, V) with (B, L) = {tuple(x_t.shape)}; "
+                         f"got {tuple(x0_probs.shape)}")
+    vocab_size = x0_probs.shape[-1]
+    if (x0_probs[..., mask_id].abs() > 1e-12).any():
+        raise ValueError("x0_probs must put zero probability on mask_id (apply denoiser_probs to the logits)")
+    return _reveal(x_t, x0_probs.double(), s, t, schedule, mask_id, vocab_size)
+
+
+def _reveal(x_t, x0_probs, s, t, schedule, mask_id, vocab_size):
+    """Shared body of Eq. 5 and Eq. 6."""
+    check_mask_id(mask_id, vocab_size)
+    check_tokens("x_t", x_t, vocab_size, mask_id, allow_mask=True)
+    s_, t_ = _per_sequence("s", s, x_t), _per_sequence("t", t, x_t)
+    check_time_order(s_, t_)
+    alpha_s, alpha_t = schedule.alpha(s_), schedule.alpha(t_)
+    if (alpha_t == 1).any():
+        raise ValueError("t must satisfy alpha(t) < 1 (t > 0): at t = 0 nothing is masked")
+    # probability of revealing a masked token between t and s
+    reveal = ((alpha_s - alpha_t) / (1 - alpha_t)).unsqueeze(-1)  # () or (B, 1, 1)
+    mask = F.one_hot(torch.tensor(mask_id), vocab_size).double()  # (V,)
+    # q(x_s | x_t = m, x_0) = Cat(x_s; ((alpha_s - alpha_t) x_0 + (1 - alpha_s) m) / (1 - alpha_t))     [eq-5]
+    masked_row = reveal * x0_probs + (1 - reveal) * mask  # (B, L, V)
+    kept_row = F.one_hot(x_t, vocab_size).double()  # (B, L, V)
+    return torch.where((x_t == mask_id).unsqueeze(-1), masked_row, kept_row)
+
+
+def denoiser_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """The denoiser's distribution over clean tokens: softmax of the logits with the mask's
+    logit removed (a clean token is never the mask). Shape (B, L, V) in and out."""
+    check_mask_id(mask_id, logits.shape[-1])
+    logits = logits.double().clone()
+    logits[..., mask_id] = float("-inf")
+    return torch.softmax(logits, dim=-1)
+
+
+def categorical_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) over the last axis, by its definition sum_v p_v log(p_v / q_v), with 0 log 0 = 0."""
+    check_same_shape("p", p, "q", q)
+    p, q = p.double(), q.double()
+    terms = torch.where(p > 0, p * (torch.log(p) - torch.log(q)), torch.zeros_like(p))
+    return terms.sum(-1)
+
+
+def reverse_kl(x_t: torch.Tensor, x0: torch.Tensor, x0_probs: torch.Tensor, s, t, schedule: Schedule,
+               mask_id: int) -> torch.Tensor:
+    """KL(q(x_s | x_t, x_0) || p_theta(x_s | x_t)) per token (B, L), in closed form (Eq. 7):
+    zero at unmasked tokens, (alpha_s - alpha_t) / (1 - alpha_t) * (-log x_theta[x_0]) at masked ones."""
+    vocab_size = x0_probs.shape[-1]
+    check_tokens("x0", x0, vocab_size, mask_id, allow_mask=False)
+    check_same_shape("x_t", x_t, "x0", x0)
+    s_, t_ = _per_sequence("s", s, x_t), _per_sequence("t", t, x_t)
+    check_time_order(s_, t_)
+    alpha_s, alpha_t = schedule.alpha(s_), schedule.alpha(t_)
+    log_p_x0 = torch.log(x0_probs.double().gather(-1, x0.unsqueeze(-1)).squeeze(-1))  # (B, L)
+    # KL = (alpha_s - alpha_t) / (1 - alpha_t) * (-log <x_theta(x_t), x_0>) at masked positions     [eq-7]
+    return torch.where(x_t == mask_id, -(alpha_s - alpha_t) / (1 - alpha_t) * log_p_x0, torch.zeros_like(log_p_x0))

@@ -1,0 +1,198 @@
+"""The negative evidence lower bound (NELBO) of masked diffusion, for any denoiser.
+
+Book chapter "The NELBO"; paper Section 2, Eq. 10 (T steps) and Eq. 12-13 (continuous time).
+A denoiser is any callable ``x_t (B, L) -> logits (B, L, V)``; the mask's logit is ignored.
+
+Two kinds of functions:
+
+- Monte Carlo estimators (``t_step_nelbo``, ``continuous_nelbo``) that draw one time and one
+  x_t per sequence, as training does, and return their parts.
+- Exact values on short sequences (``exact_nelbo``) that enumerate all 2^L mask patterns:
+  the loss depends on x_t only through which positions are masked, and a pattern with k masks
+  has probability (1 - alpha_t)^k alpha_t^(L - k) at time t.
+
+Both need alpha(0) = 1 and alpha(1) = 0: then the reconstruction and prior terms vanish and the
+NELBO is the diffusion term alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ._checks import check_positive_int, check_tokens
+from .forward_process import denoiser_probs, sample_xt
+from .schedules import Schedule
+
+Denoiser = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class NelboEstimate:
+    """One Monte Carlo estimate and its parts (nats)."""
+
+    value: torch.Tensor  # () mean over the batch of the per-sequence estimates
+    per_sequence: torch.Tensor  # (B,) unbiased estimate of each sequence's NELBO
+    per_token: torch.Tensor  # (B, L) weighted -log p_theta(x_0 | x_t) at masked positions, 0 elsewhere
+    nll: torch.Tensor  # (B, L) unweighted -log p_theta(x_0 | x_t) at masked positions, 0 elsewhere
+    weight: torch.Tensor  # (B,) the weight each sequence's masked NLL was multiplied by
+    t: torch.Tensor  # (B,) the sampled times
+    x_t: torch.Tensor  # (B, L) the sampled noisy sequences
+
+
+def sample_times(batch_size: int, generator: torch.Generator | None = None, antithetic: bool = True) -> torch.Tensor:
+    """Times in (0, 1], one per sequence (B,).
+
+    With ``antithetic`` (the low-discrepancy sampler of MDLM and VDM) one uniform u is drawn
+    and t_b = 1 - ((u + b / B) mod 1): the batch covers [0, 1] evenly, which lowers the
+    variance of the batch mean while each t_b stays uniform. Otherwise B independent draws.
+    """
+    check_positive_int("batch_size", batch_size)
+    if antithetic:
+        u = torch.rand((), generator=generator, dtype=torch.float64)
+        offsets = torch.arange(batch_size, dtype=torch.float64) / batch_size  # (B,)
+        return 1 - torch.remainder(u + offsets, 1.0)
+    return 1 - torch.rand(batch_size, generator=generator, dtype=torch.float64)
+
+
+def _check(x0: torch.Tensor, schedule: Schedule, mask_id: int) -> None:
+    check_tokens("x0", x0, None, mask_id, allow_mask=False)
+    if x0.ndim != 2:
+        raise ValueError(f"x0 must have shape (B, L); got {tuple(x0.shape)}")
+    if float(schedule.alpha(0.0)) != 1.0 or float(schedule.alpha(1.0)) != 0.0:
+        raise ValueError(f"schedule must satisfy alpha(0) = 1 and alpha(1) = 0 for the NELBO to reduce to its "
+                         f"diffusion term; {schedule!r} has alpha(1) = {float(schedule.alpha(1.0)):.3g}")
+
+
+def _masked_nll(denoiser: Denoiser, x_t: torch.Tensor, x0: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """-log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere: (B, L) float64."""
+    logits = denoiser(x_t)  # (B, L, V)
+    if logits.shape[:2] != x_t.shape:
+        raise ValueError(f"the denoiser must return logits of shape (B, L, V) = {tuple(x_t.shape)} + (V,); "
+                         f"got {tuple(logits.shape)}")
+    probs = denoiser_probs(logits, mask_id)  # (B, L, V)
+    log_p = torch.log(probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1))  # (B, L)
+    # Eq. 7 with alpha_s = 1: a masked token is revealed for sure and costs -log p_theta(x_0 | x_t)
+    return torch.where(x_t == mask_id, -log_p, torch.zeros_like(log_p))
+
+
+def continuous_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_id: int,
+                     generator: torch.Generator | None = None, antithetic: bool = True) -> NelboEstimate:
+    """Monte Carlo estimate of the continuous-time NELBO (Eq. 12-13):
+
+        L_inf = E_{t ~ U(0, 1)} E_{x_t ~ q(x_t | x_0)} [ w(t) sum_{l : x_t^l = m} -log p_theta(x_0^l | x_t) ]
+
+    with w(t) = -alpha'(t) / (1 - alpha(t)). One time and one x_t per sequence of x0 (B, L).
+    """
+    _check(x0, schedule, mask_id)
+    t = sample_times(x0.shape[0], generator, antithetic)  # (B,)
+    x_t = sample_xt(x0, t, schedule, mask_id, generator)  # (B, L)
+    nll = _masked_nll(denoiser, x_t, x0, mask_id)  # (B, L)
+    weight = schedule.weight(t)  # (B,)
+    # L_inf = E_t E_{x_t} [ w(t) sum_l 1[x_t^l = m] (-log p_theta(x_0^l | x_t)) ]     [eq-13]
+    per_token = weight.unsqueeze(-1) * nll  # (B, L)
+    per_sequence = per_token.sum(-1)  # (B,)
+    return NelboEstimate(per_sequence.mean(), per_sequence, per_token, nll, weight, t, x_t)
+
+
+def t_step_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_id: int, num_steps: int,
+                 generator: torch.Generator | None = None, antithetic: bool = True) -> NelboEstimate:
+    """Monte Carlo estimate of the T-step NELBO (Eq. 10), T = ``num_steps``:
+
+        L_T = sum_{i=1}^{T} E_{x_t(i)} [ (alpha_s(i) - alpha_t(i)) / (1 - alpha_t(i)) sum_{l masked} -log p_theta(x_0^l | x_t(i)) ]
+
+    with s(i) = (i - 1)/T and t(i) = i/T. One step i (uniform) and one x_t per sequence; the
+    sum over steps is estimated as T times the sampled term.
+    """
+    _check(x0, schedule, mask_id)
+    check_positive_int("num_steps", num_steps)
+    u = sample_times(x0.shape[0], generator, antithetic)  # (B,) in (0, 1]
+    step = torch.ceil(u * num_steps).clamp(1, num_steps)  # (B,) uniform on 1..T
+    s, t = (step - 1) / num_steps, step / num_steps  # (B,), (B,)
+    x_t = sample_xt(x0, t, schedule, mask_id, generator)  # (B, L)
+    nll = _masked_nll(denoiser, x_t, x0, mask_id)  # (B, L)
+    alpha_s, alpha_t = schedule.alpha(s), schedule.alpha(t)
+    # T * (alpha_s - alpha_t) / (1 - alpha_t): the sampled step stands for all T     [eq-10]
+    weight = num_steps * (alpha_s - alpha_t) / (1 - alpha_t)  # (B,)
+    per_token = weight.unsqueeze(-1) * nll  # (B, L)
+    per_sequence = per_token.sum(-1)  # (B,)
+    return NelboEstimate(per_sequence.mean(), per_sequence, per_token, nll, weight, t, x_t)
+
+
+def _gauss_legendre(f, n: int = 400) -> float:
+    """int_0^1 f(t) dt by Gauss-Legendre quadrature on n nodes (exact for polynomials of degree < 2n)."""
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    t = torch.as_tensor((nodes + 1) / 2, dtype=torch.float64)
+    return float((torch.as_tensor(weights, dtype=torch.float64) / 2 * f(t)).sum())
+
+
+def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_steps: int | None = None,
+                         weighted: bool = True) -> torch.Tensor:
+    """c_k, k = 0..L: the weight the NELBO gives to each mask pattern with k masks (L + 1,).
+
+    The loss of a sequence is sum over patterns M of c_|M| sum_{l in M} -log p_theta(x_0^l | x_0 with M masked).
+
+    - Continuous time, weighted (Eq. 12): c_k = int_0^1 w(t) (1 - alpha_t)^k alpha_t^(L-k) dt
+      = B(k, L - k + 1) = 1 / (k * binom(L, k)) for any schedule with alpha(0) = 1,
+      alpha(1) = 0 (substitute u = 1 - alpha_t)                           [eq-pattern-weight]
+    - Continuous time, unweighted (w = 1): int_0^1 (1 - alpha_t)^k alpha_t^(L-k) dt, by quadrature;
+      it depends on the schedule.
+    - T steps (Eq. 10): c_k = sum_i (1 - alpha_t(i))^k alpha_t(i)^(L-k) (alpha_s(i) - alpha_t(i)) / (1 - alpha_t(i)).
+    """
+    check_positive_int("seq_len", seq_len)
+    k = torch.arange(seq_len + 1, dtype=torch.float64)  # (L + 1,)
+    if num_steps is not None:
+        if schedule is None or not weighted:
+            raise ValueError("num_steps needs a schedule and weighted=True (the T-step NELBO has its own weights)")
+        check_positive_int("num_steps", num_steps)
+        i = torch.arange(1, num_steps + 1, dtype=torch.float64)  # (T,)
+        a_s, a_t = schedule.alpha((i - 1) / num_steps), schedule.alpha(i / num_steps)  # (T,), (T,)
+        term = (1 - a_t)[:, None] ** k * a_t[:, None] ** (seq_len - k) * ((a_s - a_t) / (1 - a_t))[:, None]  # (T, L+1)
+        coeff = term.sum(0)
+    elif weighted:
+        coeff = torch.tensor([0.0] + [1 / (j * math.comb(seq_len, j)) for j in range(1, seq_len + 1)],
+                             dtype=torch.float64)
+    else:
+        if schedule is None:
+            raise ValueError("weighted=False needs a schedule: the unweighted loss depends on it")
+        coeff = torch.tensor([_gauss_legendre(lambda t: (1 - schedule.alpha(t)) ** j * schedule.alpha(t) ** (seq_len - j))
+                              for j in range(seq_len + 1)], dtype=torch.float64)
+    coeff[0] = 0.0  # a pattern with no mask contributes no term
+    return coeff
+
+
+def mask_patterns(seq_len: int) -> torch.Tensor:
+    """All 2^L mask patterns as a boolean tensor (2^L, L), True where masked."""
+    check_positive_int("seq_len", seq_len)
+    if seq_len > 16:
+        raise ValueError(f"seq_len must be <= 16 for exact enumeration (2^L patterns); got {seq_len}")
+    return torch.tensor(list(itertools.product([False, True], repeat=seq_len)))
+
+
+def exact_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, schedule: Schedule | None = None,
+                num_steps: int | None = None, weighted: bool = True) -> torch.Tensor:
+    """The exact NELBO of each sequence of x0 (B, L) by enumerating all 2^L mask patterns (B,).
+
+    ``num_steps=None`` gives the continuous-time NELBO (Eq. 12), which is the same for every
+    schedule; an integer gives the T-step NELBO (Eq. 10) under ``schedule``. ``weighted=False``
+    gives the unweighted loss instead (not a bound; Section 3.2.1).
+    """
+    if schedule is not None:
+        _check(x0, schedule, mask_id)
+    else:
+        check_tokens("x0", x0, None, mask_id, allow_mask=False)
+    batch, seq_len = x0.shape
+    patterns = mask_patterns(seq_len)  # (P, L)
+    coeff = pattern_coefficients(seq_len, schedule, num_steps, weighted)[patterns.sum(-1)]  # (P,)
+    out = torch.empty(batch, dtype=torch.float64)
+    for b in range(batch):
+        x_t = torch.where(patterns, torch.full_like(patterns, mask_id, dtype=x0.dtype), x0[b])  # (P, L)
+        nll = _masked_nll(denoiser, x_t, x0[b].expand_as(x_t), mask_id).sum(-1)  # (P,)
+        # sum over patterns M of c_|M| sum_{l in M} -log p_theta(x_0^l | x_0 with M masked)
+        out[b] = (coeff * nll).sum()
+    return out

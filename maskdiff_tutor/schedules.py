@@ -1,0 +1,108 @@
+"""Noise schedules of masked diffusion: alpha(t), its derivative and the NELBO weight.
+
+Book chapter "The NELBO"; paper Section 2. Time runs from data (t = 0) to fully masked
+(t = 1); alpha(t) is the probability that a token is still unmasked at time t.
+
+A schedule is chosen by passing an instance (``LinearSchedule()``), never by a string.
+Every method takes a float, a sequence or a tensor of times in [0, 1] and returns a
+float64 tensor of the same shape.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ._checks import check_times
+
+
+class Schedule:
+    """Base class: subclasses give ``_alpha`` and ``_dalpha`` on a float64 tensor."""
+
+    def alpha(self, t) -> torch.Tensor:
+        """alpha(t): the probability that a token is unmasked at time t."""
+        return self._alpha(check_times("t", t))
+
+    def dalpha(self, t) -> torch.Tensor:
+        """alpha'(t), the time derivative of alpha (negative: tokens only get masked)."""
+        return self._dalpha(check_times("t", t))
+
+    def weight(self, t) -> torch.Tensor:
+        """The NELBO weight w(t) = -alpha'(t) / (1 - alpha(t)); infinite where alpha(t) = 1."""
+        t = check_times("t", t)
+        # w(t) = -alpha'(t) / (1 - alpha(t))     [eq-nelbo-weight]; 1/t for the linear schedule
+        return -self._dalpha(t) / (1 - self._alpha(t))
+
+    def _alpha(self, t: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _dalpha(self, t: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class LinearSchedule(Schedule):
+    """alpha(t) = 1 - t (LLaDA, MDLM): a token is masked with probability t."""
+
+    def _alpha(self, t):
+        return 1 - t
+
+    def _dalpha(self, t):
+        return -torch.ones_like(t)
+
+
+@dataclass(frozen=True)
+class CosineSchedule(Schedule):
+    """alpha(t) = cos(pi t / 2) (MaskGIT, MD4): masks slowly at first, fast near t = 1."""
+
+    def _alpha(self, t):
+        # cos(pi/2) is 6e-17 in floating point, not 0: pin the end point exactly.
+        return torch.where(t == 1, torch.zeros_like(t), torch.cos(math.pi * t / 2))
+
+    def _dalpha(self, t):
+        return -(math.pi / 2) * torch.sin(math.pi * t / 2)
+
+
+@dataclass(frozen=True)
+class PolynomialSchedule(Schedule):
+    """alpha(t) = 1 - t**exponent; exponent = 1 is the linear schedule. Its weight is exponent / t."""
+
+    exponent: float = 2.0  # > 0; larger exponents keep tokens unmasked for longer
+
+    def __post_init__(self):
+        if not (isinstance(self.exponent, (int, float)) and math.isfinite(self.exponent) and self.exponent > 0):
+            raise ValueError(f"exponent must be a finite number > 0; got {self.exponent!r}")
+
+    def _alpha(self, t):
+        return 1 - t**self.exponent
+
+    def _dalpha(self, t):
+        return -self.exponent * t ** (self.exponent - 1)
+
+
+@dataclass(frozen=True)
+class LogLinearSchedule(Schedule):
+    """The log-linear noise of SEDD and MDLM: total noise sigma(t) = -log(1 - (1 - eps) t),
+    alpha(t) = exp(-sigma(t)) = 1 - (1 - eps) t.
+
+    alpha(1) = eps, not 0: the sequence is never fully masked, which keeps sigma finite.
+    Its weight is 1/t, like the linear schedule's.
+    """
+
+    eps: float = 1e-3  # in [0, 1); the probability that a token survives to t = 1
+
+    def __post_init__(self):
+        if not (isinstance(self.eps, (int, float)) and 0 <= self.eps < 1):
+            raise ValueError(f"eps must be a number in [0, 1); got {self.eps!r}")
+
+    def sigma(self, t) -> torch.Tensor:
+        """The total noise sigma(t) = -log alpha(t)."""
+        return -torch.log(self.alpha(t))
+
+    def _alpha(self, t):
+        return 1 - (1 - self.eps) * t
+
+    def _dalpha(self, t):
+        return torch.full_like(t, -(1 - self.eps))
