@@ -13,6 +13,7 @@ Modules (one concept of the paper each):
 - ``oracle``           the exact denoiser of a finite dataset                  (Assumption 1)
 - ``toy``              the paper's 100-sequence example                        (Section 3.2.2)
 - ``zipf``             Zipf pmf, the distance bound, Metrics 1-3, Table 2      (Sections 3.2.3-3.3)
+- ``markov``           Zipf Markov chains: exact marginals at distance n        (Section 3.2.3)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf")
+_SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "notebook")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -124,7 +124,7 @@ def t_step_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_
     return NelboEstimate(per_sequence.mean(), per_sequence, per_token, nll, weight, t, x_t)
 
 
-def _gauss_legendre(f, n: int = 400) -> float:
+def quad_unit_interval(f, n: int = 400) -> float:
     """int_0^1 f(t) dt by Gauss-Legendre quadrature on n nodes (exact for polynomials of degree < 2n)."""
     nodes, weights = np.polynomial.legendre.leggauss(n)
     t = torch.as_tensor((nodes + 1) / 2, dtype=torch.float64)
@@ -160,7 +160,7 @@ def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_ste
     else:
         if schedule is None:
             raise ValueError("weighted=False needs a schedule: the unweighted loss depends on it")
-        coeff = torch.tensor([_gauss_legendre(lambda t: (1 - schedule.alpha(t)) ** j * schedule.alpha(t) ** (seq_len - j))
+        coeff = torch.tensor([quad_unit_interval(lambda t: (1 - schedule.alpha(t)) ** j * schedule.alpha(t) ** (seq_len - j))
                               for j in range(seq_len + 1)], dtype=torch.float64)
     coeff[0] = 0.0  # a pattern with no mask contributes no term
     return coeff

@@ -86,6 +86,33 @@ class OracleDenoiser:
         """Logits (log-probabilities) (B, L, V) of the exact conditional marginals."""
         return torch.log(self.conditional_probs(x_t))
 
+    def time_conditioned_probs(self, x_t: torch.Tensor, t, schedule) -> torch.Tensor:
+        """p(x^l = v | x_t, t) by Bayes' rule with the time kept in (B, L, V):
+
+            p(x_0 = x_n | x_t, t) = w_n q(x_t | x_n, t) / sum_m w_m q(x_t | x_m, t),
+
+        with q(x_t | x_0, t) from Eq. 3. The factor (1 - alpha_t)^k alpha_t^(L - k) is the same
+        for every sequence consistent with x_t, so it cancels and the result equals
+        ``conditional_probs(x_t)`` for every t in (0, 1): the reason the denoiser needs no time
+        input (Section 3.2.1).                                            [eq-time-free]
+
+        ``t`` is one time (a float) for the whole batch.
+        """
+        if torch.as_tensor(t).ndim != 0:
+            raise ValueError("t must be a single float here (one time for the whole batch)")
+        from .forward_process import forward_probs
+
+        self._check_xt(x_t)
+        q = forward_probs(self.data, t, schedule, self.mask_id, self.vocab_size)  # (N, L, V)
+        # q(x_t | x_n, t) = prod_l q(x_t^l | x_n^l, t) for every data row n and every row b of x_t
+        per_token = q[:, torch.arange(self.seq_len), x_t].permute(1, 0, 2)  # (N, B, L) -> (B, N, L)
+        likelihood = per_token.prod(-1)  # (B, N)
+        w = likelihood * self.probs  # (B, N)
+        if (w.sum(-1) == 0).any():
+            raise ValueError("x_t has probability 0 under q(x_t | x_0, t) for every data row")
+        onehot = F.one_hot(self.data, self.vocab_size).double()  # (N, L, V)
+        return torch.einsum("bn,nlv->blv", w, onehot) / w.sum(-1).view(-1, 1, 1)
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log p_data(x) of clean sequences x (B, L); -inf for sequences outside the data."""
         check_tokens("x", x, self.vocab_size, self.mask_id, allow_mask=False)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up a virtual environment in .venv (if absent), install the package with every extra,
+# and run the whole test suite: the unit tests in tests/ and nbval over every notebook in book/
+# (each stored output must be what the code produces today). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -d .venv ] || python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[dev]"
+python -m pytest tests book --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg \
+    --nbval-cell-timeout 600 "$@"
