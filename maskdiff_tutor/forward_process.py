@@ -96,13 +96,19 @@ def reverse_probs(x_t: torch.Tensor, x0_probs: torch.Tensor, s, t, schedule: Sch
     replaced by the denoiser's distribution ``x0_probs`` (B, L, V), which must put no mass on
     the mask (see ``denoiser_probs``). Unmasked tokens are carried over unchanged.
     """
-    if x0_probs.shape[:-1] != x_t.shape:
-        raise ValueError(f"x0_probs must have shape (B, L, V) with (B, L) = {tuple(x_t.shape)}; "
-                         f"got {tuple(x0_probs.shape)}")
+    _check_x0_probs(x0_probs, x_t, mask_id)
     vocab_size = x0_probs.shape[-1]
     if (x0_probs[..., mask_id].abs() > 1e-12).any():
         raise ValueError("x0_probs must put zero probability on mask_id (apply denoiser_probs to the logits)")
     return _reveal(x_t, x0_probs.double(), s, t, schedule, mask_id, vocab_size)
+
+
+def _check_x0_probs(x0_probs: torch.Tensor, x_t: torch.Tensor, mask_id: int) -> None:
+    """x0_probs must be (B, L, V) with (B, L) the shape of x_t, and mask_id an index into V."""
+    if not isinstance(x0_probs, torch.Tensor) or x0_probs.shape[:-1] != x_t.shape:
+        raise ValueError(f"x0_probs must have shape (B, L, V) with (B, L) = {tuple(x_t.shape)}; "
+                         f"got {tuple(getattr(x0_probs, 'shape', ()))}")
+    check_mask_id(mask_id, x0_probs.shape[-1])
 
 
 def _reveal(x_t, x0_probs, s, t, schedule, mask_id, vocab_size):
@@ -144,9 +150,11 @@ def reverse_kl(x_t: torch.Tensor, x0: torch.Tensor, x0_probs: torch.Tensor, s, t
                mask_id: int) -> torch.Tensor:
     """KL(q(x_s | x_t, x_0) || p_theta(x_s | x_t)) per token (B, L), in closed form (Eq. 7):
     zero at unmasked tokens, (alpha_s - alpha_t) / (1 - alpha_t) * (-log x_theta[x_0]) at masked ones."""
+    check_same_shape("x_t", x_t, "x0", x0)
+    _check_x0_probs(x0_probs, x_t, mask_id)
     vocab_size = x0_probs.shape[-1]
     check_tokens("x0", x0, vocab_size, mask_id, allow_mask=False)
-    check_same_shape("x_t", x_t, "x0", x0)
+    check_tokens("x_t", x_t, vocab_size, mask_id, allow_mask=True)
     s_, t_ = _per_sequence("s", s, x_t), _per_sequence("t", t, x_t)
     check_time_order(s_, t_)
     alpha_s, alpha_t = schedule.alpha(s_), schedule.alpha(t_)

@@ -95,7 +95,7 @@ def continuous_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, m
     nll = _masked_nll(denoiser, x_t, x0, mask_id)  # (B, L)
     weight = schedule.weight(t)  # (B,)
     # L_inf = E_t E_{x_t} [ w(t) sum_l 1[x_t^l = m] (-log p_theta(x_0^l | x_t)) ]     [eq-13]
-    per_token = weight.unsqueeze(-1) * nll  # (B, L)
+    per_token = torch.where(x_t == mask_id, weight.unsqueeze(-1) * nll, torch.zeros_like(nll))  # (B, L)
     per_sequence = per_token.sum(-1)  # (B,)
     return NelboEstimate(per_sequence.mean(), per_sequence, per_token, nll, weight, t, x_t)
 
@@ -186,6 +186,8 @@ def exact_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, schedule: Sc
         _check(x0, schedule, mask_id)
     else:
         check_tokens("x0", x0, None, mask_id, allow_mask=False)
+        if x0.ndim != 2:
+            raise ValueError(f"x0 must have shape (B, L); got {tuple(x0.shape)}")
     batch, seq_len = x0.shape
     patterns = mask_patterns(seq_len)  # (P, L)
     coeff = pattern_coefficients(seq_len, schedule, num_steps, weighted)[patterns.sum(-1)]  # (P,)

@@ -56,8 +56,9 @@ class OracleDenoiser:
         if weights is None:
             weights = torch.ones(data.shape[0], dtype=torch.float64)
         weights = torch.as_tensor(weights, dtype=torch.float64)
-        if weights.shape != (data.shape[0],) or (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError(f"weights must be a non-negative tensor of shape ({data.shape[0]},) with a positive sum")
+        if (weights.shape != (data.shape[0],) or not torch.isfinite(weights).all() or (weights < 0).any()
+                or weights.sum() <= 0):
+            raise ValueError(f"weights must be a finite non-negative tensor of shape ({data.shape[0]},) with a positive sum")
         return cls(data=data.long(), probs=weights / weights.sum(), mask_id=mask_id, vocab_size=vocab_size)
 
     @property

@@ -30,9 +30,12 @@ class Schedule:
         return self._dalpha(check_times("t", t))
 
     def weight(self, t) -> torch.Tensor:
-        """The NELBO weight w(t) = -alpha'(t) / (1 - alpha(t)); infinite where alpha(t) = 1."""
-        t = check_times("t", t)
-        # w(t) = -alpha'(t) / (1 - alpha(t))     [eq-nelbo-weight]; 1/t for the linear schedule
+        """The NELBO weight w(t) = -alpha'(t) / (1 - alpha(t)); infinite at t = 0."""
+        return self._weight(check_times("t", t))
+
+    def _weight(self, t: torch.Tensor) -> torch.Tensor:
+        # w(t) = -alpha'(t) / (1 - alpha(t))     [eq-nelbo-weight]; 1/t for the linear schedule.
+        # Subclasses give closed forms: 1 - alpha(t) loses every digit when t is tiny.
         return -self._dalpha(t) / (1 - self._alpha(t))
 
     def _alpha(self, t: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -52,6 +55,9 @@ class LinearSchedule(Schedule):
     def _dalpha(self, t):
         return -torch.ones_like(t)
 
+    def _weight(self, t):
+        return 1 / t
+
 
 @dataclass(frozen=True)
 class CosineSchedule(Schedule):
@@ -63,6 +69,10 @@ class CosineSchedule(Schedule):
 
     def _dalpha(self, t):
         return -(math.pi / 2) * torch.sin(math.pi * t / 2)
+
+    def _weight(self, t):
+        # (pi/2) sin(x) / (1 - cos(x)) with x = pi t / 2 is (pi/2) / tan(x / 2)
+        return (math.pi / 2) / torch.tan(math.pi * t / 4)
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,9 @@ class PolynomialSchedule(Schedule):
 
     def _dalpha(self, t):
         return -self.exponent * t ** (self.exponent - 1)
+
+    def _weight(self, t):
+        return self.exponent / t
 
 
 @dataclass(frozen=True)
@@ -106,3 +119,6 @@ class LogLinearSchedule(Schedule):
 
     def _dalpha(self, t):
         return torch.full_like(t, -(1 - self.eps))
+
+    def _weight(self, t):
+        return 1 / t

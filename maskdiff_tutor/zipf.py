@@ -11,16 +11,17 @@ The argument, in the book's words:
   omega2 = 2^(-s) / H_{N,s}                                                     [eq-15].
 - Assumption 4: a token is the most probable successor of at most one token.
 - Then the top probability p_n of a [MASK] at distance n from the last unmasked token obeys
-  p_n <= omega2 + (omega1 - omega2) p_(n-1), p_0 = 1                             [eq-16]
-  p_n <= p* + (omega1 - omega2)^n (1 - p*)                                       [eq-17]
-  p_n -> p* = omega2 / (1 - (omega1 - omega2))   as n grows                      [eq-18]
+  p_n <= omega2 + (omega1 - omega2) p_(n-1), p_0 = 1 [eq-16]; so
+  p_n <= p* + (omega1 - omega2)^n (1 - p*) [eq-17], which tends to
+  p* = omega2 / (1 - (omega1 - omega2)) as n grows [eq-18].
 
 Metrics 1-3 as this book reads them (the paper's own text was not available when this was
 written; see the chapter): k tokens decoded in parallel after one unmasked token sit at
 distances 1..k, so the probability the decoder gives them is at most
-    Metric 1: J_k = prod_{n=1}^{k} p_bar_n                                      [eq-metric-1]
-    Metric 2: PPL_k = J_k^(-1/k), a lower bound on the perplexity of the block  [eq-metric-2]
-    Metric 3: PPL_k / PPL_1, the price of parallelism against one token a step [eq-metric-3]
+
+- Metric 1: J_k = prod_{n=1}^{k} p_bar_n                                        [eq-metric-1]
+- Metric 2: PPL_k = J_k^(-1/k), a lower bound on the perplexity of the block    [eq-metric-2]
+- Metric 3: PPL_k / PPL_1, the price of parallelism against one token a step   [eq-metric-3]
 """
 
 from __future__ import annotations

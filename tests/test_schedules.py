@@ -85,7 +85,10 @@ def test_loglinear_sigma_is_minus_log_alpha():
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_weight_is_minus_dalpha_over_one_minus_alpha(schedule):
     expected = -schedule.dalpha(INTERIOR) / (1 - schedule.alpha(INTERIOR))
-    torch.testing.assert_close(schedule.weight(INTERIOR), expected, rtol=1e-14, atol=0)
+    # The reference loses digits in 1 - alpha(t) where it is small (relative error about
+    # 1e-16 / (1 - alpha), 1e-10 for t**3 at t = 0.01); the
+    # schedules' closed forms do not, so the two agree to 1e-9 rather than to the last bit.
+    torch.testing.assert_close(schedule.weight(INTERIOR), expected, rtol=1e-9, atol=0)
     assert (schedule.weight(INTERIOR) > 0).all()
 
 

@@ -1,0 +1,553 @@
+"""Tests of maskdiff_tutor.nelbo: time sampling, the pattern coefficients, the exact NELBO by
+enumeration and the Monte Carlo estimators (paper Eq. 10-13), against quadrature, brute-force
+expectations over every x_t, and the true NLL of the toy data."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from maskdiff_tutor.nelbo import (
+    NelboEstimate,
+    continuous_nelbo,
+    exact_nelbo,
+    mask_patterns,
+    pattern_coefficients,
+    sample_times,
+    t_step_nelbo,
+)
+from maskdiff_tutor.schedules import CosineSchedule, LinearSchedule, LogLinearSchedule, PolynomialSchedule
+from maskdiff_tutor.toy import toy_dataset
+
+# Schedules with alpha(0) = 1 and alpha(1) = 0 (the NELBO needs both).
+SCHEDULES = [
+    pytest.param(LinearSchedule(), id="linear"),
+    pytest.param(CosineSchedule(), id="cosine"),
+    pytest.param(PolynomialSchedule(exponent=0.5), id="poly0.5"),
+    pytest.param(PolynomialSchedule(exponent=2.0), id="poly2"),
+    pytest.param(PolynomialSchedule(exponent=3.0), id="poly3"),
+    pytest.param(LogLinearSchedule(eps=0.0), id="loglinear0"),
+]
+
+# Continuous-time Monte Carlo needs a finite variance of w(t) * (masked NLL). Near t = 0 one token is
+# masked with probability ~ 1 - alpha(t), so the variance has the integrand w(t)^2 (1 - alpha(t)) =
+# alpha'(t)^2 / (1 - alpha(t)): ~ 1/t (infinite variance) for the linear schedule, but bounded for the
+# cosine (-> pi^2 / 2) and quadratic (-> 4) schedules. The MC tests use the latter two.
+FINITE_VARIANCE_SCHEDULES = [pytest.param(CosineSchedule(), id="cosine"),
+                             pytest.param(PolynomialSchedule(exponent=2.0), id="poly2")]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return toy_dataset()
+
+
+@pytest.fixture(scope="module")
+def oracle(toy):
+    return toy.oracle()
+
+
+# A few toy rows covering the four (x^1, x^2) pairs: AB rows 0..33, AB' 34..54, A'B 55..89, A'B' 90..99.
+TOY_ROWS = [0, 33, 34, 54, 55, 89, 90, 99]
+
+
+def _quad(f, n: int = 200) -> float:
+    """int_0^1 f(t) dt by Gauss-Legendre quadrature (our own, independent of the package's)."""
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    t = torch.as_tensor((nodes + 1) / 2, dtype=torch.float64)
+    return float((torch.as_tensor(weights, dtype=torch.float64) / 2 * f(t)).sum())
+
+
+class PatternDenoiser:
+    """A denoiser that depends on x_t: fixed random logits for each mask pattern of x_t."""
+
+    def __init__(self, seq_len: int, vocab_size: int, mask_id: int, seed: int):
+        self.mask_id = mask_id
+        self.table = 2 * torch.randn(2**seq_len, seq_len, vocab_size, generator=_gen(seed), dtype=torch.float64)
+        self.bits = 2 ** torch.arange(seq_len)
+
+    def __call__(self, x_t):
+        index = ((x_t == self.mask_id).long() * self.bits).sum(-1)  # (B,)
+        return self.table[index]
+
+    def log_probs(self, x_t):
+        """log p_theta(. | x_t) with the mask removed: (B, L, V)."""
+        logits = self(x_t).clone()
+        logits[..., self.mask_id] = -math.inf
+        return torch.log_softmax(logits, -1)
+
+
+# ----------------------------------------------------------------------------- sample_times
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 7, 64, 1000])
+def test_antithetic_times_are_evenly_spaced_mod_one(batch_size):
+    for seed in range(5):
+        t = sample_times(batch_size, _gen(seed), antithetic=True)
+        assert t.shape == (batch_size,) and t.dtype == torch.float64
+        assert ((t > 0) & (t <= 1)).all()
+        # the formula: t_b = 1 - ((u + b / B) mod 1) with u the generator's first float64 draw
+        u = torch.rand((), generator=_gen(seed), dtype=torch.float64)
+        expected = 1 - torch.remainder(u + torch.arange(batch_size, dtype=torch.float64) / batch_size, 1.0)
+        torch.testing.assert_close(t, expected, rtol=0, atol=0)
+        # on the circle [0, 1) the sorted times have gaps of exactly 1 / B
+        s = torch.sort(torch.remainder(t, 1.0)).values
+        gaps = torch.diff(torch.cat([s, s[:1] + 1]))
+        torch.testing.assert_close(gaps, torch.full((batch_size,), 1 / batch_size, dtype=torch.float64),
+                                   rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("antithetic", [True, False])
+def test_times_are_uniform(antithetic):
+    # Each t_b is U(0, 1]: mean 1/2 (sd 1/sqrt(12)) and P(t <= 1/4) = 1/4, within 4 standard errors.
+    g = _gen(0)
+    n = 4000
+    first = torch.stack([sample_times(5, g, antithetic)[0] for _ in range(n)])
+    assert ((first > 0) & (first <= 1)).all()
+    assert abs(first.mean().item() - 0.5) <= 4 * math.sqrt(1 / 12 / n)
+    assert abs((first <= 0.25).double().mean().item() - 0.25) <= 4 * math.sqrt(0.25 * 0.75 / n)
+
+
+def test_independent_times():
+    t = sample_times(100_000, _gen(1), antithetic=False)
+    assert t.shape == (100_000,) and ((t > 0) & (t <= 1)).all()
+    assert abs(t.mean().item() - 0.5) <= 4 * math.sqrt(1 / 12 / 100_000)
+    # not a lattice: the gaps of the sorted times are not all equal
+    assert torch.diff(torch.sort(t).values).std() > 1e-7
+    torch.testing.assert_close(t, 1 - torch.rand(100_000, generator=_gen(1), dtype=torch.float64), rtol=0, atol=0)
+
+
+def test_sample_times_is_repeatable():
+    assert torch.equal(sample_times(10, _gen(3)), sample_times(10, _gen(3)))
+    assert not torch.equal(sample_times(10, _gen(3)), sample_times(10, _gen(4)))
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.0, True, None])
+def test_bad_batch_size_raises(batch_size):
+    with pytest.raises(ValueError, match="^batch_size must be an int >= 1"):
+        sample_times(batch_size)
+
+
+# ----------------------------------------------------------------------------- pattern coefficients
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("seq_len", [1, 2, 5, 8])
+def test_weighted_coefficients_are_schedule_invariant(schedule, seq_len):
+    # c_k = int_0^1 w(t) (1 - alpha_t)^k alpha_t^(L - k) dt = 1 / (k binom(L, k)) for every schedule.
+    closed = torch.tensor([0.0] + [1 / (k * math.comb(seq_len, k)) for k in range(1, seq_len + 1)],
+                          dtype=torch.float64)
+    coeff = pattern_coefficients(seq_len)
+    assert coeff.shape == (seq_len + 1,) and coeff.dtype == torch.float64
+    torch.testing.assert_close(coeff, closed, rtol=1e-14, atol=0)
+    torch.testing.assert_close(pattern_coefficients(seq_len, schedule), closed, rtol=1e-14, atol=0)
+
+    def integrand(k):
+        def f(t):
+            a = schedule.alpha(t)
+            return schedule.weight(t) * (1 - a) ** k * a ** (seq_len - k)
+        return f
+
+    for k in range(1, seq_len + 1):
+        if isinstance(schedule, PolynomialSchedule) and schedule.exponent < 1:
+            # w(t) (1 - alpha)^k ~ t^(k e - 1) is singular at 0 for k e < 1: substitute t = u^2 (dt = 2u du)
+            f = integrand(k)
+            value = _quad(lambda u: f(u**2) * 2 * u)
+        else:
+            value = _quad(integrand(k))
+        assert value == pytest.approx(float(closed[k]), rel=1e-10), k
+
+
+@pytest.mark.parametrize("seq_len", [1, 3, 6])
+def test_unweighted_coefficients(seq_len):
+    # Linear: int_0^1 t^k (1 - t)^(L - k) dt = B(k + 1, L - k + 1) = 1 / ((L + 1) binom(L, k)).
+    coeff = pattern_coefficients(seq_len, LinearSchedule(), weighted=False)
+    expected = torch.tensor([0.0] + [1 / ((seq_len + 1) * math.comb(seq_len, k)) for k in range(1, seq_len + 1)],
+                            dtype=torch.float64)
+    torch.testing.assert_close(coeff, expected, rtol=1e-12, atol=0)
+    # Cosine: our own quadrature; it differs from the linear schedule's (the unweighted loss depends on it)
+    cos = CosineSchedule()
+    coeff_cos = pattern_coefficients(seq_len, cos, weighted=False)
+    for k in range(1, seq_len + 1):
+        value = _quad(lambda t: (1 - cos.alpha(t)) ** k * cos.alpha(t) ** (seq_len - k))
+        assert float(coeff_cos[k]) == pytest.approx(value, rel=1e-10)
+    assert coeff_cos[0] == 0
+    assert not torch.allclose(coeff_cos, coeff)
+
+
+def _t_step_coefficients_loop(seq_len, schedule, T):
+    """Eq. 10 coefficients by an explicit loop over steps and pattern sizes."""
+    out = [0.0] * (seq_len + 1)
+    for i in range(1, T + 1):
+        a_s, a_t = float(schedule.alpha((i - 1) / T)), float(schedule.alpha(i / T))
+        for k in range(1, seq_len + 1):
+            out[k] += (1 - a_t) ** k * a_t ** (seq_len - k) * (a_s - a_t) / (1 - a_t)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("T", [1, 2, 3, 10, 64])
+def test_t_step_coefficients_match_the_definition(schedule, T):
+    seq_len = 5
+    coeff = pattern_coefficients(seq_len, schedule, num_steps=T)
+    torch.testing.assert_close(coeff, _t_step_coefficients_loop(seq_len, schedule, T), rtol=1e-12, atol=1e-15)
+    # sum_k binom(L, k) k c_k = L for every T: each token is revealed exactly once
+    total = sum(math.comb(seq_len, k) * k * float(coeff[k]) for k in range(seq_len + 1))
+    assert total == pytest.approx(seq_len, rel=1e-12)
+    if T == 1:  # one step: everything is masked at t = 1 and revealed at once
+        torch.testing.assert_close(coeff, torch.tensor([0, 0, 0, 0, 0, 1], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_t_step_coefficients_converge_to_the_continuous_ones(schedule):
+    seq_len = 6
+    continuous = pattern_coefficients(seq_len)
+    # the continuous coefficients satisfy the same identity sum_k binom(L, k) k c_k = L
+    assert sum(math.comb(seq_len, k) * k * float(continuous[k]) for k in range(seq_len + 1)) == pytest.approx(6)
+    errors = [float((pattern_coefficients(seq_len, schedule, num_steps=T) - continuous).abs().max())
+              for T in (1, 4, 16, 64, 256, 1024, 4096)]
+    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 2e-3, errors  # O(1/T)
+
+
+# ----------------------------------------------------------------------------- exact NELBO on the toy data
+
+
+def test_continuous_nelbo_of_the_exact_denoiser_is_the_true_nll(toy, oracle):
+    # The ELBO is tight for the exact denoiser: every toy sequence has NLL log 100.
+    nelbo = exact_nelbo(oracle, toy.data, toy.mask_id)
+    assert nelbo.shape == (100,) and nelbo.dtype == torch.float64
+    torch.testing.assert_close(nelbo, -oracle.log_prob(toy.data), rtol=1e-12, atol=0)
+    torch.testing.assert_close(nelbo, torch.full((100,), math.log(100), dtype=torch.float64), rtol=1e-12, atol=0)
+    # the same with any valid schedule
+    for schedule in (CosineSchedule(), PolynomialSchedule(3.0)):
+        torch.testing.assert_close(exact_nelbo(oracle, toy.data[TOY_ROWS], toy.mask_id, schedule),
+                                   torch.full((len(TOY_ROWS),), math.log(100), dtype=torch.float64),
+                                   rtol=1e-12, atol=0)
+
+
+def test_one_step_nelbo_is_the_sum_of_marginal_nlls(toy, oracle):
+    # T = 1: all five tokens are revealed at once from the fully masked sequence, each from its marginal.
+    x0 = toy.data[TOY_ROWS]
+    p1, p2 = toy.pair_marginals()
+    expected = torch.tensor([-math.log(p1[int(r[0])]) - math.log(p2[int(r[1]) - 2]) + math.log(100) for r in x0],
+                            dtype=torch.float64)
+    for schedule in (LinearSchedule(), CosineSchedule()):
+        torch.testing.assert_close(exact_nelbo(oracle, x0, toy.mask_id, schedule, num_steps=1), expected,
+                                   rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("schedule", [pytest.param(LinearSchedule(), id="linear"),
+                                      pytest.param(CosineSchedule(), id="cosine"),
+                                      pytest.param(PolynomialSchedule(2.0), id="poly2")])
+def test_t_step_nelbo_decreases_to_the_continuous_one(toy, oracle, schedule):
+    x0 = toy.data[TOY_ROWS]
+    continuous = exact_nelbo(oracle, x0, toy.mask_id)
+    values = [exact_nelbo(oracle, x0, toy.mask_id, schedule, num_steps=T) for T in (1, 2, 4, 16, 256)]
+    for v in values:
+        assert (v >= continuous - 1e-12).all()
+    for coarse, fine in zip(values, values[1:]):
+        assert (fine < coarse).all()
+    assert (values[-1] - continuous).max() < 0.02
+
+
+# ----------------------------------------------------------------------------- exact NELBO against brute force
+
+
+def _brute_force_nelbo(denoiser, x0_row, mask_id, schedule, num_steps=None, weighted=True):
+    """E over every x_t of the NELBO integrand, summing q(x_t | x_0) explicitly (2^L states x_t),
+    by our own quadrature in continuous time and by the sum over steps of Eq. 10 for T steps."""
+    L = x0_row.shape[0]
+    states = []  # (x_t, masked positions)
+    for pattern in itertools.product([False, True], repeat=L):
+        x_t = torch.tensor([mask_id if m else int(v) for m, v in zip(pattern, x0_row)])
+        states.append((x_t, pattern))
+    x_ts = torch.stack([x for x, _ in states])
+    log_p = denoiser.log_probs(x_ts)  # (2^L, L, V)
+    nll = [sum(-float(log_p[j, l, x0_row[l]]) for l in range(L) if pattern[l]) for j, (_, pattern) in
+           enumerate(states)]
+    n_masked = [sum(pattern) for _, pattern in states]
+
+    def expected_nll(t):  # sum over x_t of q(x_t | x_0) * masked NLL, at a tensor of times
+        a = schedule.alpha(t)
+        return sum((1 - a) ** k * a ** (L - k) * v for k, v in zip(n_masked, nll))
+
+    if num_steps is None:
+        if weighted:
+            return _quad(lambda t: schedule.weight(t) * expected_nll(t))
+        return _quad(expected_nll)
+    total = 0.0
+    for i in range(1, num_steps + 1):
+        a_s, a_t = float(schedule.alpha((i - 1) / num_steps)), float(schedule.alpha(i / num_steps))
+        total += (a_s - a_t) / (1 - a_t) * float(expected_nll(torch.tensor(i / num_steps, dtype=torch.float64)))
+    return total
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_nelbo_against_brute_force_expectation(seed):
+    L, V, mask_id = 4, 5, 2
+    den = PatternDenoiser(L, V, mask_id, seed)
+    x0 = torch.tensor([[0, 1, 3, 4], [4, 4, 0, 1]])
+    lin, cos = LinearSchedule(), CosineSchedule()
+    cont = exact_nelbo(den, x0, mask_id)
+    unweighted_lin = exact_nelbo(den, x0, mask_id, lin, weighted=False)
+    unweighted_cos = exact_nelbo(den, x0, mask_id, cos, weighted=False)
+    for b in range(2):
+        # the linear schedule makes the integrand a polynomial: Gauss-Legendre is exact
+        assert float(cont[b]) == pytest.approx(_brute_force_nelbo(den, x0[b], mask_id, lin), rel=1e-11)
+        assert float(cont[b]) == pytest.approx(_brute_force_nelbo(den, x0[b], mask_id, cos), rel=1e-9)
+        assert float(unweighted_lin[b]) == pytest.approx(
+            _brute_force_nelbo(den, x0[b], mask_id, lin, weighted=False), rel=1e-11)
+        assert float(unweighted_cos[b]) == pytest.approx(
+            _brute_force_nelbo(den, x0[b], mask_id, cos, weighted=False), rel=1e-10)
+        for schedule, T in ((lin, 1), (lin, 3), (cos, 5), (PolynomialSchedule(2.0), 8)):
+            value = float(exact_nelbo(den, x0[b:b + 1], mask_id, schedule, num_steps=T)[0])
+            assert value == pytest.approx(_brute_force_nelbo(den, x0[b], mask_id, schedule, T), rel=1e-12)
+
+
+def test_context_free_denoiser_nelbo_is_the_sum_of_its_nlls():
+    # A denoiser that ignores x_t costs c_l = -log p_l(x0^l) per position, and every token is revealed once:
+    # continuous and T-step NELBO both equal sum_l c_l.
+    L, V, mask_id = 5, 6, 5
+    logits = torch.randn(L, V, generator=_gen(3), dtype=torch.float64)
+    den = lambda x_t: logits.expand(x_t.shape[0], -1, -1)  # noqa: E731
+    x0 = torch.tensor([[0, 1, 2, 3, 4], [4, 4, 4, 0, 0]])
+    log_p = torch.log_softmax(logits[:, :mask_id], -1)
+    expected = -log_p.gather(-1, x0.T).T.sum(-1)  # (B,)
+    torch.testing.assert_close(exact_nelbo(den, x0, mask_id), expected, rtol=1e-12, atol=0)
+    for schedule, T in ((LinearSchedule(), 1), (CosineSchedule(), 7)):
+        torch.testing.assert_close(exact_nelbo(den, x0, mask_id, schedule, num_steps=T), expected, rtol=1e-12, atol=0)
+
+
+def test_mask_patterns():
+    p = mask_patterns(3)
+    assert p.shape == (8, 3) and p.dtype == torch.bool
+    assert len({tuple(r) for r in p.tolist()}) == 8
+    assert mask_patterns(16).shape == (2**16, 16)
+
+
+# ----------------------------------------------------------------------------- Monte Carlo vs exact
+
+
+def _assert_within_standard_errors(est: NelboEstimate, exact: torch.Tensor, n_se: float = 4.0):
+    """The batch mean of the per-sequence estimates against the mean of their exact values.
+
+    The standard error is the sample sd over sqrt(B). Under antithetic times the estimates are
+    stratified, which can only make this i.i.d. standard error larger than the true one (conservative)."""
+    B = est.per_sequence.shape[0]
+    se = est.per_sequence.std().item() / math.sqrt(B)
+    diff = abs(est.value.item() - exact.mean().item())
+    assert se > 0
+    assert diff <= n_se * se, (diff, se, est.value.item(), exact.mean().item())
+
+
+@pytest.mark.parametrize("antithetic", [True, False], ids=["antithetic", "independent"])
+@pytest.mark.parametrize("schedule", FINITE_VARIANCE_SCHEDULES)
+def test_continuous_nelbo_mc_matches_exact_on_toy(toy, oracle, schedule, antithetic):
+    x0 = toy.data.repeat(200, 1)  # B = 20000: standard error ~0.05 nats against log 100 = 4.6
+    est = continuous_nelbo(oracle, x0, schedule, toy.mask_id, _gen(11), antithetic)
+    _assert_within_standard_errors(est, torch.full((x0.shape[0],), math.log(100), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("antithetic", [True, False], ids=["antithetic", "independent"])
+@pytest.mark.parametrize(("schedule", "T"), [(LinearSchedule(), 4), (CosineSchedule(), 16), (LinearSchedule(), 1)],
+                         ids=["linear-4", "cosine-16", "linear-1"])
+def test_t_step_nelbo_mc_matches_exact_on_toy(toy, oracle, schedule, T, antithetic):
+    exact_rows = exact_nelbo(oracle, toy.data, toy.mask_id, schedule, num_steps=T)  # (100,)
+    x0 = toy.data.repeat(100, 1)
+    est = t_step_nelbo(oracle, x0, schedule, toy.mask_id, T, _gen(12), antithetic)
+    _assert_within_standard_errors(est, exact_rows.repeat(100))
+
+
+@pytest.mark.parametrize("antithetic", [True, False], ids=["antithetic", "independent"])
+def test_mc_matches_exact_for_random_denoisers(antithetic):
+    L, V, mask_id = 4, 5, 2
+    x0 = torch.tensor([[0, 1, 3, 4], [4, 4, 0, 1], [3, 3, 3, 3]]).repeat(3000, 1)  # B = 9000
+    fixed = torch.randn(L, V, generator=_gen(21))
+    context_free = lambda x_t: fixed.expand(x_t.shape[0], -1, -1)  # noqa: E731
+    pattern = PatternDenoiser(L, V, mask_id, seed=22)
+    for k, den in enumerate((context_free, pattern)):
+        exact_cont = exact_nelbo(den, x0[:3], mask_id).repeat(3000)
+        for j, schedule in enumerate((CosineSchedule(), PolynomialSchedule(2.0))):
+            est = continuous_nelbo(den, x0, schedule, mask_id, _gen(100 * k + j), antithetic)
+            _assert_within_standard_errors(est, exact_cont)
+        for j, (schedule, T) in enumerate(((LinearSchedule(), 3), (CosineSchedule(), 10))):
+            exact_t = exact_nelbo(den, x0[:3], mask_id, schedule, num_steps=T).repeat(3000)
+            est = t_step_nelbo(den, x0, schedule, mask_id, T, _gen(100 * k + 10 + j), antithetic)
+            _assert_within_standard_errors(est, exact_t)
+
+
+def test_t_step_antithetic_covers_every_step_equally():
+    # With B = m T antithetic times, each step i = 1..T is drawn exactly m times.
+    T, m = 8, 5
+    x0 = torch.zeros(T * m, 2, dtype=torch.long)
+    den = lambda x_t: torch.zeros(x_t.shape[0], 2, 3)  # noqa: E731
+    for seed in range(5):
+        est = t_step_nelbo(den, x0, LinearSchedule(), 2, T, _gen(seed), antithetic=True)
+        steps = torch.round(est.t * T).long()
+        assert torch.equal(torch.bincount(steps, minlength=T + 1)[1:], torch.full((T,), m))
+
+
+# ----------------------------------------------------------------------------- parts of an estimate
+
+
+def _check_parts(est: NelboEstimate, x0, mask_id, log_probs_fn):
+    B, L = x0.shape
+    assert est.per_sequence.shape == (B,) and est.per_token.shape == (B, L) and est.nll.shape == (B, L)
+    assert est.weight.shape == (B,) and est.t.shape == (B,) and est.x_t.shape == (B, L) and est.value.shape == ()
+    torch.testing.assert_close(est.per_sequence, est.per_token.sum(-1), rtol=1e-14, atol=0)
+    torch.testing.assert_close(est.per_token, est.weight[:, None] * est.nll, rtol=0, atol=0)
+    torch.testing.assert_close(est.value, est.per_sequence.mean(), rtol=1e-14, atol=0)
+    masked = est.x_t == mask_id
+    assert torch.equal(est.x_t[~masked], x0[~masked])  # x_t is reachable from x0
+    assert (est.nll[~masked] == 0).all()
+    log_p = log_probs_fn(est.x_t).gather(-1, x0.unsqueeze(-1)).squeeze(-1)  # (B, L)
+    torch.testing.assert_close(est.nll[masked], -log_p[masked], rtol=1e-12, atol=1e-14)
+    assert ((est.t > 0) & (est.t <= 1)).all()
+
+
+def test_continuous_estimate_parts(toy, oracle):
+    x0 = toy.data.repeat(3, 1)
+    schedule = CosineSchedule()
+    est = continuous_nelbo(oracle, x0, schedule, toy.mask_id, _gen(5))
+    _check_parts(est, x0, toy.mask_id, lambda x_t: torch.log(oracle.conditional_probs(x_t)))
+    torch.testing.assert_close(est.weight, schedule.weight(est.t), rtol=0, atol=0)
+    assert est.x_t.eq(toy.mask_id).any() and est.x_t.ne(toy.mask_id).any()
+
+
+@pytest.mark.parametrize("T", [1, 3, 10])
+def test_t_step_estimate_parts(T):
+    L, V, mask_id = 4, 5, 2
+    den = PatternDenoiser(L, V, mask_id, seed=7)
+    x0 = torch.tensor([[0, 1, 3, 4], [4, 4, 0, 1]]).repeat(50, 1)
+    schedule = CosineSchedule()
+    est = t_step_nelbo(den, x0, schedule, mask_id, T, _gen(8), antithetic=False)
+    _check_parts(est, x0, mask_id, den.log_probs)
+    step = est.t * T
+    torch.testing.assert_close(step, torch.round(step), rtol=0, atol=1e-12)  # t = i / T
+    s = est.t - 1 / T
+    a_s, a_t = schedule.alpha(s.clamp(min=0)), schedule.alpha(est.t)
+    torch.testing.assert_close(est.weight, T * (a_s - a_t) / (1 - a_t), rtol=1e-12, atol=1e-14)
+
+
+def test_estimators_are_repeatable():
+    toy = toy_dataset()
+    oracle = toy.oracle()
+    a = continuous_nelbo(oracle, toy.data, CosineSchedule(), toy.mask_id, _gen(1))
+    b = continuous_nelbo(oracle, toy.data, CosineSchedule(), toy.mask_id, _gen(1))
+    assert torch.equal(a.per_sequence, b.per_sequence) and torch.equal(a.x_t, b.x_t)
+    c = t_step_nelbo(oracle, toy.data, LinearSchedule(), toy.mask_id, 4, _gen(1))
+    d = t_step_nelbo(oracle, toy.data, LinearSchedule(), toy.mask_id, 4, _gen(1))
+    assert torch.equal(c.per_sequence, d.per_sequence)
+
+
+def test_continuous_estimate_is_finite_for_a_large_batch():
+    # 10^6 antithetic times always include one t < 1e-6. For alpha(t) = 1 - t^3 the weight there is
+    # 3 / t (finite) and the token is unmasked (NLL 0), so its term is 0: the estimate must not be NaN.
+    # (The true NELBO is log 2: a uniform denoiser over the two data ids.)
+    x0 = torch.zeros(1_000_000, 1, dtype=torch.long)
+    den = lambda x_t: torch.zeros(x_t.shape[0], 1, 3)  # noqa: E731
+    est = continuous_nelbo(den, x0, PolynomialSchedule(3.0), 2, _gen(0))
+    assert torch.isfinite(est.per_sequence).all()
+    assert torch.isfinite(est.value)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_schedule_with_alpha_one_not_zero_is_rejected(toy, oracle):
+    sch = LogLinearSchedule(eps=1e-3)  # alpha(1) = 1e-3
+    with pytest.raises(ValueError, match="^schedule must satisfy alpha"):
+        continuous_nelbo(oracle, toy.data, sch, toy.mask_id)
+    with pytest.raises(ValueError, match="^schedule must satisfy alpha"):
+        t_step_nelbo(oracle, toy.data, sch, toy.mask_id, 4)
+    with pytest.raises(ValueError, match="^schedule must satisfy alpha"):
+        exact_nelbo(oracle, toy.data[:2], toy.mask_id, sch)
+    with pytest.raises(ValueError, match="^schedule must satisfy alpha"):
+        exact_nelbo(oracle, toy.data[:2], toy.mask_id, sch, num_steps=4)
+
+
+@pytest.mark.parametrize("num_steps", [0, -2, 2.0, True])
+def test_bad_num_steps_raises(toy, oracle, num_steps):
+    with pytest.raises(ValueError, match="^num_steps must be an int >= 1"):
+        t_step_nelbo(oracle, toy.data, LinearSchedule(), toy.mask_id, num_steps)
+    with pytest.raises(ValueError, match="^num_steps must be an int >= 1"):
+        exact_nelbo(oracle, toy.data[:2], toy.mask_id, LinearSchedule(), num_steps=num_steps)
+    with pytest.raises(ValueError, match="^num_steps must be an int >= 1"):
+        pattern_coefficients(4, LinearSchedule(), num_steps=num_steps)
+
+
+def test_x0_containing_the_mask_raises(toy, oracle):
+    bad = toy.data[:2].clone()
+    bad[0, 4] = toy.mask_id
+    with pytest.raises(ValueError, match="^x0 is clean data"):
+        continuous_nelbo(oracle, bad, CosineSchedule(), toy.mask_id)
+    with pytest.raises(ValueError, match="^x0 is clean data"):
+        t_step_nelbo(oracle, bad, LinearSchedule(), toy.mask_id, 2)
+    with pytest.raises(ValueError, match="^x0 is clean data"):
+        exact_nelbo(oracle, bad, toy.mask_id)
+    with pytest.raises(ValueError, match="^x0 is clean data"):
+        exact_nelbo(oracle, bad, toy.mask_id, LinearSchedule(), num_steps=2)
+
+
+def test_x0_of_the_wrong_rank_raises(toy, oracle):
+    with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\)"):
+        continuous_nelbo(oracle, toy.data[0], CosineSchedule(), toy.mask_id)
+    with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\)"):
+        t_step_nelbo(oracle, toy.data[None], LinearSchedule(), toy.mask_id, 2)
+    with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\)"):
+        exact_nelbo(oracle, toy.data[0], toy.mask_id, LinearSchedule())
+    with pytest.raises(ValueError, match=r"^x0 must be an integer torch.Tensor"):
+        continuous_nelbo(oracle, toy.data.double(), CosineSchedule(), toy.mask_id)
+
+
+def test_exact_nelbo_without_schedule_checks_the_rank_of_x0(toy, oracle):
+    # Without a schedule exact_nelbo still needs x0 of shape (B, L); a 1-D x0 must be refused with a
+    # message that names x0, as it is when a schedule is given.
+    with pytest.raises(ValueError, match="x0"):
+        exact_nelbo(oracle, toy.data[0], toy.mask_id)
+
+
+def test_denoiser_returning_the_wrong_shape_raises(toy, oracle):
+    wrong_len = lambda x_t: oracle(x_t)[:, :4]  # noqa: E731
+    wrong_batch = lambda x_t: oracle(x_t)[:1]  # noqa: E731
+    for den in (wrong_len, wrong_batch):
+        with pytest.raises(ValueError, match="^the denoiser must return logits of shape"):
+            continuous_nelbo(den, toy.data, CosineSchedule(), toy.mask_id, _gen(0))
+        with pytest.raises(ValueError, match="^the denoiser must return logits of shape"):
+            t_step_nelbo(den, toy.data, LinearSchedule(), toy.mask_id, 4, _gen(0))
+        with pytest.raises(ValueError, match="^the denoiser must return logits of shape"):
+            exact_nelbo(den, toy.data[:2], toy.mask_id)
+
+
+def test_sequences_too_long_to_enumerate_raise():
+    with pytest.raises(ValueError, match="^seq_len must be <= 16"):
+        mask_patterns(17)
+    den = lambda x_t: torch.zeros(*x_t.shape, 3)  # noqa: E731
+    with pytest.raises(ValueError, match="^seq_len must be <= 16"):
+        exact_nelbo(den, torch.zeros(1, 17, dtype=torch.long), 2)
+    with pytest.raises(ValueError, match="^seq_len must be an int >= 1"):
+        mask_patterns(0)
+
+
+def test_pattern_coefficient_argument_errors():
+    with pytest.raises(ValueError, match="^seq_len must be an int >= 1"):
+        pattern_coefficients(0)
+    with pytest.raises(ValueError, match="^seq_len must be an int >= 1"):
+        pattern_coefficients(2.5)
+    with pytest.raises(ValueError, match="^num_steps needs a schedule"):
+        pattern_coefficients(3, None, num_steps=4)
+    with pytest.raises(ValueError, match="^num_steps needs a schedule and weighted=True"):
+        pattern_coefficients(3, LinearSchedule(), num_steps=4, weighted=False)
+    with pytest.raises(ValueError, match="^weighted=False needs a schedule"):
+        pattern_coefficients(3, weighted=False)
+    with pytest.raises(ValueError, match="^num_steps needs a schedule"):
+        exact_nelbo(lambda x: torch.zeros(*x.shape, 3), torch.zeros(1, 2, dtype=torch.long), 2, num_steps=3)
