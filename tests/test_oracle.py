@@ -210,3 +210,42 @@ def test_log_prob_errors():
         oracle.log_prob(torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="^x is clean data and must not contain the mask id 2"):
         oracle.log_prob(torch.tensor([[0, 2]]))
+
+
+def test_time_conditioned_posterior_is_bayes_and_equals_the_time_free_oracle():
+    from maskdiff_tutor.schedules import CosineSchedule, LinearSchedule
+
+    data = torch.tensor([[0, 1, 2], [0, 2, 2], [1, 1, 0], [0, 1, 2]])
+    weights = torch.tensor([1.0, 2.0, 3.0, 0.5], dtype=torch.float64)
+    oracle = OracleDenoiser.from_data(data, mask_id=3, vocab_size=4, weights=weights)
+    x_t = torch.tensor([[0, 3, 3], [3, 1, 3], [3, 3, 3]])
+    for schedule in (LinearSchedule(), CosineSchedule()):
+        for t in (0.1, 0.5, 0.9):
+            got = oracle.time_conditioned_probs(x_t, t, schedule)
+            alpha = float(schedule.alpha(t))
+            # brute force: Bayes' rule over data rows with the explicit masking likelihood
+            brute = torch.zeros(3, 3, 4, dtype=torch.float64)
+            for b in range(3):
+                post = torch.zeros(len(data), dtype=torch.float64)
+                for n in range(len(data)):
+                    lik = 1.0
+                    for l in range(3):
+                        if x_t[b, l] == 3:
+                            lik *= 1 - alpha
+                        elif x_t[b, l] == data[n, l]:
+                            lik *= alpha
+                        else:
+                            lik = 0.0
+                    post[n] = weights[n] * lik
+                post /= post.sum()
+                for n in range(len(data)):
+                    for l in range(3):
+                        brute[b, l, data[n, l]] += post[n]
+            torch.testing.assert_close(got, brute, rtol=0, atol=1e-14)
+            torch.testing.assert_close(got, oracle.conditional_probs(x_t), rtol=0, atol=1e-14)
+
+
+def test_time_conditioned_posterior_needs_one_time():
+    oracle = OracleDenoiser.from_data(torch.tensor([[0, 1]]), mask_id=2, vocab_size=3)
+    with pytest.raises(ValueError, match="t must be a single float"):
+        oracle.time_conditioned_probs(torch.tensor([[2, 1]]), torch.tensor([0.3]), None)
