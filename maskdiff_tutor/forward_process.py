@@ -28,6 +28,15 @@ def _per_sequence(name: str, t, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"{name} must be a float or a tensor of shape (B,) = ({x.shape[0]},); got shape {tuple(t.shape)}")
 
 
+def _alphas_between(name: str, x: torch.Tensor, s, t, schedule: Schedule, mask_id: int, vocab_size: int):
+    """Check the tokens x (B, L) and the times s <= t; return alpha_s and alpha_t shaped to broadcast."""
+    check_mask_id(mask_id, vocab_size)
+    check_tokens(name, x, vocab_size, mask_id, allow_mask=True)
+    s_, t_ = _per_sequence("s", s, x), _per_sequence("t", t, x)
+    check_time_order(s_, t_)
+    return schedule.alpha(s_), schedule.alpha(t_)
+
+
 def sample_xt(x0: torch.Tensor, t, schedule: Schedule, mask_id: int,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw x_t ~ q(x_t | x_0) (Eq. 3): each token is masked independently with probability 1 - alpha(t).
@@ -62,11 +71,7 @@ def transition_probs(x_s: torch.Tensor, s, t, schedule: Schedule, mask_id: int, 
 
     A mask stays a mask; an unmasked token survives with probability alpha_t / alpha_s.
     """
-    check_mask_id(mask_id, vocab_size)
-    check_tokens("x_s", x_s, vocab_size, mask_id, allow_mask=True)
-    s_, t_ = _per_sequence("s", s, x_s), _per_sequence("t", t, x_s)
-    check_time_order(s_, t_)
-    alpha_s, alpha_t = schedule.alpha(s_), schedule.alpha(t_)
+    alpha_s, alpha_t = _alphas_between("x_s", x_s, s, t, schedule, mask_id, vocab_size)
     if (alpha_s == 0).any():
         raise ValueError("s must satisfy alpha(s) > 0: from a fully masked state the transition is the identity")
     keep = (alpha_t / alpha_s).unsqueeze(-1)  # () or (B, 1, 1)
@@ -113,11 +118,7 @@ def _check_x0_probs(x0_probs: torch.Tensor, x_t: torch.Tensor, mask_id: int) -> 
 
 def _reveal(x_t, x0_probs, s, t, schedule, mask_id, vocab_size):
     """Shared body of Eq. 5 and Eq. 6."""
-    check_mask_id(mask_id, vocab_size)
-    check_tokens("x_t", x_t, vocab_size, mask_id, allow_mask=True)
-    s_, t_ = _per_sequence("s", s, x_t), _per_sequence("t", t, x_t)
-    check_time_order(s_, t_)
-    alpha_s, alpha_t = schedule.alpha(s_), schedule.alpha(t_)
+    alpha_s, alpha_t = _alphas_between("x_t", x_t, s, t, schedule, mask_id, vocab_size)
     if (alpha_t == 1).any():
         raise ValueError("t must satisfy alpha(t) < 1 (t > 0): at t = 0 nothing is masked")
     # probability of revealing a masked token between t and s
@@ -154,10 +155,7 @@ def reverse_kl(x_t: torch.Tensor, x0: torch.Tensor, x0_probs: torch.Tensor, s, t
     _check_x0_probs(x0_probs, x_t, mask_id)
     vocab_size = x0_probs.shape[-1]
     check_tokens("x0", x0, vocab_size, mask_id, allow_mask=False)
-    check_tokens("x_t", x_t, vocab_size, mask_id, allow_mask=True)
-    s_, t_ = _per_sequence("s", s, x_t), _per_sequence("t", t, x_t)
-    check_time_order(s_, t_)
-    alpha_s, alpha_t = schedule.alpha(s_), schedule.alpha(t_)
+    alpha_s, alpha_t = _alphas_between("x_t", x_t, s, t, schedule, mask_id, vocab_size)
     log_p_x0 = torch.log(x0_probs.double().gather(-1, x0.unsqueeze(-1)).squeeze(-1))  # (B, L)
     # KL = (alpha_s - alpha_t) / (1 - alpha_t) * (-log <x_theta(x_t), x_0>) at masked positions     [eq-7]
     return torch.where(x_t == mask_id, -(alpha_s - alpha_t) / (1 - alpha_t) * log_p_x0, torch.zeros_like(log_p_x0))

@@ -4,11 +4,7 @@
 # the package index, and no notebook execution: the book shows the outputs stored in book/*.ipynb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d .venv ] || python3 -m venv .venv
-. .venv/bin/activate
-python -m pip install -q --upgrade pip
-# torch first and pinned: a bare requirement would pull a multi-GB CUDA build on a CPU machine.
-python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
+. scripts/_venv.sh
 python -m pip install -q -e ".[book]"
 rm -rf _build
 jupyter-book build . -W -n --keep-going

@@ -4,10 +4,7 @@
 # (each stored output must be what the code produces today). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d .venv ] || python3 -m venv .venv
-. .venv/bin/activate
-python -m pip install -q --upgrade pip
-python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
+. scripts/_venv.sh
 python -m pip install -q -e ".[dev]"
 python -m pytest tests book --nbval --nbval-current-env --nbval-sanitize-with book/sanitize.cfg \
     --nbval-cell-timeout 600 "$@"
