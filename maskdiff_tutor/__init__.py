@@ -14,6 +14,12 @@ Modules (one concept of the paper each):
 - ``toy``              the paper's 100-sequence example                        (Section 3.2.2)
 - ``zipf``             Zipf pmf, the distance bound, Metrics 1-3, Table 2      (Sections 3.2.3-3.3)
 - ``markov``           Zipf Markov chains: exact marginals at distance n        (Section 3.2.3)
+- ``denoiser``         the small bidirectional transformer, save and load
+- ``objectives``       the weighted (NELBO) and unweighted training losses      (Eq. 13, Section 3.2.1)
+- ``train``            one train() function
+- ``samplers``         all-at-once, one-token-per-step, beam search           (Section 3.2.2)
+- ``device``           device choice and seeding, in one place
+- ``experiments``      one module per experiment: run(scale=..., device=..., seed=...)
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "notebook")
+_SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "denoiser",
+               "objectives", "train", "samplers", "device", "experiments", "notebook")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -49,10 +49,14 @@ def sample_xt(x0: torch.Tensor, t, schedule: Schedule, mask_id: int,
         generator: the source of randomness (seed it for repeatable draws).
     """
     check_tokens("x0", x0, vocab_size=None, mask_id=mask_id, allow_mask=False)
-    alpha_t = schedule.alpha(_per_sequence("t", t, x0))  # () or (B, 1)
-    u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)  # (B, L)
+    # draw on the generator's device in float64 (a CPU generator gives CPU and GPU runs the same
+    # masks, and MPS has no float64); only the boolean mask moves to x0's device
+    noise_device = generator.device if generator is not None else x0.device
+    alpha_t = schedule.alpha(_per_sequence("t", t, x0)).to(noise_device)  # () or (B, 1)
+    u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=noise_device)  # (B, L)
     # q(x_t | x_0) = Cat(x_t; alpha_t x_0 + (1 - alpha_t) m)     [eq-3]
-    return torch.where(u < 1 - alpha_t, torch.full_like(x0, mask_id), x0)
+    masked = (u < 1 - alpha_t).to(x0.device)  # (B, L)
+    return torch.where(masked, torch.full_like(x0, mask_id), x0)
 
 
 def forward_probs(x0: torch.Tensor, t, schedule: Schedule, mask_id: int, vocab_size: int) -> torch.Tensor:

@@ -1,0 +1,239 @@
+"""A small bidirectional transformer denoiser: x_t (B, L) -> logits (B, L, V).
+
+Book chapter "Joint versus marginal" and every chapter that trains a model. The network knows
+nothing of diffusion: objectives, samplers and the NELBO take it as any other denoiser callable.
+
+Pre-norm blocks, learned absolute (or rotary) positions, attention through
+``torch.nn.functional.scaled_dot_product_attention`` with an optional attention mask (later
+chapters pass block-causal masks), no time input by default (Section 3.2.1) and an optional time
+embedding to show it does not matter. Sizes come from a frozen config with named presets.
+
+Positions are learned and absolute by default. Rotary embeddings alone are relative: on a fully
+masked input every token is the same, every attention output is the same, and every position
+gets the same prediction, so the model cannot tell position 1 from position 5. With a prompt
+(an unmasked anchor) rotary positions work; ``rotary=True`` is there for that case.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    vocab_size: int  # V: every token id the model reads or predicts, the mask included
+    max_seq_len: int = 128  # the longest sequence the model accepts
+    d_model: int = 64  # width of the residual stream
+    n_layers: int = 2  # number of transformer blocks
+    n_heads: int = 4  # attention heads; d_model must be divisible by it
+    mlp_ratio: int = 4  # hidden width of the MLP is mlp_ratio * d_model
+    rotary: bool = False  # rotary (relative) positions instead of learned absolute ones; see below
+    time_conditioning: bool = False  # add an embedding of t to every position (not needed: Section 3.2.1)
+    dropout: float = 0.0  # dropout on attention weights and residual branches
+    tie_embeddings: bool = True  # the output head shares the token embedding matrix
+
+    def __post_init__(self):
+        for name in ("vocab_size", "max_seq_len", "d_model", "n_layers", "n_heads", "mlp_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}) "
+                             "into an even head size")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1); got {self.dropout!r}")
+
+    @classmethod
+    def preset(cls, name: str, vocab_size: int, max_seq_len: int, **overrides) -> "DenoiserConfig":
+        """A named size: one of ``PRESETS`` ("toy", "tiny", "small", "base")."""
+        if name not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
+        return cls(vocab_size=vocab_size, max_seq_len=max_seq_len, **{**PRESETS[name], **overrides})
+
+
+# Named sizes, from a model that trains in seconds on a CPU to ~100M parameters for a GPU
+# (with a 32k vocabulary: 85M in the blocks, 25M in the tied embedding).
+PRESETS = {
+    "toy": dict(d_model=64, n_layers=2, n_heads=4),  # ~0.1M + embeddings: the toy dataset on a CPU
+    "tiny": dict(d_model=128, n_layers=4, n_heads=4),  # ~0.8M: small languages on a CPU
+    "small": dict(d_model=384, n_layers=6, n_heads=6),  # ~11M: a laptop GPU or a patient CPU
+    "base": dict(d_model=768, n_layers=12, n_heads=12),  # ~85M in the blocks: a GPU
+}
+
+
+def rotary_tables(seq_len: int, head_dim: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles, each (L, head_dim / 2)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (hd/2,)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)  # (L, hd/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x_2i, x_2i+1) of x (B, H, L, hd) by position-dependent angles."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, L, hd/2) each
+    rotated = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, H, L, hd/2, 2)
+    return rotated.flatten(-2).type_as(x)  # (B, H, L, hd)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: DenoiserConfig):
+        super().__init__()
+        self.n_heads, self.dropout = config.n_heads, config.dropout
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.out = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def forward(self, h, rotary, attn_mask):
+        B, L, D = h.shape
+        q, k, v = self.qkv(h).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, L, hd)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        # bidirectional unless attn_mask says otherwise (True = may attend)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, L, hd)
+        return self.out(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+
+
+class Block(nn.Module):
+    def __init__(self, config: DenoiserConfig):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
+        self.attn = Attention(config)
+        self.mlp = nn.Sequential(nn.Linear(config.d_model, config.mlp_ratio * config.d_model), nn.GELU(approximate="tanh"),
+                                 nn.Linear(config.mlp_ratio * config.d_model, config.d_model))
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, h, rotary, attn_mask):
+        h = h + self.drop(self.attn(self.norm1(h), rotary, attn_mask))  # (B, L, D)
+        return h + self.drop(self.mlp(self.norm2(h)))  # (B, L, D)
+
+
+class Denoiser(nn.Module):
+    """The bidirectional transformer. ``model(x_t)`` returns logits (B, L, V)."""
+
+    def __init__(self, config: DenoiserConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.positions = None if config.rotary else nn.Embedding(config.max_seq_len, config.d_model)
+        self.time_mlp = (nn.Sequential(nn.Linear(config.d_model, config.d_model), nn.SiLU(),
+                                       nn.Linear(config.d_model, config.d_model))
+                         if config.time_conditioning else None)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.head.weight = self.embed.weight
+        if config.rotary:
+            cos, sin = rotary_tables(config.max_seq_len, config.d_model // config.n_heads)
+            self.register_buffer("rotary_cos", cos, persistent=False)  # (L_max, hd/2)
+            self.register_buffer("rotary_sin", sin, persistent=False)  # (L_max, hd/2)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Parameter count; with ``non_embedding`` the token (and position) embeddings are left out."""
+        total = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            total -= self.embed.weight.numel() + (self.positions.weight.numel() if self.positions is not None else 0)
+        return total
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Args:
+            x_t: token ids (B, L), L <= max_seq_len.
+            t: times (B,) in [0, 1]; required with time conditioning, refused without it.
+            attn_mask: optional boolean (L, L) or (B, 1, L, L), True where a query may attend
+                to a key; None is full bidirectional attention.
+        Returns logits (B, L, V) in float32 (or the autocast dtype).
+        """
+        self._check_input(x_t, t, attn_mask)
+        L = x_t.shape[1]
+        h = self.embed(x_t)  # (B, L, D)
+        if self.positions is not None:
+            h = h + self.positions(torch.arange(L, device=x_t.device))  # (B, L, D)
+        if self.time_mlp is not None:
+            h = h + self.time_mlp(time_embedding(t, self.config.d_model)).unsqueeze(1)  # (B, 1, D) broadcast
+        rotary = (self.rotary_cos[:L], self.rotary_sin[:L]) if self.config.rotary else None
+        for block in self.blocks:
+            h = block(h, rotary, attn_mask)  # (B, L, D)
+        return self.head(self.norm(h))  # (B, L, V)
+
+    def _check_input(self, x_t, t, attn_mask):
+        c = self.config
+        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"x_t must be an integer tensor of shape (B, L); got "
+                             f"{getattr(x_t, 'dtype', type(x_t).__name__)} of shape {tuple(getattr(x_t, 'shape', ()))}")
+        if x_t.shape[1] > c.max_seq_len:
+            raise ValueError(f"x_t has length {x_t.shape[1]}, longer than the model's max_seq_len = {c.max_seq_len}")
+        if x_t.numel() and (x_t.min() < 0 or x_t.max() >= c.vocab_size):
+            raise ValueError(f"x_t holds ids outside [0, {c.vocab_size - 1}] (the model's vocab_size = {c.vocab_size})")
+        if c.time_conditioning and t is None:
+            raise ValueError("t is required: this model was configured with time_conditioning=True")
+        if not c.time_conditioning and t is not None:
+            raise ValueError("t was given but the model has time_conditioning=False (it takes no time input)")
+        if t is not None and tuple(t.shape) != (x_t.shape[0],):
+            raise ValueError(f"t must have shape (B,) = ({x_t.shape[0]},); got {tuple(t.shape)}")
+        if attn_mask is not None and attn_mask.shape[-2:] != (x_t.shape[1], x_t.shape[1]):
+            raise ValueError(f"attn_mask must end in (L, L) = ({x_t.shape[1]}, {x_t.shape[1]}); got {tuple(attn_mask.shape)}")
+
+
+def time_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal embedding of times t (B,) in [0, 1], scaled by 1000: (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)  # (dim/2,)
+    args = 1000 * t.float().unsqueeze(-1) * freqs  # (B, dim/2)
+    return torch.cat([args.cos(), args.sin()], dim=-1)  # (B, dim)
+
+
+def save_denoiser(model: Denoiser, directory: str | pathlib.Path) -> pathlib.Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
+    from safetensors.torch import save_model
+
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(dataclasses.asdict(model.config), indent=2))
+    save_model(model, str(directory / "model.safetensors"))
+    return directory
+
+
+def load_denoiser(directory: str | pathlib.Path, device: str | torch.device = "cpu") -> Denoiser:
+    """Rebuild a model saved by ``save_denoiser``; a weights file that does not match the config
+    is an error that says what differs."""
+    from safetensors import safe_open
+    from safetensors.torch import load_model
+
+    directory = pathlib.Path(directory)
+    config_path, weights_path = directory / "config.json", directory / "model.safetensors"
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise ValueError(f"directory {str(directory)!r} has no {path.name}; save with save_denoiser")
+    fields = json.loads(config_path.read_text())
+    known = {f.name for f in dataclasses.fields(DenoiserConfig)}
+    if set(fields) - known:
+        raise ValueError(f"{config_path} has unknown fields {sorted(set(fields) - known)}")
+    model = Denoiser(DenoiserConfig(**fields))
+    expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    with safe_open(str(weights_path), framework="pt") as f:
+        stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    wrong = [f"{n}: file {stored[n]}, config {expected[n]}" for n in stored if n in expected and stored[n] != expected[n]]
+    if wrong:
+        raise ValueError(f"{weights_path} does not match {config_path}: shapes differ for " + "; ".join(wrong[:5]))
+    missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(device))
+    if missing or unexpected:
+        raise ValueError(f"{weights_path} does not match {config_path}: missing {sorted(missing)[:5]}, "
+                         f"unexpected {sorted(unexpected)[:5]}")
+    return model.to(device)

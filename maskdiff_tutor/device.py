@@ -1,0 +1,68 @@
+"""The one place where the compute device is chosen and randomness is seeded.
+
+Used by training and the experiments. ``pick_device()`` prefers CUDA, then Apple's MPS, then the
+CPU; a device that is asked for by name but absent is an error, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+DEVICE_KINDS = ("cuda", "mps", "cpu")
+
+
+def pick_device(requested: str | torch.device | None = None) -> torch.device:
+    """The device to compute on.
+
+    Args:
+        requested: None for the best available (cuda, then mps, then cpu), or a device name
+            such as "cpu", "cuda" or "cuda:1", which must exist.
+    """
+    if requested is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be None or one of {DEVICE_KINDS} (optionally with an index, "
+                         f"'cuda:1'); got {requested!r}") from error
+    if device.type not in DEVICE_KINDS:
+        raise ValueError(f"device must be None or one of {DEVICE_KINDS}; got {requested!r}")
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"device {requested!r} was requested but no such CUDA device is available "
+                         f"({torch.cuda.device_count()} found); pass device=None to use the best available")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                     and torch.backends.mps.is_available()):
+        raise ValueError(f"device {requested!r} was requested but MPS is not available; "
+                         "pass device=None to use the best available")
+    return device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's, torch's (all devices) global generators and return a fresh CPU generator
+    seeded with ``seed`` for code that takes an explicit ``torch.Generator``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def hardware_description(device: torch.device) -> dict:
+    """What ran a computation, for the records saved beside results."""
+    import platform
+
+    info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                    cuda=torch.version.cuda)
+    return info

@@ -1,0 +1,69 @@
+"""Training objectives of masked diffusion, one function each.
+
+Book chapter "Joint versus marginal" (paper Section 3.2.1). Both take any denoiser callable
+(``model(x_t) -> logits (B, L, V)``, or ``model(x_t, t)`` when ``time_input``) and return their
+parts, so the book can plot what the optimiser saw.
+
+- ``masked_diffusion_loss(weighted=True)``: the continuous-time NELBO of Eq. 13 per token,
+  w(t) sum_{masked l} -log p_theta(x_0^l | x_t) / (number of tokens).
+- ``masked_diffusion_loss(weighted=False)``: the same cross-entropy without w(t), the
+  "unweighted" objective; not a bound, same optimum (Section 3.2.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_tokens
+from .forward_process import sample_xt
+from .nelbo import sample_times
+from .schedules import Schedule
+
+
+@dataclass(frozen=True)
+class LossParts:
+    loss: torch.Tensor  # () what the optimiser minimises: weighted masked NLL summed, divided by num_tokens
+    nll: torch.Tensor  # (B, L) -log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere (detached)
+    weight: torch.Tensor  # (B,) the weight of each sequence: w(t) or 1
+    t: torch.Tensor  # (B,) sampled times
+    masked: torch.Tensor  # (B, L) True where x_t is the mask
+    num_tokens: int  # tokens that count (not padding)
+
+
+def masked_diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, mask_id: int,
+                          generator: torch.Generator | None = None, weighted: bool = True,
+                          pad_id: int | None = None, antithetic: bool = True, time_input: bool = False) -> LossParts:
+    """One Monte Carlo sample of the masked-diffusion loss for a batch x0 (B, L).
+
+    Args:
+        model: denoiser callable returning logits (B, L, V); the mask's logit is ignored.
+        x0: clean token ids (B, L), on the model's device.
+        schedule: alpha(t) and the weight w(t).
+        mask_id: id written at masked positions; not in x0.
+        generator: source of the times and masks (a CPU generator; results move to x0's device).
+        weighted: multiply by w(t) = -alpha'(t)/(1 - alpha(t)) (the NELBO, Eq. 13) or not.
+        pad_id: id of padding in x0; padding is never masked and never counted.
+        antithetic: low-discrepancy times (MDLM) instead of independent ones.
+        time_input: call ``model(x_t, t)`` for a time-conditioned model.
+    """
+    check_tokens("x0", x0, None, mask_id, allow_mask=False)
+    if x0.ndim != 2 or x0.numel() == 0:
+        raise ValueError(f"x0 must be a non-empty batch of shape (B, L); got {tuple(x0.shape)}")
+    t = sample_times(x0.shape[0], generator, antithetic)  # (B,) float64 on the CPU
+    x_t = sample_xt(x0, t, schedule, mask_id, generator)  # (B, L)
+    tokens = torch.ones_like(x0, dtype=torch.bool) if pad_id is None else x0 != pad_id  # (B, L)
+    x_t = torch.where(tokens, x_t, x0)  # padding stays itself
+    masked = x_t == mask_id  # (B, L)
+    logits = model(x_t, t.to(x0.device).float()) if time_input else model(x_t)  # (B, L, V)
+    # a clean token is never the mask: remove the mask from the softmax
+    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
+    nll = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # (B, L)
+    nll = torch.where(masked, nll, torch.zeros_like(nll))  # (B, L)
+    weight = (schedule.weight(t) if weighted else torch.ones_like(t)).to(x0.device).float()  # (B,)
+    num_tokens = int(tokens.sum())
+    # L = sum_b w(t_b) sum_{l masked} -log p_theta(x_0^l | x_t) / (number of tokens)     [eq-13]
+    loss = (weight.unsqueeze(-1) * nll).sum() / num_tokens
+    return LossParts(loss, nll.detach(), weight, t, masked, num_tokens)

@@ -1,0 +1,125 @@
+"""Decoding strategies for masked diffusion, one flat function each.
+
+Book chapter "Joint versus marginal" (paper Section 3.2.2); the chapters on parallel sampling,
+generation order and blocks add more. Every sampler takes any denoiser callable
+``x_t (B, L) -> logits (B, L, V)`` and the mask id, fills the masks of ``x`` and returns a
+``Decoded`` with the tokens and the number of denoiser calls (function evaluations, NFE).
+Sampling uses the Gumbel-max trick in float64: lower precision lowers the effective
+temperature (Zheng et al., 2024).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._checks import check_positive_int, check_tokens
+
+
+@dataclass(frozen=True)
+class Decoded:
+    tokens: torch.Tensor  # (B, L) the filled sequences
+    nfe: int  # denoiser calls made
+    order: torch.Tensor | None = None  # (B, L) step at which each position was decoded (-1: given), if tracked
+
+
+def _clean_log_probs(denoiser, x: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """log p_theta(x_0^l = v | x) in float64 with the mask removed: (B, L, V)."""
+    logits = denoiser(x)  # (B, L, V)
+    if logits.shape[:2] != x.shape:
+        raise ValueError(f"the denoiser must return logits of shape (B, L, V) with (B, L) = {tuple(x.shape)}; "
+                         f"got {tuple(logits.shape)}")
+    logits = logits.double().index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
+    return torch.log_softmax(logits, dim=-1)
+
+
+def _pick(log_probs: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
+    """argmax of log p (greedy) or a sample by the Gumbel-max trick in float64: (..., V) -> (...)."""
+    if greedy:
+        return log_probs.argmax(-1)
+    noise_device = generator.device if generator is not None else log_probs.device
+    u = torch.rand(log_probs.shape, generator=generator, dtype=torch.float64, device=noise_device).to(log_probs.device)
+    gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))  # (..., V), float64
+    return (log_probs + gumbel).argmax(-1)
+
+
+def _check(x: torch.Tensor, mask_id: int) -> None:
+    check_tokens("x", x, None, mask_id, allow_mask=True)
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (B, L); got {tuple(x.shape)}")
+
+
+@torch.no_grad()
+def sample_all_at_once(denoiser, x: torch.Tensor, mask_id: int, generator: torch.Generator | None = None,
+                       greedy: bool = False) -> Decoded:
+    """Fill every mask of x (B, L) from one denoiser call: each mask independently from its own
+    marginal (or its argmax when ``greedy``). The result follows the product of the marginals,
+    not their joint (Section 3.2.2)."""
+    _check(x, mask_id)
+    log_probs = _clean_log_probs(denoiser, x, mask_id)  # (B, L, V)
+    tokens = torch.where(x == mask_id, _pick(log_probs, generator, greedy), x)  # (B, L)
+    order = torch.where(x == mask_id, 0, -1)
+    return Decoded(tokens, nfe=1, order=order)
+
+
+@torch.no_grad()
+def sample_one_at_a_time(denoiser, x: torch.Tensor, mask_id: int, generator: torch.Generator | None = None,
+                         greedy: bool = False, left_to_right: bool = False) -> Decoded:
+    """Fill the masks of x (B, L) one per denoiser call, each drawn from its conditional given
+    everything decoded so far: ancestral sampling with one token per step. The order is uniformly
+    random per sequence (the limit of many small diffusion steps), or left to right.
+
+    With an exact denoiser this samples the true joint of the masked positions (chain rule).
+    """
+    _check(x, mask_id)
+    tokens, order = x.clone(), torch.where(x == mask_id, 0, -1)
+    batch, length = x.shape
+    rows = torch.arange(batch, device=x.device)
+    if left_to_right:
+        priority = torch.arange(length, dtype=torch.float64, device=x.device).expand(batch, length)
+    else:
+        noise_device = generator.device if generator is not None else x.device
+        priority = torch.rand(batch, length, generator=generator, dtype=torch.float64, device=noise_device).to(x.device)
+    steps = int((x == mask_id).sum(-1).max()) if x.numel() else 0
+    for step in range(steps):
+        masked = tokens == mask_id  # (B, L)
+        active = masked.any(-1)  # (B,) sequences with masks left
+        position = torch.where(masked, priority, torch.inf).argmin(-1)  # (B,) next position to decode
+        log_probs = _clean_log_probs(denoiser, tokens, mask_id)[rows, position]  # (B, V)
+        choice = _pick(log_probs, generator, greedy)  # (B,)
+        tokens[rows[active], position[active]] = choice[active]
+        order[rows[active], position[active]] = step
+    return Decoded(tokens, nfe=steps, order=order)
+
+
+@torch.no_grad()
+def beam_search(denoiser, x: torch.Tensor, mask_id: int, beam_width: int = 2,
+                positions: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The most probable completion of masks of one sequence x (1, L) under the model's own
+    sequential conditionals, decoding them left to right and keeping the ``beam_width`` best
+    partial sequences by sum of log-probabilities. Returns (tokens (1, L), log-probability ()).
+
+    Args:
+        positions: the masked positions to decode (default: all); the others stay masked, so the
+            score is the model's joint probability of just these positions given x.
+
+    With ``beam_width = 1`` it is greedy left-to-right decoding."""
+    _check(x, mask_id)
+    check_positive_int("beam_width", beam_width)
+    if x.shape[0] != 1:
+        raise ValueError(f"x must hold one sequence, shape (1, L); got {tuple(x.shape)}")
+    masked = (x[0] == mask_id).nonzero().flatten().tolist()
+    positions = masked if positions is None else sorted(positions)
+    if not set(positions) <= set(masked):
+        raise ValueError(f"positions must be masked positions of x, a subset of {masked}; got {positions}")
+    beams, scores = x.clone(), torch.zeros(1, dtype=torch.float64, device=x.device)  # (K, L), (K,)
+    for position in positions:
+        log_probs = _clean_log_probs(denoiser, beams, mask_id)[:, position]  # (K, V)
+        candidates = scores.unsqueeze(-1) + log_probs  # (K, V)
+        best = candidates.flatten().topk(min(beam_width, int(torch.isfinite(candidates).sum())))
+        parent, token = best.indices // log_probs.shape[-1], best.indices % log_probs.shape[-1]
+        beams = beams[parent].clone()
+        beams[:, position] = token
+        scores = best.values
+    return beams[:1], scores[0]
