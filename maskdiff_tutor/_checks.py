@@ -47,6 +47,15 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
+def check_logits(logits, x: torch.Tensor, mask_id: int) -> None:
+    """A denoiser's output must be logits (B, L, V) for input x (B, L), with the mask an index into V."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or logits.shape[:2] != x.shape:
+        raise ValueError(f"the denoiser must return logits of shape (B, L, V) with (B, L) = {tuple(x.shape)}; "
+                         f"got {tuple(getattr(logits, 'shape', ()))}")
+    if not 0 <= mask_id < logits.shape[-1]:
+        raise ValueError(f"mask_id {mask_id} is not an index of the denoiser's V = {logits.shape[-1]} logits")
+
+
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{name_a} and {name_b} must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")

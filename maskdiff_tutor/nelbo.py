@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._checks import check_positive_int, check_tokens
+from ._checks import check_logits, check_positive_int, check_tokens
 from .forward_process import denoiser_probs, sample_xt
 from .schedules import Schedule
 
@@ -72,9 +72,7 @@ def _check(x0: torch.Tensor, schedule: Schedule, mask_id: int) -> None:
 def _masked_nll(denoiser: Denoiser, x_t: torch.Tensor, x0: torch.Tensor, mask_id: int) -> torch.Tensor:
     """-log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere: (B, L) float64."""
     logits = denoiser(x_t)  # (B, L, V)
-    if logits.shape[:2] != x_t.shape:
-        raise ValueError(f"the denoiser must return logits of shape (B, L, V) = {tuple(x_t.shape)} + (V,); "
-                         f"got {tuple(logits.shape)}")
+    check_logits(logits, x_t, mask_id)
     probs = denoiser_probs(logits, mask_id)  # (B, L, V)
     log_p = torch.log(probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1))  # (B, L)
     # Eq. 7 with alpha_s = 1: a masked token is revealed for sure and costs -log p_theta(x_0 | x_t)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_tokens
+from ._checks import check_logits, check_tokens
 from .forward_process import sample_xt
 from .nelbo import sample_times
 from .schedules import Schedule
@@ -57,7 +57,10 @@ def masked_diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, mask_id: 
     tokens = torch.ones_like(x0, dtype=torch.bool) if pad_id is None else x0 != pad_id  # (B, L)
     x_t = torch.where(tokens, x_t, x0)  # padding stays itself
     masked = x_t == mask_id  # (B, L)
+    if not tokens.any():
+        raise ValueError(f"x0 is all padding (pad_id = {pad_id}): there is no token to learn from")
     logits = model(x_t, t.to(x0.device).float()) if time_input else model(x_t)  # (B, L, V)
+    check_logits(logits, x_t, mask_id)
     # a clean token is never the mask: remove the mask from the softmax
     logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
     nll = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # (B, L)

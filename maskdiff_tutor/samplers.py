@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import check_positive_int, check_tokens
+from ._checks import check_logits, check_positive_int, check_tokens
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,7 @@ class Decoded:
 def _clean_log_probs(denoiser, x: torch.Tensor, mask_id: int) -> torch.Tensor:
     """log p_theta(x_0^l = v | x) in float64 with the mask removed: (B, L, V)."""
     logits = denoiser(x)  # (B, L, V)
-    if logits.shape[:2] != x.shape:
-        raise ValueError(f"the denoiser must return logits of shape (B, L, V) with (B, L) = {tuple(x.shape)}; "
-                         f"got {tuple(logits.shape)}")
+    check_logits(logits, x, mask_id)
     logits = logits.double().index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
     return torch.log_softmax(logits, dim=-1)
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ._checks import check_positive_int
 from .device import pick_device
 from .objectives import masked_diffusion_loss
 from .schedules import LinearSchedule, Schedule
@@ -37,11 +38,9 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int; got {getattr(self, name)!r}")
+            check_positive_int(name, getattr(self, name))
         for name in ("warmup_steps", "checkpoint_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a non-negative int; got {getattr(self, name)!r}")
+            check_positive_int(name, getattr(self, name), minimum=0)
         if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0, min_lr_ratio in [0, 1], grad_clip >= 0 and weight_decay >= 0; "
                              f"got lr={self.lr}, min_lr_ratio={self.min_lr_ratio}, grad_clip={self.grad_clip}, "

@@ -1,0 +1,94 @@
+"""Tests of the maskdiff-tutor command line (maskdiff_tutor.cli): help texts, the installed
+console script, argument errors, and a run of the experiment at a tiny monkeypatched scale."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from maskdiff_tutor import cli
+from maskdiff_tutor.experiments import joint_vs_marginal
+from maskdiff_tutor.experiments.joint_vs_marginal import Scale
+
+OPTIONS = ("--scale", "--device", "--seed", "--out")
+
+
+def test_top_level_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "maskdiff-tutor" in out and "joint-vs-marginal" in out
+
+
+def test_experiment_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["joint-vs-marginal", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in OPTIONS + ("--no-progress",):
+        assert option in out, option
+    assert "{ci,gpu}" in out
+
+
+@pytest.mark.skipif(shutil.which("maskdiff-tutor") is None,
+                    reason="the maskdiff-tutor console script is not installed on PATH (pip install -e .)")
+def test_installed_console_script_help():
+    done = subprocess.run([shutil.which("maskdiff-tutor"), "joint-vs-marginal", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for option in OPTIONS:
+        assert option in done.stdout, option
+
+
+def test_no_experiment_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([])
+    assert exit_info.value.code == 2
+    assert "experiment" in capsys.readouterr().err
+
+
+def test_bogus_scale_exits_with_code_2(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["joint-vs-marginal", "--scale", "bogus", "--out", str(tmp_path / "r.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--scale" in err and "'bogus'" in err
+
+
+def test_missing_out_exits_with_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["joint-vs-marginal"])
+    assert exit_info.value.code == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_invalid_device_returns_2_before_training(capsys, monkeypatch, tmp_path):
+    def no_training(*args, **kwargs):
+        pytest.fail("training started before the device was checked")
+
+    monkeypatch.setattr(joint_vs_marginal, "train", no_training)
+    out = tmp_path / "r.json"
+    assert cli.main(["joint-vs-marginal", "--device", "banana", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("maskdiff-tutor: error:") and "'banana'" in err
+    assert not out.exists()
+
+
+def test_tiny_run_writes_the_result(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(joint_vs_marginal.SCALES, "ci", Scale(preset="toy", steps=5, batch_size=8, lr=3e-3, samples=50))
+    out = tmp_path / "sub" / "r.json"
+    assert cli.main(["joint-vs-marginal", "--out", str(out), "--no-progress", "--seed", "2", "--device", "cpu"]) == 0
+    printed = capsys.readouterr()
+    assert f"saved {out}" in printed.out and "on cpu" in printed.out
+    assert "training" not in printed.err  # --no-progress: no progress bars
+    stored = json.loads(out.read_text())
+    assert {"config", "metrics", "environment"} <= set(stored)
+    assert stored["experiment"] == "joint_vs_marginal" and stored["scale"] == "ci" and stored["seed"] == 2
+    assert stored["config"]["scale"]["steps"] == 5 and stored["config"]["scale"]["samples"] == 50
+    assert {"weighted", "unweighted", "oracle", "toy"} <= set(stored["metrics"])
+    assert stored["environment"]["device"] == "cpu"
+    assert stored["curves"]["weighted"]["step"] == [1, 2, 3, 4, 5]
