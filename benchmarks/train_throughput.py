@@ -179,7 +179,9 @@ class Runner:
         start = time.perf_counter()
         for i in range(steps):
             loss = self.step(batches[(offset + i) % len(batches)])
-        self.losses.append(float(loss))  # .item() synchronises, as maskdiff_tutor.train does every step
+        # one .item() per block (train() calls it every step; the input checks in masked_diffusion_loss
+        # and Denoiser already synchronise every step on CUDA, for both models alike)
+        self.losses.append(float(loss))
         sync(self.device)
         return time.perf_counter() - start
 
@@ -212,6 +214,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
+    """Fraction of all cores' time spent busy over the next ``seconds`` (Linux /proc/stat; else None)."""
+    def read():
+        fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+    try:
+        total0, idle0 = read()
+        time.sleep(seconds)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def flops_per_token(n_non_embedding: int, cfg: DenoiserConfig, seq_len: int) -> int:
@@ -273,9 +289,11 @@ def main(argv=None) -> dict:
           f"vocab {vocab}, warmup {warmup}, {args.repeats} x {steps} timed steps per model, "
           f"compile {args.compile}, ModernBERT attention {args.modernbert_attention}", flush=True)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    if device.type == "cpu" and load_before is not None and load_before[0] > 0.5:
-        print(f"warning: load average {load_before[0]:.2f} before the run; another process on these cores "
-              "slows every multi-threaded op (OpenMP threads wait on each other), far beyond its share", flush=True)
+    busy_before = cpu_busy_fraction()
+    if device.type == "cpu" and busy_before is not None and busy_before > 0.2:
+        print(f"warning: the CPUs were {100 * busy_before:.0f}% busy just before the run; another process on "
+              "these cores slows every multi-threaded op (OpenMP threads wait on each other) far beyond its "
+              "share: rerun on an idle machine", flush=True)
     start = time.perf_counter()
     for r in runners:  # warm-up, discarded
         if warmup:
@@ -323,6 +341,7 @@ def main(argv=None) -> dict:
         "ratio_ours_over_modernbert_achieved_flops": (results["ours"]["achieved_tflops"]
                                                       / results["modernbert"]["achieved_tflops"]),
         "wall_seconds": elapsed,
+        "cpu_busy_fraction_before": busy_before,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
