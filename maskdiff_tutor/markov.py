@@ -17,22 +17,81 @@ from ._checks import check_positive_int
 from .zipf import zipf_pmf
 
 
-def zipf_chain(vocab_size: int, s: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def zipf_chain(vocab_size: int, s: float, generator: torch.Generator | None = None,
+               function_words: int = 0) -> torch.Tensor:
     """A transition matrix P (V, V), P[i, j] = P(next = j | previous = i), meeting Assumptions 3-4.
 
-    Row i puts the Zipf probabilities r^(-s) / H_{V,s} on a random ranking of the tokens; the
-    top-ranked tokens of the rows form a random permutation, so no token is the most probable
-    successor of two different tokens.
+    Row i puts the Zipf probabilities r^(-s) / H_{V,s} on a ranking of the tokens: its favourite
+    (rank 1) comes from a random permutation, so no token is the most probable successor of two
+    tokens; the other ranks are random.
+
+    Args:
+        vocab_size: V, the number of tokens.
+        s: the Zipf exponent of every row.
+        generator: the source of the random rankings.
+        function_words: tokens 0..f-1 take ranks 2..f+1 (after the row's favourite) in every row,
+            like "the" and "," in English: each then carries a large stationary mass. The rows stay
+            Zipf and the favourites a permutation, so Assumptions 3-4 still hold.
     """
     check_positive_int("vocab_size", vocab_size, minimum=2)
+    check_positive_int("function_words", function_words, minimum=0)
+    if function_words >= vocab_size:
+        raise ValueError(f"function_words must be < vocab_size = {vocab_size}; got {function_words}")
     pmf = torch.as_tensor(zipf_pmf(s, vocab_size))  # (V,) probabilities by rank
-    tops = torch.randperm(vocab_size, generator=generator)  # (V,) top successor of each token
+    tops = torch.randperm(vocab_size, generator=generator)  # (V,) favourite successor of each token
     P = torch.empty(vocab_size, vocab_size, dtype=torch.float64)
     for i in range(vocab_size):
-        others = torch.cat([torch.arange(tops[i]), torch.arange(tops[i] + 1, vocab_size)])  # (V - 1,)
-        ranking = torch.cat([tops[i : i + 1], others[torch.randperm(vocab_size - 1, generator=generator)]])  # (V,)
+        top = int(tops[i])
+        common = [w for w in range(function_words) if w != top]  # function words, in order
+        rest = torch.tensor([j for j in range(vocab_size) if j != top and j >= function_words], dtype=torch.long)
+        rest = rest[torch.randperm(len(rest), generator=generator)]
+        ranking = torch.cat([torch.tensor([top, *common], dtype=torch.long), rest])  # (V,)
         P[i, ranking] = pmf
     return P
+
+
+def with_end_of_text(P: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """A copy of P in which token ``eos_id`` is an end-of-text token: once emitted it repeats
+    for ever (its row is a point mass on itself), as padding after the end of a document does.
+
+    The chain becomes absorbing: far from the prompt every position is end-of-text, so the top
+    probability of a far [MASK] rises back towards 1 (the paper's Observation 1). The EOS row is
+    not Zipf, so Assumption 3 no longer holds for it.
+    """
+    _check_transition(P)
+    if not isinstance(eos_id, int) or not 0 <= eos_id < P.shape[0]:
+        raise ValueError(f"eos_id must be a token id in [0, {P.shape[0] - 1}]; got {eos_id!r}")
+    Q = P.clone()
+    Q[eos_id] = 0.0
+    Q[eos_id, eos_id] = 1.0
+    return Q
+
+
+def _check_transition(P: torch.Tensor) -> None:
+    if not isinstance(P, torch.Tensor) or P.ndim != 2 or P.shape[0] != P.shape[1] or P.shape[0] < 2:
+        raise ValueError(f"P must be a square transition matrix (V, V) with V >= 2; got {tuple(getattr(P, 'shape', ()))}")
+    if (P < 0).any() or not torch.allclose(P.sum(-1), torch.ones(P.shape[0], dtype=P.dtype), atol=1e-9):
+        raise ValueError("P must have non-negative rows that sum to 1")
+
+
+def check_assumption_3(P: torch.Tensor, s: float, atol: float = 1e-12) -> bool:
+    """True when every row of P, sorted, is the Zipf(s) pmf over V tokens."""
+    expected = torch.as_tensor(zipf_pmf(s, P.shape[0]), dtype=P.dtype)
+    return bool(((P.sort(-1, descending=True).values - expected).abs() <= atol).all())
+
+
+def chain_distance_bound(P: torch.Tensor, s: float, max_distance: int) -> torch.Tensor:
+    """The paper's bound (Eq. 17) on the top probability at distances 0..max_distance, for a chain
+    that meets its assumptions; a chain that does not (rows not Zipf(s), or a token that is the
+    favourite of two tokens) is refused, since the bound is not claimed for it."""
+    from .zipf import top_probability_bound
+
+    _check_transition(P)
+    if not check_assumption_3(P, s):
+        raise ValueError(f"P breaks Assumption 3: its rows are not Zipf(s = {s}) over V = {P.shape[0]} tokens")
+    if not check_assumption_4(P):
+        raise ValueError("P breaks Assumption 4: some token is the most probable successor of two tokens")
+    return torch.as_tensor(top_probability_bound(range(max_distance + 1), s, P.shape[0]))
 
 
 def check_assumption_4(P: torch.Tensor) -> bool:
@@ -66,3 +125,94 @@ def stationary_distribution(P: torch.Tensor, tol: float = 1e-14, max_iter: int =
             return nxt
         pi = nxt
     raise ValueError(f"power iteration did not converge in max_iter = {max_iter} steps; raise max_iter")
+
+
+def decay_rate(P: torch.Tensor) -> float:
+    """|lambda_2|, the second-largest eigenvalue modulus of P: the distance from the stationary
+    distribution shrinks roughly like |lambda_2|^n."""
+    _check_transition(P)
+    moduli = torch.linalg.eigvals(P).abs().sort(descending=True).values  # (V,)
+    return float(moduli[1])
+
+
+def sample_sequences(P: torch.Tensor, num: int, length: int, generator: torch.Generator | None = None,
+                     initial: torch.Tensor | None = None) -> torch.Tensor:
+    """Draw ``num`` sequences of ``length`` tokens from the chain: (num, length).
+
+    The first token comes from ``initial`` (V,) (default: the stationary distribution)."""
+    _check_transition(P)
+    check_positive_int("num", num)
+    check_positive_int("length", length)
+    initial = stationary_distribution(P) if initial is None else initial.double()
+    x = torch.empty(num, length, dtype=torch.long)
+    x[:, 0] = torch.multinomial(initial.expand(num, -1), 1, generator=generator).squeeze(-1)
+    for i in range(1, length):
+        x[:, i] = torch.multinomial(P[x[:, i - 1]], 1, generator=generator).squeeze(-1)  # (num,)
+    return x
+
+
+def sequence_log_prob(P: torch.Tensor, x: torch.Tensor, initial: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact log-probability of sequences x (B, L) under the chain: (B,).
+
+    Without ``initial`` the first token is taken as given (the prompt), so the result is
+    log P(x_2 .. x_L | x_1); with it, log initial[x_1] is added."""
+    _check_transition(P)
+    if x.ndim != 2 or x.numel() == 0 or x.min() < 0 or x.max() >= P.shape[0]:
+        raise ValueError(f"x must be token ids in [0, {P.shape[0] - 1}] of shape (B, L)")
+    log_p = torch.log(P[x[:, :-1], x[:, 1:]]).sum(-1)  # (B,)
+    if initial is not None:
+        log_p = log_p + torch.log(initial.double()[x[:, 0]])
+    return log_p
+
+
+class ChainDenoiser:
+    """The exact denoiser of a Markov chain language: callable ``x_t (B, L) -> logits (B, L, V + 1)``
+    with the mask at id V.
+
+    By the Markov property only the nearest unmasked neighbours of a masked position i matter:
+    with the left one token a at distance d_l and the right one token b at distance d_r,
+
+        p(x_i = v | x_t) ∝ (P^(d_l))[a, v] (P^(d_r))[v, b]                     [eq-chain-oracle]
+
+    where a missing left neighbour is replaced by the distribution of x_i itself,
+    (initial P^i)[v], and a missing right one by 1.
+    """
+
+    def __init__(self, P: torch.Tensor, max_len: int, initial: torch.Tensor | None = None):
+        _check_transition(P)
+        check_positive_int("max_len", max_len)
+        self.P = P.double()
+        self.vocab_size = P.shape[0]  # V data tokens
+        self.mask_id = self.vocab_size  # the mask is id V
+        self.max_len = max_len
+        self.initial = stationary_distribution(self.P) if initial is None else initial.double()
+        powers = [torch.eye(self.vocab_size, dtype=torch.float64)]
+        for _ in range(max_len):
+            powers.append(powers[-1] @ self.P)
+        self.powers = torch.stack(powers)  # (max_len + 1, V, V): P^0 .. P^max_len
+        self.position_marginals = self.initial @ self.powers[:max_len]  # (max_len, V): law of x_i
+
+    def conditional_probs(self, x_t: torch.Tensor) -> torch.Tensor:
+        """p(x_i = v | unmasked tokens of x_t) for every position: (B, L, V + 1), float64."""
+        if x_t.ndim != 2 or x_t.shape[1] > self.max_len:
+            raise ValueError(f"x_t must have shape (B, L) with L <= max_len = {self.max_len}; got {tuple(x_t.shape)}")
+        if x_t.numel() and (x_t.min() < 0 or x_t.max() > self.mask_id):
+            raise ValueError(f"x_t holds ids outside [0, {self.mask_id}] (tokens 0..{self.vocab_size - 1}, mask {self.mask_id})")
+        B, L = x_t.shape
+        pos = torch.arange(L).expand(B, L)  # (B, L)
+        known = x_t != self.mask_id  # (B, L)
+        left = torch.where(known, pos, -1).cummax(-1).values  # (B, L) nearest unmasked at or before i
+        right = torch.where(known, pos, L).flip(-1).cummin(-1).values.flip(-1)  # (B, L) at or after i
+        tokens = x_t.clamp(max=self.vocab_size - 1)
+        left_tok = tokens.gather(-1, left.clamp(min=0))  # (B, L)
+        right_tok = tokens.gather(-1, right.clamp(max=L - 1))  # (B, L)
+        from_left = torch.where((left >= 0).unsqueeze(-1), self.powers[(pos - left).clamp(max=self.max_len), left_tok],
+                                self.position_marginals[pos])  # (B, L, V)
+        to_right = torch.where((right < L).unsqueeze(-1), self.powers[(right - pos).clamp(min=0), :, right_tok],
+                               torch.ones(()))  # (B, L, V)
+        probs = from_left * to_right  # (B, L, V)
+        probs = probs / probs.sum(-1, keepdim=True)
+        return torch.cat([probs, torch.zeros(B, L, 1, dtype=torch.float64)], dim=-1)  # (B, L, V + 1)
+
+    def __call__(self, x_t: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.conditional_probs(x_t))

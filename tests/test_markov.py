@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -94,3 +95,98 @@ def test_stationary_distribution_reports_non_convergence():
     periodic = torch.tensor([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5], [0.0, 1.0, 0.0]], dtype=torch.float64)
     with pytest.raises(ValueError, match="max_iter"):
         markov.stationary_distribution(periodic, max_iter=50)
+
+
+def test_function_words_keep_assumptions_3_and_4_and_gain_stationary_mass():
+    s, V, f = 1.5, 60, 3
+    P = markov.zipf_chain(V, s, torch.Generator().manual_seed(0), function_words=f)
+    assert markov.check_assumption_3(P, s) and markov.check_assumption_4(P)
+    pi = markov.stationary_distribution(P)
+    pmf = torch.as_tensor(zipf.zipf_pmf(s, V))
+    # function word j has rank j + 2 or better in every row, so pi_j >= pmf[j + 1]
+    assert (pi[:f] >= pmf[1 : f + 1] - 1e-12).all()
+    plain = markov.stationary_distribution(chain(V, s, seed=0))
+    assert pi[:f].min() > plain.max()  # they outweigh every token of a chain without them
+    assert pi.max() <= zipf.bound_limit(s, V)
+
+
+def test_end_of_text_is_absorbing_and_breaks_assumption_3():
+    P = markov.with_end_of_text(chain(8, 1.2), eos_id=7)
+    assert P[7, 7] == 1 and P[7, :7].sum() == 0
+    assert not markov.check_assumption_3(P, 1.2)
+    start = torch.zeros(8, dtype=torch.float64)
+    start[0] = 1
+    far = markov.distance_marginals(P, start, 300)[-1]
+    assert far[7] > 0.999  # everything ends in end-of-text
+
+
+def test_chain_distance_bound_refuses_chains_that_break_its_assumptions():
+    P = chain(6, 1.5)
+    bound = markov.chain_distance_bound(P, 1.5, 10)
+    assert torch.allclose(bound, torch.as_tensor(zipf.top_probability_bound(range(11), 1.5, 6)))
+    with pytest.raises(ValueError, match="Assumption 3"):
+        markov.chain_distance_bound(P, 2.0, 10)  # rows are Zipf(1.5), not Zipf(2)
+    shared = P.clone()
+    shared[1] = shared[0]  # tokens 0 and 1 share a favourite: rows still Zipf
+    with pytest.raises(ValueError, match="Assumption 4"):
+        markov.chain_distance_bound(shared, 1.5, 10)
+
+
+def test_decay_rate_matches_the_convergence_to_stationarity():
+    P = chain(10, 1.0, seed=3)
+    lam = markov.decay_rate(P)
+    pi = markov.stationary_distribution(P)
+    start = torch.zeros(10, dtype=torch.float64)
+    start[0] = 1
+    rows = markov.distance_marginals(P, start, 60)
+    gaps = (rows - pi).abs().sum(-1)  # (61,)
+    # measured between n = 10 and 20, before the gap reaches rounding level (about 1e-16 by n = 30)
+    empirical = (gaps[20] / gaps[10]) ** (1 / 10)
+    assert 0 < lam < 1
+    assert empirical == pytest.approx(lam, rel=0.05)
+
+
+def test_sampled_sequences_follow_the_chain():
+    P = chain(3, 1.0, seed=4)
+    g = torch.Generator().manual_seed(0)
+    x = markov.sample_sequences(P, 20000, 2, g, initial=torch.tensor([1.0, 0.0, 0.0]))
+    assert (x[:, 0] == 0).all()
+    counts = torch.bincount(x[:, 1], minlength=3).double() / 20000
+    std = (P[0] * (1 - P[0]) / 20000).sqrt()
+    assert ((counts - P[0]).abs() <= 4 * std + 1e-12).all()
+    assert torch.equal(x, markov.sample_sequences(P, 20000, 2, torch.Generator().manual_seed(0),
+                                                  initial=torch.tensor([1.0, 0.0, 0.0])))
+
+
+def test_sequence_log_prob_is_the_product_of_transitions():
+    P = chain(4, 1.3, seed=5)
+    x = torch.tensor([[0, 1, 2, 3], [3, 3, 0, 1]])
+    brute = torch.tensor([math.log(P[0, 1] * P[1, 2] * P[2, 3]), math.log(P[3, 3] * P[3, 0] * P[0, 1])],
+                         dtype=torch.float64)
+    torch.testing.assert_close(markov.sequence_log_prob(P, x), brute)
+    initial = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    torch.testing.assert_close(markov.sequence_log_prob(P, x, initial), brute + torch.log(initial[[0, 3]]))
+
+
+def test_chain_denoiser_equals_the_oracle_of_the_enumerated_language():
+    from maskdiff_tutor.oracle import OracleDenoiser
+
+    V, L = 3, 4
+    P = chain(V, 1.0, seed=6)
+    initial = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    exact = markov.ChainDenoiser(P, L, initial)
+    data = torch.tensor(list(itertools.product(range(V), repeat=L)))  # every sequence
+    weights = torch.exp(markov.sequence_log_prob(P, data, initial))
+    oracle = OracleDenoiser.from_data(data, mask_id=V, vocab_size=V + 1, weights=weights)
+    patterns = torch.tensor(list(itertools.product([False, True], repeat=L)))
+    for x in data:
+        x_t = torch.where(patterns, V, x)  # (16, L): every mask pattern of x
+        torch.testing.assert_close(exact.conditional_probs(x_t), oracle.conditional_probs(x_t), rtol=0, atol=1e-14)
+
+
+def test_chain_denoiser_rejects_bad_input():
+    exact = markov.ChainDenoiser(chain(3, 1.0), max_len=4)
+    with pytest.raises(ValueError, match="max_len"):
+        exact(torch.zeros(1, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="outside"):
+        exact(torch.full((1, 3), 7))
