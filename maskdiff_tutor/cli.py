@@ -15,6 +15,10 @@ EXPERIMENTS = {
     "joint-vs-marginal": ("maskdiff_tutor.experiments.joint_vs_marginal",
                           "train denoisers on the paper's toy data; marginals, parallel argmax, beam search, TV "
                           "distances of sequential and all-at-once sampling (Section 3.2.2)"),
+    "ground-truth": ("maskdiff_tutor.experiments.ground_truth",
+                     "a Zipf Markov language with exact answers: top probability against distance (exact, trained, "
+                     "Eq. 17), homogenisation, end-of-text, and the true perplexity of k tokens per step "
+                     "(Sections 3.2.3-3.3)"),
 }
 
 

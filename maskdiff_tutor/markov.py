@@ -128,8 +128,8 @@ def stationary_distribution(P: torch.Tensor, tol: float = 1e-14, max_iter: int =
 
 
 def decay_rate(P: torch.Tensor) -> float:
-    """|lambda_2|, the second-largest eigenvalue modulus of P: the distance from the stationary
-    distribution shrinks roughly like |lambda_2|^n."""
+    """The second-largest eigenvalue modulus of P, ``abs(lambda_2)``: the distance from the
+    stationary distribution shrinks roughly like ``abs(lambda_2) ** n``."""
     _check_transition(P)
     moduli = torch.linalg.eigvals(P).abs().sort(descending=True).values  # (V,)
     return float(moduli[1])

@@ -121,3 +121,25 @@ def beam_search(denoiser, x: torch.Tensor, mask_id: int, beam_width: int = 2,
         beams[:, position] = token
         scores = best.values
     return beams[:1], scores[0]
+
+
+@torch.no_grad()
+def sample_left_to_right(denoiser, x: torch.Tensor, mask_id: int, tokens_per_step: int = 1,
+                         generator: torch.Generator | None = None, greedy: bool = False) -> Decoded:
+    """Fill the masks of x (B, L) from left to right, ``tokens_per_step`` at a time: each step
+    decodes the leftmost k masks together, each from its own marginal (Section 3.3's parallel
+    sampling). k = 1 is autoregressive decoding; k >= the number of masks is all at once.
+    The last step of a sequence may decode fewer than k."""
+    _check(x, mask_id)
+    check_positive_int("tokens_per_step", tokens_per_step)
+    tokens, order = x.clone(), torch.where(x == mask_id, 0, -1)
+    step = 0
+    while (tokens == mask_id).any():
+        masked = tokens == mask_id  # (B, L)
+        rank = masked.long().cumsum(-1)  # (B, L): 1 for the leftmost mask, 2 for the next, ...
+        chosen = masked & (rank <= tokens_per_step)  # (B, L) the leftmost k masks of each sequence
+        picks = _pick(_clean_log_probs(denoiser, tokens, mask_id), generator, greedy)  # (B, L)
+        tokens = torch.where(chosen, picks, tokens)
+        order = torch.where(chosen, step, order)
+        step += 1
+    return Decoded(tokens, nfe=step, order=order)

@@ -1,0 +1,146 @@
+"""The distance bound and parallel decoding on a language with known ground truth
+(paper Sections 3.2.3-3.3: Figure 3, Table 1, Metrics 1-3, Table 2).
+
+A Zipf Markov chain meeting Assumptions 3-4, with a few function words, is the language. A
+denoiser is trained on sequences sampled from it; then, against the chain's exact answers:
+
+- the top probability of a [MASK] at distance n after a one-token prompt: exact (P^n), trained
+  model, and the bound of Eq. 17 with the chain's own s and V; the true limit max(pi);
+- the homogenisation table: which token each [MASK] predicts when all are predicted at once;
+- an end-of-text variant of the chain (exact): the top probability rises again far away;
+- decoding k tokens per step left to right, for k = 1 .. all: the true perplexity under the
+  chain of what was generated, from the exact marginals and from the trained model, beside the
+  decoder's own probability (Metric 1-2 measured) and the Table 2 bound.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .. import markov, samplers, zipf
+from ..denoiser import Denoiser, DenoiserConfig
+from ..device import pick_device
+from ..forward_process import denoiser_probs
+from ..train import TrainConfig, train
+from .result import ExperimentResult, environment
+
+
+@dataclass(frozen=True)
+class Scale:
+    vocab_size: int  # V, tokens of the chain (the mask is one more)
+    s: float  # Zipf exponent of every row
+    function_words: int  # tokens 0..f-1 at ranks 2..f+1 of every row
+    seq_len: int  # L: a one-token prompt and L - 1 masks
+    train_sequences: int  # sequences sampled for training
+    preset: str  # denoiser size
+    steps: int  # training steps
+    batch_size: int  # sequences per step
+    lr: float  # peak learning rate
+    samples: int  # sequences generated per decoding setting
+    tokens_per_step: tuple  # the k values of the parallel-decoding sweep
+
+
+SCALES = {
+    "ci": Scale(vocab_size=32, s=2.0, function_words=2, seq_len=33, train_sequences=20_000, preset="toy",
+                steps=3000, batch_size=64, lr=3e-3, samples=1000, tokens_per_step=(1, 2, 3, 4, 6, 8, 12, 16, 32)),
+    "gpu": Scale(vocab_size=512, s=1.1, function_words=8, seq_len=129, train_sequences=500_000, preset="small",
+                 steps=20_000, batch_size=256, lr=1e-3, samples=20_000,
+                 tokens_per_step=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128)),
+}
+
+
+def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0,
+        progress: bool = False) -> ExperimentResult:
+    """Build the chain, train the denoiser, measure; see the module docstring.
+
+    Args:
+        scale: "ci" (about 70 s on 2 CPU cores) or "gpu" (a larger language, model and sweep).
+        device: None for the best available, or a device name that must exist.
+        seed: seeds the chain, the training data, the model and the sampling.
+        progress: show the training progress bar.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {sorted(SCALES)}; got {scale!r}")
+    started, cfg, device = time.time(), SCALES[scale], pick_device(device)
+    generator = torch.Generator().manual_seed(seed)
+    P = markov.zipf_chain(cfg.vocab_size, cfg.s, generator, function_words=cfg.function_words)
+    pi = markov.stationary_distribution(P)
+    exact = markov.ChainDenoiser(P, cfg.seq_len)
+    mask_id, V, L = exact.mask_id, cfg.vocab_size, cfg.seq_len
+    data = markov.sample_sequences(P, cfg.train_sequences, L, generator)  # (N, L)
+
+    torch.manual_seed(seed)
+    model = Denoiser(DenoiserConfig.preset(cfg.preset, vocab_size=V + 1, max_seq_len=L))
+    history = train(model, data, mask_id, TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                                                      min_lr_ratio=0.0, log_every=max(1, cfg.steps // 100)),
+                    device=device, seed=seed, progress=progress)
+
+    def learned(x):  # the trained model as a CPU denoiser
+        return model(x.to(device)).float().cpu()
+
+    metrics = {"chain": {"decay_rate": markov.decay_rate(P), "max_stationary": float(pi.max()),
+                         "argmax_stationary": int(pi.argmax()), "omega1_omega2": list(zipf.omegas(cfg.s, V)),
+                         "bound_limit": zipf.bound_limit(cfg.s, V),
+                         "entropy_rate_nats": float(-(pi.unsqueeze(-1) * P * torch.log(P)).sum()),
+                         "stationary_top10": [int(i) for i in pi.argsort(descending=True)[:10]]}}
+    with torch.no_grad():
+        prompts = torch.full((V, L), mask_id)
+        prompts[:, 0] = torch.arange(V)  # every token as a one-token prompt, L - 1 masks after it
+        exact_probs = exact.conditional_probs(prompts)[..., :V]  # (V, L, V)
+        model_probs = denoiser_probs(learned(prompts), mask_id)[..., :V]  # (V, L, V)
+        weights = pi.unsqueeze(-1)  # prompts weighted by how often they occur
+        bound = markov.chain_distance_bound(P, cfg.s, L - 1)  # (L,)
+        metrics["distance"] = {
+            "n": list(range(L)),
+            "exact_top": (weights * exact_probs.max(-1).values).sum(0).tolist(),
+            "model_top": (weights * model_probs.max(-1).values).sum(0).tolist(),
+            "bound": bound.tolist(),
+            "model_vs_exact_tv_by_n": (weights * 0.5 * (model_probs - exact_probs).abs().sum(-1)).sum(0).tolist(),
+            "exact_argmax": exact_probs.argmax(-1).tolist(),  # (V, L)
+            "model_argmax": model_probs.argmax(-1).tolist(),  # (V, L)
+            "exact_tv_to_stationary_by_n": (weights * 0.5 * (exact_probs - pi).abs().sum(-1)).sum(0).tolist(),
+        }
+        eos_chain = markov.with_end_of_text(P, eos_id=V - 1)
+        eos_rows = torch.stack([markov.distance_marginals(eos_chain, torch.eye(V, dtype=torch.float64)[v], 4 * L)
+                                for v in range(V - 1)])  # (V - 1, 4L + 1, V): prompts other than EOS itself
+        metrics["end_of_text"] = {"eos_id": V - 1, "top_by_n": eos_rows.max(-1).values.mean(0).tolist(),
+                                  "eos_by_n": eos_rows[..., V - 1].mean(0).tolist()}
+
+        first = markov.sample_sequences(P, cfg.samples, 1, generator)[:, 0]  # prompts from pi
+        x = torch.full((cfg.samples, L), mask_id)
+        x[:, 0] = first
+        sweep = {"k": list(cfg.tokens_per_step), "bound_ppl": zipf.parallel_perplexity_bound(
+            list(cfg.tokens_per_step), cfg.s, V).tolist()}
+        for name, denoiser in (("exact", exact), ("model", learned)):
+            ppl, confidence_ppl, nfe = [], [], []
+            for k in cfg.tokens_per_step:
+                decoded = samplers.sample_left_to_right(denoiser, x, mask_id, k, generator)
+                nll = -markov.sequence_log_prob(P, decoded.tokens) / (L - 1)  # (samples,) true NLL per token
+                ppl.append(math.exp(float(nll.mean())))
+                nfe.append(decoded.nfe)
+                confidence_ppl.append(_decoder_perplexity(denoiser, x, decoded, mask_id))
+            sweep[name] = {"true_ppl": ppl, "decoder_ppl": confidence_ppl, "nfe": nfe}
+        metrics["parallel"] = sweep
+    config = {"scale": asdict(cfg), "model": asdict(model.config), "schedule": "LinearSchedule()",
+              "prompt": "one token drawn from the stationary distribution, then L - 1 masks"}
+    return ExperimentResult("ground_truth", scale, seed, config, metrics, {"training": history.to_dict()},
+                            environment(device, started))
+
+
+def _decoder_perplexity(denoiser, x, decoded, mask_id) -> float:
+    """Perplexity of the generated tokens under the decoder's own probabilities at the moment it
+    chose them (the product of marginals of each step): what Metrics 1-2 describe."""
+    tokens, order = decoded.tokens, decoded.order
+    log_p = torch.zeros(tokens.shape[0], dtype=torch.float64)
+    for step in range(decoded.nfe):
+        current = torch.where(order >= step, mask_id, tokens)  # the sequence before this step
+        current = torch.where(x != mask_id, x, current)  # the prompt is always there
+        probs = denoiser_probs(denoiser(current), mask_id)  # (B, L, V)
+        chosen = order == step  # (B, L)
+        picked = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, L)
+        log_p += torch.where(chosen, torch.log(picked), torch.zeros_like(picked)).sum(-1)
+    return math.exp(float(-log_p.mean() / (x == mask_id).sum(-1).double().mean()))
