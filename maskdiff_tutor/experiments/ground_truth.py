@@ -94,14 +94,19 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         model_probs = denoiser_probs(learned(prompts), mask_id)[..., :V]  # (V, L, V)
         weights = pi.unsqueeze(-1)  # prompts weighted by how often they occur
         bound = markov.chain_distance_bound(P, cfg.s, L - 1)  # (L,)
+        # position 0 is the prompt: the model predicts nothing there (None / -1 in its series)
+        model_top = (weights * model_probs.max(-1).values).sum(0).tolist()
+        model_tv = (weights * 0.5 * (model_probs - exact_probs).abs().sum(-1)).sum(0).tolist()
+        model_argmax = model_probs.argmax(-1)  # (V, L)
+        model_argmax[:, 0] = -1
         metrics["distance"] = {
             "n": list(range(L)),
             "exact_top": (weights * exact_probs.max(-1).values).sum(0).tolist(),
-            "model_top": (weights * model_probs.max(-1).values).sum(0).tolist(),
+            "model_top": [None] + model_top[1:],
             "bound": bound.tolist(),
-            "model_vs_exact_tv_by_n": (weights * 0.5 * (model_probs - exact_probs).abs().sum(-1)).sum(0).tolist(),
+            "model_vs_exact_tv_by_n": [None] + model_tv[1:],
             "exact_argmax": exact_probs.argmax(-1).tolist(),  # (V, L)
-            "model_argmax": model_probs.argmax(-1).tolist(),  # (V, L)
+            "model_argmax": model_argmax.tolist(),  # (V, L)
             "exact_tv_to_stationary_by_n": (weights * 0.5 * (exact_probs - pi).abs().sum(-1)).sum(0).tolist(),
         }
         eos_chain = markov.with_end_of_text(P, eos_id=V - 1)
