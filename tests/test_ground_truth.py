@@ -111,3 +111,14 @@ def test_sample_left_to_right_with_k_1_follows_the_chain():
 def test_sample_left_to_right_rejects_bad_tokens_per_step():
     with pytest.raises(ValueError, match="tokens_per_step"):
         samplers.sample_left_to_right(lambda x: torch.zeros(*x.shape, 4), torch.full((1, 3), 3), 3, 0)
+
+
+def test_seeded_runs_repeat_exactly(result):
+    original = ground_truth.SCALES["ci"]
+    ground_truth.SCALES["ci"] = SMALL
+    try:
+        again = ground_truth.run(scale="ci", seed=0)
+    finally:
+        ground_truth.SCALES["ci"] = original
+    assert again.metrics == result.metrics
+    assert again.curves == result.curves
