@@ -45,16 +45,6 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(scope="module")
-def toy():
-    return toy_dataset()
-
-
-@pytest.fixture(scope="module")
-def oracle(toy):
-    return toy.oracle()
-
-
 # A few toy rows covering the four (x^1, x^2) pairs: AB rows 0..33, AB' 34..54, A'B 55..89, A'B' 90..99.
 TOY_ROWS = [0, 33, 34, 54, 55, 89, 90, 99]
 

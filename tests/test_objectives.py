@@ -10,11 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import RandomLogits
+
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 from maskdiff_tutor.nelbo import continuous_nelbo
 from maskdiff_tutor.objectives import LossParts, masked_diffusion_loss
 from maskdiff_tutor.schedules import CosineSchedule, LinearSchedule, PolynomialSchedule
-from maskdiff_tutor.toy import toy_dataset
 
 SCHEDULES = [pytest.param(LinearSchedule(), id="linear"), pytest.param(CosineSchedule(), id="cosine"),
              pytest.param(PolynomialSchedule(exponent=2.0), id="poly2")]
@@ -22,28 +23,6 @@ SCHEDULES = [pytest.param(LinearSchedule(), id="linear"), pytest.param(CosineSch
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return toy_dataset()
-
-
-@pytest.fixture(scope="module")
-def oracle(toy):
-    return toy.oracle()
-
-
-class RandomLogits:
-    """A denoiser with fixed random logits per (position, input token), recording its inputs."""
-
-    def __init__(self, length: int, vocab_size: int, seed: int = 0):
-        self.table = 2 * torch.randn(length, vocab_size, vocab_size, generator=_gen(seed))
-        self.calls = []
-
-    def __call__(self, x_t, *args):
-        self.calls.append((x_t.clone(), *args))
-        return self.table[torch.arange(x_t.shape[1]), x_t]  # (B, L, V)
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)

@@ -10,8 +10,9 @@ import math
 import pytest
 import torch
 
+from helpers import RandomLogits
+
 from maskdiff_tutor.samplers import Decoded, beam_search, sample_all_at_once, sample_one_at_a_time
-from maskdiff_tutor.toy import toy_dataset
 
 QUERY = "[MASK] [MASK] C D [MASK]"
 N_SAMPLES = 20_000
@@ -19,28 +20,6 @@ N_SAMPLES = 20_000
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return toy_dataset()
-
-
-@pytest.fixture(scope="module")
-def oracle(toy):
-    return toy.oracle()
-
-
-class RandomLogits:
-    """Fixed random logits per (position, input token); counts its calls."""
-
-    def __init__(self, length: int, vocab_size: int, seed: int = 0):
-        self.table = 2 * torch.randn(length, vocab_size, vocab_size, generator=_gen(seed))
-        self.calls = 0
-
-    def __call__(self, x):
-        self.calls += 1
-        return self.table[torch.arange(x.shape[1]), x]
 
 
 def _pair_table(tokens: torch.Tensor) -> torch.Tensor:
@@ -162,7 +141,7 @@ def test_nfe_is_the_largest_number_of_masks(rows, expected):
         x[b, :k] = mask
     model = RandomLogits(length, vocab)
     decoded = sample_one_at_a_time(model, x, mask, _gen(7))
-    assert decoded.nfe == expected == model.calls
+    assert decoded.nfe == expected == len(model.calls)
     assert (decoded.tokens != mask).all()
     for b, k in enumerate(rows):
         assert sorted(decoded.order[b, :k].tolist()) == list(range(k))
@@ -189,7 +168,7 @@ def test_no_masks_returns_the_input():
     x = torch.randint(0, 5, (2, 4), generator=_gen(0))
     model = RandomLogits(4, 6)
     decoded = sample_one_at_a_time(model, x, 5, _gen(1))
-    assert torch.equal(decoded.tokens, x) and decoded.nfe == 0 and model.calls == 0
+    assert torch.equal(decoded.tokens, x) and decoded.nfe == 0 and len(model.calls) == 0
 
 
 # ----------------------------------------------------------------------------- Gumbel sampling

@@ -11,11 +11,6 @@ import torch
 from maskdiff_tutor.toy import PAPER_COUNTS, toy_dataset
 
 
-@pytest.fixture(scope="module")
-def toy():
-    return toy_dataset()
-
-
 def test_shape_and_vocabulary(toy):
     assert toy.data.shape == (100, 5)
     assert toy.vocab_size == 107 and toy.mask_id == 106

@@ -12,13 +12,7 @@ import torch.nn as nn
 
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 from maskdiff_tutor.forward_process import denoiser_probs
-from maskdiff_tutor.toy import toy_dataset
 from maskdiff_tutor.train import History, TrainConfig, train
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return toy_dataset()
 
 
 def _model(toy, seed: int = 0, **overrides) -> Denoiser:
