@@ -18,6 +18,7 @@ Modules (one concept of the paper each):
 - ``objectives``       the weighted (NELBO) and unweighted training losses      (Eq. 13, Section 3.2.1)
 - ``train``            one train() function
 - ``samplers``         all-at-once, one-token-per-step, beam search           (Section 3.2.2)
+- ``remasking``        confidence, margin, entropy, threshold and semi-AR block decoding (Sections 3.3-3.4)
 - ``device``           device choice and seeding, in one place
 - ``experiments``      one module per experiment: run(scale=..., device=..., seed=...)
 """
@@ -29,7 +30,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "denoiser",
-               "objectives", "train", "samplers", "device", "experiments", "notebook")
+               "objectives", "train", "samplers", "remasking", "device", "experiments", "notebook")
 
 __all__ = ["__version__", *_SUBMODULES]
 

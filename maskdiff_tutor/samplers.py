@@ -22,6 +22,7 @@ class Decoded:
     tokens: torch.Tensor  # (B, L) the filled sequences
     nfe: int  # denoiser calls made
     order: torch.Tensor | None = None  # (B, L) step at which each position was decoded (-1: given), if tracked
+    confidence: torch.Tensor | None = None  # (B, L) the score each position had when decoded (NaN: given)
 
 
 def _clean_log_probs(denoiser, x: torch.Tensor, mask_id: int) -> torch.Tensor:
