@@ -16,6 +16,7 @@ Modules (one concept of the paper each):
 - ``markov``           Zipf Markov chains: exact marginals at distance n        (Section 3.2.3)
 - ``denoiser``         the small bidirectional transformer, save and load
 - ``objectives``       the weighted (NELBO) and unweighted training losses      (Eq. 13, Section 3.2.1)
+- ``blockwise``        blockwise training: block-causal one-pass loss and its loop (Section 3.4.2)
 - ``train``            one train() function
 - ``samplers``         all-at-once, one-token-per-step, beam search           (Section 3.2.2)
 - ``remasking``        confidence, margin, entropy, threshold and semi-AR block decoding (Sections 3.3-3.4)
@@ -30,7 +31,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "denoiser",
-               "objectives", "train", "samplers", "remasking", "device", "experiments", "notebook")
+               "objectives", "blockwise", "train", "samplers", "remasking", "device", "experiments", "notebook")
 
 __all__ = ["__version__", *_SUBMODULES]
 

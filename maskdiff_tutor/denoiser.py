@@ -152,33 +152,42 @@ class Denoiser(nn.Module):
         return total
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+                attn_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
-            x_t: token ids (B, L), L <= max_seq_len.
+            x_t: token ids (B, L).
             t: times (B,) in [0, 1]; required with time conditioning, refused without it.
             attn_mask: optional boolean (L, L) or (B, 1, L, L), True where a query may attend
                 to a key; None is full bidirectional attention.
+            position_ids: the position of each token (L,), each < max_seq_len; default 0..L-1.
+                Blockwise training feeds a noisy and a clean copy of a sequence side by side,
+                both with positions 0..L/2-1.
         Returns logits (B, L, V) in float32 (or the autocast dtype).
         """
-        self._check_input(x_t, t, attn_mask)
-        L = x_t.shape[1]
+        L = x_t.shape[1] if isinstance(x_t, torch.Tensor) and x_t.ndim == 2 else 0
+        if position_ids is None:
+            position_ids = torch.arange(L, device=x_t.device) if L else None
+        self._check_input(x_t, t, attn_mask, position_ids)
         h = self.embed(x_t)  # (B, L, D)
         if self.positions is not None:
-            h = h + self.positions(torch.arange(L, device=x_t.device))  # (B, L, D)
+            h = h + self.positions(position_ids)  # (B, L, D)
         if self.time_mlp is not None:
             h = h + self.time_mlp(time_embedding(t, self.config.d_model)).unsqueeze(1)  # (B, 1, D) broadcast
-        rotary = (self.rotary_cos[:L], self.rotary_sin[:L]) if self.config.rotary else None
+        rotary = (self.rotary_cos[position_ids], self.rotary_sin[position_ids]) if self.config.rotary else None
         for block in self.blocks:
             h = block(h, rotary, attn_mask)  # (B, L, D)
         return self.head(self.norm(h))  # (B, L, V)
 
-    def _check_input(self, x_t, t, attn_mask):
+    def _check_input(self, x_t, t, attn_mask, position_ids):
         c = self.config
         if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"x_t must be an integer tensor of shape (B, L); got "
                              f"{getattr(x_t, 'dtype', type(x_t).__name__)} of shape {tuple(getattr(x_t, 'shape', ()))}")
-        if x_t.shape[1] > c.max_seq_len:
-            raise ValueError(f"x_t has length {x_t.shape[1]}, longer than the model's max_seq_len = {c.max_seq_len}")
+        if position_ids.shape != (x_t.shape[1],):
+            raise ValueError(f"position_ids must have shape (L,) = ({x_t.shape[1]},); got {tuple(position_ids.shape)}")
+        if position_ids.numel() and (position_ids.min() < 0 or position_ids.max() >= c.max_seq_len):
+            if x_t.shape[1] > c.max_seq_len:
+                raise ValueError(f"x_t has length {x_t.shape[1]}, longer than the model's max_seq_len = {c.max_seq_len}")
+            raise ValueError(f"position_ids must lie in [0, {c.max_seq_len - 1}] (max_seq_len = {c.max_seq_len})")
         if x_t.numel() and (x_t.min() < 0 or x_t.max() >= c.vocab_size):
             raise ValueError(f"x_t holds ids outside [0, {c.vocab_size - 1}] (the model's vocab_size = {c.vocab_size})")
         if c.time_conditioning and t is None:

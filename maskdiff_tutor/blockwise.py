@@ -1,0 +1,126 @@
+"""Blockwise training (paper Section 3.4.2): each noisy block learns to denoise given the clean
+blocks before it, which is what semi-autoregressive decoding in blocks asks of the model.
+
+Book chapter "Blocks". Two schemes:
+
+- The paper's, literally: for block j the input is [clean blocks < j, noisy block j] with full
+  attention, so the clean prefix also attends to the noisy block. Its representation then
+  changes with every j, so the blocks must be trained one forward pass each
+  (``blockwise_loss_loop(..., causal_prefix=False)``).
+- Block-causal (BD3-LM's choice): a clean block attends only to clean blocks up to itself, and a
+  noisy block to itself and the clean blocks before it. The prefix no longer depends on the noisy
+  block, so all blocks train in ONE pass over [x_t, x_0] (2L tokens) with the mask of
+  ``block_attention_mask`` (``blockwise_loss``); the loop with ``causal_prefix=True`` is its
+  reference, and the tests prove the two equal.
+
+Both use the same noise: ``sample_block_noise`` gives each block its own time t and masks it at
+rate 1 - alpha(t), and the loss weights each block's masked NLL by w(t) (Eq. 13 per block).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_logits, check_positive_int, check_tokens
+from .forward_process import sample_xt
+from .nelbo import sample_times
+from .objectives import LossParts
+from .schedules import Schedule
+
+
+def _blocks(seq_len: int, block_length: int) -> int:
+    check_positive_int("block_length", block_length)
+    if seq_len % block_length:
+        raise ValueError(f"the sequence length ({seq_len}) must be divisible by block_length ({block_length})")
+    return seq_len // block_length
+
+
+def block_attention_mask(query_block: torch.Tensor, query_clean: torch.Tensor, key_block: torch.Tensor,
+                         key_clean: torch.Tensor) -> torch.Tensor:
+    """The block-causal rule for any arrangement of tokens: (Q, K) boolean, True = may attend.
+
+    A clean token attends to clean tokens of its own and earlier blocks; a noisy token attends to
+    noisy tokens of its own block and clean tokens of earlier blocks.     [eq-block-causal]
+    """
+    qb, kb = query_block.unsqueeze(-1), key_block.unsqueeze(0)  # (Q, 1), (1, K)
+    qc, kc = query_clean.unsqueeze(-1), key_clean.unsqueeze(0)  # (Q, 1), (1, K)
+    clean_to_clean = qc & kc & (kb <= qb)
+    noisy_to_noisy = ~qc & ~kc & (kb == qb)
+    noisy_to_clean = ~qc & kc & (kb < qb)
+    return clean_to_clean | noisy_to_noisy | noisy_to_clean
+
+
+def vectorised_mask(seq_len: int, block_length: int) -> torch.Tensor:
+    """The (2L, 2L) mask for the input [x_t, x_0] of ``blockwise_loss``."""
+    _blocks(seq_len, block_length)
+    block = torch.arange(seq_len) // block_length  # (L,)
+    blocks = torch.cat([block, block])  # (2L,)
+    clean = torch.cat([torch.zeros(seq_len, dtype=torch.bool), torch.ones(seq_len, dtype=torch.bool)])  # (2L,)
+    return block_attention_mask(blocks, clean, blocks, clean)
+
+
+def sample_block_noise(x0: torch.Tensor, block_length: int, schedule: Schedule, mask_id: int,
+                       generator: torch.Generator | None = None, antithetic: bool = True):
+    """One time per block and the masked sequence: returns (x_t (B, L), t (B, n_blocks))."""
+    check_tokens("x0", x0, None, mask_id, allow_mask=False)
+    batch, seq_len = x0.shape
+    n_blocks = _blocks(seq_len, block_length)
+    t = sample_times(batch * n_blocks, generator, antithetic).view(batch, n_blocks)  # (B, n)
+    t_per_token = t.repeat_interleave(block_length, dim=1)  # (B, L)
+    return _mask_per_token(x0, t_per_token, schedule, mask_id, generator), t
+
+
+def _mask_per_token(x0, t_per_token, schedule, mask_id, generator):
+    """Mask each token independently with probability 1 - alpha(t of its block) (Eq. 3 per block)."""
+    flat_t = t_per_token.reshape(-1)  # (B * L,)
+    flat = sample_xt(x0.reshape(-1, 1), flat_t, schedule, mask_id, generator)  # (B * L, 1)
+    return flat.view_as(x0)
+
+
+def _weighted_nll(logits, x0, x_t, t, block_length, schedule, mask_id, weighted):
+    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
+    nll = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # (B, L)
+    masked = x_t == mask_id  # (B, L)
+    nll = torch.where(masked, nll, torch.zeros_like(nll))
+    weight = (schedule.weight(t) if weighted else torch.ones_like(t)).to(x0.device).float()  # (B, n)
+    per_token_weight = weight.repeat_interleave(block_length, dim=1)  # (B, L)
+    loss = (per_token_weight * nll).sum() / x0.numel()
+    return LossParts(loss, nll.detach(), weight, t, masked, x0.numel())
+
+
+def blockwise_loss(model, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, block_length: int,
+                   schedule: Schedule, mask_id: int, weighted: bool = True) -> LossParts:
+    """All blocks in one forward pass over [x_t, x_0] (B, 2L) with the block-causal mask.
+
+    ``model`` must accept ``attn_mask`` and ``position_ids`` (the package's ``Denoiser`` does);
+    both halves use positions 0..L-1. Returns the loss and its parts (``weight`` is per block)."""
+    batch, seq_len = x0.shape
+    _blocks(seq_len, block_length)
+    both = torch.cat([x_t, x0], dim=1)  # (B, 2L)
+    positions = torch.arange(seq_len, device=x0.device).repeat(2)  # (2L,)
+    mask = vectorised_mask(seq_len, block_length).to(x0.device)  # (2L, 2L)
+    logits = model(both, attn_mask=mask, position_ids=positions)  # (B, 2L, V)
+    check_logits(logits, both, mask_id)
+    return _weighted_nll(logits[:, :seq_len], x0, x_t, t, block_length, schedule, mask_id, weighted)
+
+
+def blockwise_loss_loop(model, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, block_length: int,
+                        schedule: Schedule, mask_id: int, weighted: bool = True, causal_prefix: bool = True) -> LossParts:
+    """One forward pass per block j over [clean blocks < j, noisy block j].
+
+    ``causal_prefix=True``: the block-causal scheme (the reference for ``blockwise_loss``);
+    ``causal_prefix=False``: the paper's scheme, full attention, the prefix attending to the noisy block."""
+    batch, seq_len = x0.shape
+    n_blocks = _blocks(seq_len, block_length)
+    block = torch.arange(seq_len, device=x0.device) // block_length  # (L,)
+    pieces = []
+    for j in range(n_blocks):
+        start, end = j * block_length, (j + 1) * block_length
+        inputs = torch.cat([x0[:, :start], x_t[:, start:end]], dim=1)  # (B, end)
+        clean = torch.arange(end, device=x0.device) < start  # (end,)
+        mask = block_attention_mask(block[:end], clean, block[:end], clean) if causal_prefix else None
+        logits = model(inputs, attn_mask=mask, position_ids=torch.arange(end, device=x0.device))  # (B, end, V)
+        check_logits(logits, inputs, mask_id)
+        pieces.append(logits[:, start:end])  # (B, block_length, V)
+    return _weighted_nll(torch.cat(pieces, dim=1), x0, x_t, t, block_length, schedule, mask_id, weighted)
