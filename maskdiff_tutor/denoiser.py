@@ -90,15 +90,18 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.out = nn.Linear(config.d_model, config.d_model, bias=False)
 
-    def forward(self, h, rotary, attn_mask):
+    def forward(self, h, rotary, attn_mask, past=None):
+        """Attention of h (B, L, D) over its own keys and, if given, cached ones ``past`` = (k, v),
+        each (B, H, L_past, hd) placed before them. Returns the output and h's own (k, v)."""
         B, L, D = h.shape
         q, k, v = self.qkv(h).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, L, hd)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
         # bidirectional unless attn_mask says otherwise (True = may attend)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask,
                                            dropout_p=self.dropout if self.training else 0.0)  # (B, H, L, hd)
-        return self.out(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+        return self.out(y.transpose(1, 2).reshape(B, L, D)), (k, v)  # (B, L, D)
 
 
 class Block(nn.Module):
@@ -110,9 +113,10 @@ class Block(nn.Module):
                                  nn.Linear(config.mlp_ratio * config.d_model, config.d_model))
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, h, rotary, attn_mask):
-        h = h + self.drop(self.attn(self.norm1(h), rotary, attn_mask))  # (B, L, D)
-        return h + self.drop(self.mlp(self.norm2(h)))  # (B, L, D)
+    def forward(self, h, rotary, attn_mask, past=None):
+        attended, kv = self.attn(self.norm1(h), rotary, attn_mask, past)
+        h = h + self.drop(attended)  # (B, L, D)
+        return h + self.drop(self.mlp(self.norm2(h))), kv  # (B, L, D)
 
 
 class Denoiser(nn.Module):
@@ -172,10 +176,32 @@ class Denoiser(nn.Module):
             h = h + self.positions(position_ids)  # (B, L, D)
         if self.time_mlp is not None:
             h = h + self.time_mlp(time_embedding(t, self.config.d_model)).unsqueeze(1)  # (B, 1, D) broadcast
+        return self._run(h, position_ids, attn_mask, None)[0]
+
+    def _run(self, h, position_ids, attn_mask, past_kv):
         rotary = (self.rotary_cos[position_ids], self.rotary_sin[position_ids]) if self.config.rotary else None
-        for block in self.blocks:
-            h = block(h, rotary, attn_mask)  # (B, L, D)
-        return self.head(self.norm(h))  # (B, L, V)
+        new_kv = []
+        for i, block in enumerate(self.blocks):
+            h, kv = block(h, rotary, attn_mask, None if past_kv is None else past_kv[i])  # (B, L, D)
+            new_kv.append(kv)
+        return self.head(self.norm(h)), new_kv  # (B, L, V), per layer (k, v) of these tokens
+
+    def step(self, x: torch.Tensor, position_ids: torch.Tensor, past_kv: list | None = None,
+             attn_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list]:
+        """Run tokens x (B, L) at ``position_ids`` (L,) attending to cached keys and values of
+        earlier tokens (``past_kv``: per layer (k, v), each (B, H, L_past, hd)) and to each other.
+
+        ``attn_mask`` (L, L_past + L), True = may attend; None lets every token see everything.
+        Returns the logits (B, L, V) and the per-layer (k, v) of x's own tokens, to append to the
+        cache once they are final. Used by the KV-cached semi-autoregressive sampler; no time input.
+        """
+        if self.config.time_conditioning:
+            raise ValueError("step() takes no time input: it is not available with time_conditioning=True")
+        self._check_input(x, None, None, position_ids)
+        h = self.embed(x)  # (B, L, D)
+        if self.positions is not None:
+            h = h + self.positions(position_ids)
+        return self._run(h, position_ids, attn_mask, past_kv)
 
     def _check_input(self, x_t, t, attn_mask, position_ids):
         c = self.config

@@ -47,6 +47,42 @@ def random_score(log_probs: torch.Tensor, chosen: torch.Tensor, generator=None) 
     return torch.rand(chosen.shape, generator=generator, dtype=torch.float64, device=noise_device).to(chosen.device)
 
 
+def check_schedule(gen_length: int, block_length: int | None, tokens_per_step: int | None,
+                   threshold: float | None) -> int:
+    """Check the decoding schedule's arguments; return the block length (gen_length if None)."""
+    check_positive_int("gen_length", gen_length)
+    block_length = gen_length if block_length is None else check_positive_int("block_length", block_length)
+    if gen_length % block_length:
+        raise ValueError(f"gen_length ({gen_length}) must be divisible by block_length ({block_length})")
+    if (tokens_per_step is None) == (threshold is None):
+        raise ValueError("give exactly one of tokens_per_step (top-k per step) and threshold")
+    if tokens_per_step is not None:
+        check_positive_int("tokens_per_step", tokens_per_step)
+        if tokens_per_step > block_length:
+            raise ValueError(f"tokens_per_step ({tokens_per_step}) must not exceed the masks of a block "
+                             f"(block_length = {block_length})")
+    return block_length
+
+
+def check_prompt(prompt: torch.Tensor, mask_id: int) -> None:
+    check_tokens("prompt", prompt, None, mask_id, allow_mask=False)
+    if prompt.ndim != 2:
+        raise ValueError(f"prompt must have shape (B, P); got {tuple(prompt.shape)}")
+
+
+def select(scores: torch.Tensor, open_: torch.Tensor, tokens_per_step: int | None, threshold: float | None):
+    """Which open positions to decode this step: the k best by score, or all at or above the
+    threshold (at least the best). Returns (scores with closed positions at -inf, commit (B, L))."""
+    s = torch.where(open_, scores.double(), -torch.inf)  # (B, L)
+    if threshold is not None:
+        best = s.argmax(-1, keepdim=True)  # (B, 1) at least the surest position
+        commit = (s >= threshold) | torch.zeros_like(open_).scatter(-1, best, True)
+    else:
+        top = s.topk(min(tokens_per_step, s.shape[-1]), dim=-1).indices  # (B, k)
+        commit = torch.zeros_like(open_).scatter(-1, top, True)
+    return s, commit & open_  # a row with fewer than k open positions commits only those
+
+
 @torch.no_grad()
 def generate(denoiser, prompt: torch.Tensor, gen_length: int, mask_id: int, *, score=confidence,
              tokens_per_step: int | None = 1, threshold: float | None = None, block_length: int | None = None,
@@ -69,20 +105,8 @@ def generate(denoiser, prompt: torch.Tensor, gen_length: int, mask_id: int, *, s
     at which each position was decoded (``order``, -1 for the prompt) and the score it had then
     (``confidence``, NaN for the prompt).
     """
-    check_positive_int("gen_length", gen_length)
-    check_tokens("prompt", prompt, None, mask_id, allow_mask=False)
-    if prompt.ndim != 2:
-        raise ValueError(f"prompt must have shape (B, P); got {tuple(prompt.shape)}")
-    block_length = gen_length if block_length is None else check_positive_int("block_length", block_length)
-    if gen_length % block_length:
-        raise ValueError(f"gen_length ({gen_length}) must be divisible by block_length ({block_length})")
-    if (tokens_per_step is None) == (threshold is None):
-        raise ValueError("give exactly one of tokens_per_step (top-k per step) and threshold")
-    if tokens_per_step is not None:
-        check_positive_int("tokens_per_step", tokens_per_step)
-        if tokens_per_step > block_length:
-            raise ValueError(f"tokens_per_step ({tokens_per_step}) must not exceed the masks of a block "
-                             f"(block_length = {block_length})")
+    block_length = check_schedule(gen_length, block_length, tokens_per_step, threshold)
+    check_prompt(prompt, mask_id)
     B, P = prompt.shape
     masks = torch.full((B, gen_length), mask_id, dtype=prompt.dtype, device=prompt.device)
     x = torch.cat([prompt, masks], dim=1)  # (B, P + G)
@@ -96,15 +120,7 @@ def generate(denoiser, prompt: torch.Tensor, gen_length: int, mask_id: int, *, s
             log_probs = _clean_log_probs(denoiser, x, mask_id)  # (B, L, V)
             chosen = _pick(log_probs, generator, greedy)  # (B, L)
             open_ = (x == mask_id) & in_block  # (B, L) positions that may be decoded now
-            s = torch.where(open_, score(log_probs, chosen, generator).double(), -torch.inf)  # (B, L)
-            if threshold is not None:
-                best = s.argmax(-1, keepdim=True)  # (B, 1) at least the surest position
-                commit = (s >= threshold) | torch.zeros_like(open_).scatter(-1, best, True)
-            else:
-                k = min(tokens_per_step, block_length)
-                top = s.topk(k, dim=-1).indices  # (B, k)
-                commit = torch.zeros_like(open_).scatter(-1, top, True)
-            commit &= open_  # a row with fewer than k masks left commits only those
+            s, commit = select(score(log_probs, chosen, generator), open_, tokens_per_step, threshold)
             x = torch.where(commit, chosen, x)
             order = torch.where(commit, step, order)
             scores = torch.where(commit, s, scores)

@@ -1,0 +1,74 @@
+"""Semi-autoregressive decoding with a block-causal model, with and without a KV cache.
+
+Book chapter "Blocks" (paper Section 3.4.2). A model trained block-causally (``blockwise.py``)
+sees, for the block it is denoising, the clean blocks before it, and the clean blocks never look
+ahead. So once a block is decoded its keys and values are final: they can be computed once and
+cached, and each later step runs the model on the current block alone. ``generate_block_causal``
+does both ways; with ``use_cache=False`` it runs the whole [prefix, block] every step with the
+block-causal mask, the reference that the cached path must reproduce exactly.
+
+(LLaDA's ``block_length`` is different: it only restricts which positions may be decoded and
+keeps full attention, so nothing can be cached exactly.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .blockwise import block_attention_mask
+from .forward_process import denoiser_probs
+from .remasking import check_prompt, check_schedule, confidence, select
+from .samplers import Decoded, _pick
+
+
+@torch.no_grad()
+def generate_block_causal(model, prompt: torch.Tensor, gen_length: int, mask_id: int, block_length: int, *,
+                          tokens_per_step: int | None = 1, threshold: float | None = None, score=confidence,
+                          use_cache: bool = True, generator: torch.Generator | None = None,
+                          greedy: bool = True) -> Decoded:
+    """Generate ``gen_length`` tokens after ``prompt`` (B, P), block by block, each block decoded
+    by confidence order within it (see ``remasking.generate`` for ``tokens_per_step``,
+    ``threshold``, ``score`` and ``greedy``).
+
+    Args:
+        model: a ``Denoiser`` (it needs ``step`` for the cache and ``attn_mask``/``position_ids``
+            without it); P + gen_length <= its max_seq_len.
+        block_length: size of each block; divides ``gen_length``. The prompt is one clean block.
+        use_cache: keep the keys and values of finished blocks (True) or recompute the prefix
+            every step (False).
+    """
+    check_schedule(gen_length, block_length, tokens_per_step, threshold)
+    check_prompt(prompt, mask_id)
+    B, P = prompt.shape
+    device = prompt.device
+    tokens = torch.cat([prompt, torch.full((B, gen_length), mask_id, dtype=prompt.dtype, device=device)], 1)
+    order = torch.full(tokens.shape, -1, dtype=torch.long, device=device)
+    scores = torch.full(tokens.shape, float("nan"), dtype=torch.float64, device=device)
+    # block ids: the prompt is block 0, generated blocks are 1, 2, ...
+    block_id = torch.cat([torch.zeros(P, dtype=torch.long),
+                          1 + torch.arange(gen_length) // block_length]).to(device)  # (L,)
+    past = model.step(prompt, torch.arange(P, device=device))[1] if use_cache and P else None
+    step = 0
+    for start in range(P, P + gen_length, block_length):
+        end = start + block_length
+        positions = torch.arange(end, device=device)
+        while (tokens[:, start:end] == mask_id).any():
+            if use_cache:
+                logits = model.step(tokens[:, start:end], positions[start:], past)[0]  # (B, b, V)
+            else:
+                clean = positions < start  # (end,)
+                mask = block_attention_mask(block_id[:end], clean, block_id[:end], clean)  # (end, end)
+                logits = model(tokens[:, :end], attn_mask=mask, position_ids=positions)[:, start:]  # (B, b, V)
+            log_probs = torch.log(denoiser_probs(logits, mask_id))  # (B, b, V) float64
+            chosen = _pick(log_probs, generator, greedy)  # (B, b)
+            s, commit = select(score(log_probs, chosen, generator), tokens[:, start:end] == mask_id,
+                               tokens_per_step, threshold)
+            tokens[:, start:end] = torch.where(commit, chosen, tokens[:, start:end])
+            order[:, start:end] = torch.where(commit, step, order[:, start:end])
+            scores[:, start:end] = torch.where(commit, s, scores[:, start:end])
+            step += 1
+        if use_cache:  # the finished block becomes clean context: cache its keys and values
+            finished = model.step(tokens[:, start:end], positions[start:], past)[1]
+            past = finished if past is None else [(torch.cat([pk, k], 2), torch.cat([pv, v], 2))
+                                                  for (pk, pv), (k, v) in zip(past, finished)]
+    return Decoded(tokens, nfe=step, order=order, confidence=scores)

@@ -1,0 +1,72 @@
+"""The KV-cached semi-autoregressive sampler reproduces the uncached one exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maskdiff_tutor import block_decoding
+from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
+
+MASK = 20
+
+
+def model(rotary=False, seed=0):
+    torch.manual_seed(seed)
+    return Denoiser(DenoiserConfig(vocab_size=MASK + 1, max_seq_len=64, d_model=32, n_layers=3, n_heads=2,
+                                   rotary=rotary)).eval()
+
+
+@pytest.mark.parametrize("rotary", [False, True])
+@pytest.mark.parametrize("prompt_length", [0, 1, 5])
+@pytest.mark.parametrize("schedule", [dict(tokens_per_step=1), dict(tokens_per_step=3),
+                                      dict(tokens_per_step=None, threshold=0.08)])
+def test_cached_equals_uncached(rotary, prompt_length, schedule):
+    net = model(rotary)
+    prompt = torch.randint(0, MASK, (3, prompt_length), generator=torch.Generator().manual_seed(1))
+    runs = [block_decoding.generate_block_causal(net, prompt, 24, MASK, 6, use_cache=cache, **schedule)
+            for cache in (True, False)]
+    assert torch.equal(runs[0].tokens, runs[1].tokens)
+    assert torch.equal(runs[0].order, runs[1].order)
+    assert runs[0].nfe == runs[1].nfe
+    torch.testing.assert_close(runs[0].confidence, runs[1].confidence, rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+def test_sampling_with_the_same_generator_is_identical_with_and_without_cache():
+    net = model()
+    prompt = torch.randint(0, MASK, (4, 3), generator=torch.Generator().manual_seed(2))
+    runs = [block_decoding.generate_block_causal(net, prompt, 16, MASK, 4, use_cache=cache, greedy=False,
+                                                 generator=torch.Generator().manual_seed(0)) for cache in (True, False)]
+    assert torch.equal(runs[0].tokens, runs[1].tokens)
+
+
+def test_blocks_are_decoded_in_order_and_the_prompt_is_kept():
+    net = model()
+    prompt = torch.tensor([[3, 4]])
+    out = block_decoding.generate_block_causal(net, prompt, 12, MASK, 4, tokens_per_step=2)
+    assert out.tokens[0, :2].tolist() == [3, 4] and (out.tokens != MASK).all()
+    blocks = out.order[0, 2:].view(3, 4)
+    assert (blocks[:-1].max(-1).values < blocks[1:].min(-1).values).all()
+    assert out.nfe == 6
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(gen_length=10, block_length=4), "divisible"),
+    (dict(gen_length=8, block_length=4, tokens_per_step=5), "tokens_per_step"),
+    (dict(gen_length=8, block_length=4, tokens_per_step=None), "exactly one"),
+])
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        block_decoding.generate_block_causal(model(), torch.tensor([[1]]), mask_id=MASK, **kwargs)
+
+
+def test_prompt_with_the_mask_is_refused():
+    with pytest.raises(ValueError, match="prompt"):
+        block_decoding.generate_block_causal(model(), torch.tensor([[1, MASK]]), 4, MASK, 4)
+
+
+def test_step_refuses_time_conditioned_models():
+    net = Denoiser(DenoiserConfig(vocab_size=5, max_seq_len=8, d_model=16, n_layers=1, n_heads=2,
+                                  time_conditioning=True))
+    with pytest.raises(ValueError, match="time"):
+        net.step(torch.zeros(1, 3, dtype=torch.long), torch.arange(3))
