@@ -101,19 +101,21 @@ def check_assumption_4(P: torch.Tensor) -> bool:
 
 
 def distance_marginals(P: torch.Tensor, start: torch.Tensor, max_distance: int) -> torch.Tensor:
-    """The exact distribution of the token n positions after a token drawn from ``start`` (V,),
-    for n = 0..max_distance: (max_distance + 1, V), row n = start @ P^n.
+    """The exact distribution of the token n positions after a token drawn from ``start``, for
+    n = 0..max_distance: row n is start @ P^n. ``start`` is one distribution (V,), giving
+    (max_distance + 1, V), or a batch (S, V), giving (max_distance + 1, S, V).
 
     With a one-hot ``start`` this is the true marginal of a [MASK] at distance n from an unmasked
     token when everything after it is masked (Assumptions 1-2).
     """
     check_positive_int("max_distance", max_distance, minimum=0)
-    if P.ndim != 2 or P.shape[0] != P.shape[1] or start.shape != (P.shape[0],):
-        raise ValueError(f"P must be square (V, V) and start of shape (V,); got {tuple(P.shape)} and {tuple(start.shape)}")
+    if P.ndim != 2 or P.shape[0] != P.shape[1] or start.ndim not in (1, 2) or start.shape[-1] != P.shape[0]:
+        raise ValueError(f"P must be square (V, V) and start of shape (V,) or (S, V); got {tuple(P.shape)} "
+                         f"and {tuple(start.shape)}")
     rows = [start.double()]
     for _ in range(max_distance):
-        rows.append(rows[-1] @ P)  # (V,)
-    return torch.stack(rows)  # (n + 1, V)
+        rows.append(rows[-1] @ P)  # (V,) or (S, V)
+    return torch.stack(rows)  # (n + 1, V) or (n + 1, S, V)
 
 
 def stationary_distribution(P: torch.Tensor, tol: float = 1e-14, max_iter: int = 100_000) -> torch.Tensor:

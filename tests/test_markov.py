@@ -190,3 +190,11 @@ def test_chain_denoiser_rejects_bad_input():
         exact(torch.zeros(1, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="outside"):
         exact(torch.full((1, 3), 7))
+
+
+def test_distance_marginals_of_a_batch_of_starts_equal_one_at_a_time():
+    P = chain(7, 1.4, seed=8)
+    starts = torch.softmax(torch.randn(5, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64), -1)
+    batched = markov.distance_marginals(P, starts, 6)  # (7, 5, 7)
+    for i in range(5):
+        torch.testing.assert_close(batched[:, i], markov.distance_marginals(P, starts[i], 6), rtol=0, atol=1e-15)

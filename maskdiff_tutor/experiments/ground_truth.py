@@ -110,8 +110,8 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
             "exact_tv_to_stationary_by_n": (weights * 0.5 * (exact_probs - pi).abs().sum(-1)).sum(0).tolist(),
         }
         eos_chain = markov.with_end_of_text(P, eos_id=V - 1)
-        eos_rows = torch.stack([markov.distance_marginals(eos_chain, torch.eye(V, dtype=torch.float64)[v], 4 * L)
-                                for v in range(V - 1)])  # (V - 1, 4L + 1, V): prompts other than EOS itself
+        starts = torch.eye(V, dtype=torch.float64)[: V - 1]  # (V - 1, V): every prompt but EOS itself
+        eos_rows = markov.distance_marginals(eos_chain, starts, 4 * L).transpose(0, 1)  # (V - 1, 4L + 1, V)
         metrics["end_of_text"] = {"eos_id": V - 1, "top_by_n": eos_rows.max(-1).values.mean(0).tolist(),
                                   "eos_by_n": eos_rows[..., V - 1].mean(0).tolist()}
 
