@@ -19,6 +19,10 @@ EXPERIMENTS = {
                      "a Zipf Markov language with exact answers: top probability against distance (exact, trained, "
                      "Eq. 17), homogenisation, end-of-text, and the true perplexity of k tokens per step "
                      "(Sections 3.2.3-3.3)"),
+    "generation-order": ("maskdiff_tutor.experiments.generation_order",
+                         "with the exact denoiser of a Zipf Markov language (and an end-of-text variant): how "
+                         "left-to-right confidence, margin, entropy and random orders are, and what they cost "
+                         "(Section 3.4.1)"),
 }
 
 
