@@ -40,7 +40,7 @@ class Scale:
 
 
 SCALES = {
-    "ci": Scale(vocab_size=32, s=2.0, function_words=2, lengths=(32, 128), samples=100, tokens_per_step=(1, 4)),
+    "ci": Scale(vocab_size=32, s=2.0, function_words=2, lengths=(32, 96), samples=64, tokens_per_step=(1, 4)),
     "gpu": Scale(vocab_size=256, s=1.5, function_words=4, lengths=(32, 128, 512), samples=2000,
                  tokens_per_step=(1, 2, 4, 8)),
 }
