@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -16,3 +18,14 @@ class RandomLogits:
     def __call__(self, x_t, *args):
         self.calls.append((x_t.clone(), *args))
         return self.table[torch.arange(x_t.shape[1]), x_t]  # (B, L, V)
+
+
+@contextlib.contextmanager
+def ci_scale(experiment, scale):
+    """Run an experiment module's ``scale="ci"`` with the smaller ``scale`` inside the block."""
+    original = experiment.SCALES["ci"]
+    experiment.SCALES["ci"] = scale
+    try:
+        yield
+    finally:
+        experiment.SCALES["ci"] = original

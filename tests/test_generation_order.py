@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from helpers import ci_scale
 
 from maskdiff_tutor import markov
 from maskdiff_tutor.experiments import generation_order
@@ -17,12 +18,8 @@ SMALL = generation_order.Scale(vocab_size=16, s=2.0, function_words=2, lengths=(
 
 @pytest.fixture(scope="module")
 def result():
-    original = generation_order.SCALES["ci"]
-    generation_order.SCALES["ci"] = SMALL
-    try:
-        yield generation_order.run(scale="ci", seed=0)
-    finally:
-        generation_order.SCALES["ci"] = original
+    with ci_scale(generation_order, SMALL):
+        return generation_order.run(scale="ci", seed=0)
 
 
 def test_order_statistics_of_known_orders():

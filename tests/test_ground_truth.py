@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import ci_scale
 
 from maskdiff_tutor import markov, samplers, zipf
 from maskdiff_tutor.experiments import ground_truth
@@ -21,12 +22,8 @@ SMALL = ground_truth.Scale(vocab_size=12, s=2.0, function_words=2, seq_len=9, tr
 
 @pytest.fixture(scope="module")
 def result():
-    original = ground_truth.SCALES["ci"]
-    ground_truth.SCALES["ci"] = SMALL
-    try:
-        yield ground_truth.run(scale="ci", seed=0)
-    finally:
-        ground_truth.SCALES["ci"] = original
+    with ci_scale(ground_truth, SMALL):
+        return ground_truth.run(scale="ci", seed=0)
 
 
 def chain_of(seed=0):
@@ -114,11 +111,7 @@ def test_sample_left_to_right_rejects_bad_tokens_per_step():
 
 
 def test_seeded_runs_repeat_exactly(result):
-    original = ground_truth.SCALES["ci"]
-    ground_truth.SCALES["ci"] = SMALL
-    try:
+    with ci_scale(ground_truth, SMALL):
         again = ground_truth.run(scale="ci", seed=0)
-    finally:
-        ground_truth.SCALES["ci"] = original
     assert again.metrics == result.metrics
     assert again.curves == result.curves
