@@ -20,12 +20,11 @@ rate 1 - alpha(t), and the loss weights each block's masked NLL by w(t) (Eq. 13 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ._checks import check_logits, check_positive_int, check_tokens
 from .forward_process import sample_xt
 from .nelbo import sample_times
-from .objectives import LossParts
+from .objectives import LossParts, masked_nll
 from .schedules import Schedule
 
 
@@ -79,10 +78,8 @@ def _mask_per_token(x0, t_per_token, schedule, mask_id, generator):
 
 
 def _weighted_nll(logits, x0, x_t, t, block_length, schedule, mask_id, weighted):
-    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
-    nll = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # (B, L)
     masked = x_t == mask_id  # (B, L)
-    nll = torch.where(masked, nll, torch.zeros_like(nll))
+    nll = masked_nll(logits, x0, masked, mask_id)  # (B, L)
     weight = (schedule.weight(t) if weighted else torch.ones_like(t)).to(x0.device).float()  # (B, n)
     per_token_weight = weight.repeat_interleave(block_length, dim=1)  # (B, L)
     loss = (per_token_weight * nll).sum() / x0.numel()

@@ -33,6 +33,15 @@ class LossParts:
     num_tokens: int  # tokens that count (not padding)
 
 
+def masked_nll(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """-log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere: (B, L), differentiable.
+
+    A clean token is never the mask, so the mask's logit is removed from the softmax."""
+    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
+    nll = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # (B, L)
+    return torch.where(masked, nll, torch.zeros_like(nll))
+
+
 def masked_diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, mask_id: int,
                           generator: torch.Generator | None = None, weighted: bool = True,
                           pad_id: int | None = None, antithetic: bool = True, time_input: bool = False) -> LossParts:
@@ -61,10 +70,7 @@ def masked_diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, mask_id: 
         raise ValueError(f"x0 is all padding (pad_id = {pad_id}): there is no token to learn from")
     logits = model(x_t, t.to(x0.device).float()) if time_input else model(x_t)  # (B, L, V)
     check_logits(logits, x_t, mask_id)
-    # a clean token is never the mask: remove the mask from the softmax
-    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
-    nll = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # (B, L)
-    nll = torch.where(masked, nll, torch.zeros_like(nll))  # (B, L)
+    nll = masked_nll(logits, x0, masked, mask_id)  # (B, L)
     weight = (schedule.weight(t) if weighted else torch.ones_like(t)).to(x0.device).float()  # (B,)
     num_tokens = int(tokens.sum())
     # L = sum_b w(t_b) sum_{l masked} -log p_theta(x_0^l | x_t) / (number of tokens)     [eq-13]
