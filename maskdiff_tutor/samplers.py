@@ -37,10 +37,15 @@ def _pick(log_probs: torch.Tensor, generator: torch.Generator | None, greedy: bo
     """argmax of log p (greedy) or a sample by the Gumbel-max trick in float64: (..., V) -> (...)."""
     if greedy:
         return log_probs.argmax(-1)
-    noise_device = generator.device if generator is not None else log_probs.device
-    u = torch.rand(log_probs.shape, generator=generator, dtype=torch.float64, device=noise_device).to(log_probs.device)
+    u = _uniform(log_probs.shape, generator, log_probs.device)
     gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))  # (..., V), float64
     return (log_probs + gumbel).argmax(-1)
+
+
+def _uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    """Uniform [0, 1) float64 noise drawn on the generator's device, moved to ``device``."""
+    noise_device = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, dtype=torch.float64, device=noise_device).to(device)
 
 
 def _check(x: torch.Tensor, mask_id: int) -> None:
@@ -64,10 +69,11 @@ def sample_all_at_once(denoiser, x: torch.Tensor, mask_id: int, generator: torch
 
 @torch.no_grad()
 def sample_one_at_a_time(denoiser, x: torch.Tensor, mask_id: int, generator: torch.Generator | None = None,
-                         greedy: bool = False, left_to_right: bool = False) -> Decoded:
+                         greedy: bool = False) -> Decoded:
     """Fill the masks of x (B, L) one per denoiser call, each drawn from its conditional given
-    everything decoded so far: ancestral sampling with one token per step. The order is uniformly
-    random per sequence (the limit of many small diffusion steps), or left to right.
+    everything decoded so far: ancestral sampling with one token per step, in an order drawn
+    uniformly at random per sequence (the limit of many small diffusion steps). For left to
+    right, use ``sample_left_to_right(..., tokens_per_step=1)``.
 
     With an exact denoiser this samples the true joint of the masked positions (chain rule).
     """
@@ -75,11 +81,7 @@ def sample_one_at_a_time(denoiser, x: torch.Tensor, mask_id: int, generator: tor
     tokens, order = x.clone(), torch.where(x == mask_id, 0, -1)
     batch, length = x.shape
     rows = torch.arange(batch, device=x.device)
-    if left_to_right:
-        priority = torch.arange(length, dtype=torch.float64, device=x.device).expand(batch, length)
-    else:
-        noise_device = generator.device if generator is not None else x.device
-        priority = torch.rand(batch, length, generator=generator, dtype=torch.float64, device=noise_device).to(x.device)
+    priority = _uniform((batch, length), generator, x.device)  # (B, L) a random order per sequence
     steps = int((x == mask_id).sum(-1).max()) if x.numel() else 0
     for step in range(steps):
         masked = tokens == mask_id  # (B, L)
@@ -144,3 +146,54 @@ def sample_left_to_right(denoiser, x: torch.Tensor, mask_id: int, tokens_per_ste
         order = torch.where(chosen, step, order)
         step += 1
     return Decoded(tokens, nfe=step, order=order)
+
+
+@torch.no_grad()
+def sample_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_size: int, steps: int,
+                       tokens_per_step: int = 1, generator: torch.Generator | None = None) -> Decoded:
+    """The SEDD-inspired random initialisation of Section 3.3, as this book reads it.
+
+    Every mask of x (B, L) starts as a token drawn uniformly from the ``vocab_size`` ids other
+    than the mask, as a uniform-noise diffusion (SEDD) starts from random text. Each of ``steps``
+    denoiser calls re-masks ``tokens_per_step`` of those positions, chosen uniformly at random,
+    and redraws them from the denoiser given everything else.
+
+    With k = 1 and an exact denoiser this is a random-scan Gibbs sampler: the true joint is its
+    stationary law, but it only gets there as the steps grow, whereas ``sample_one_at_a_time`` is
+    exact after as many calls as there are masks. With k > 1 the k positions are redrawn from their
+    marginals, the parallel error of Section 3.2.2 again.
+
+    Args:
+        vocab_size: number of ids the denoiser's logits cover, the mask included.
+        steps: denoiser calls (the NFE); each redraws ``tokens_per_step`` positions.
+
+    ``order`` holds the last step that wrote each position (-1: given; -2: never redrawn, still its
+    random start) and ``confidence`` the probability it was written with (NaN if never).
+    """
+    _check(x, mask_id)
+    check_positive_int("vocab_size", vocab_size, minimum=2)
+    if not 0 <= mask_id < vocab_size:
+        raise ValueError(f"mask_id must be one of the vocab_size = {vocab_size} ids; got {mask_id}")
+    check_positive_int("steps", steps)
+    check_positive_int("tokens_per_step", tokens_per_step)
+    open_ = x == mask_id  # (B, L) the positions this sampler writes
+    most = int(open_.sum(-1).max()) if x.numel() else 0
+    if tokens_per_step > max(most, 1):
+        raise ValueError(f"tokens_per_step ({tokens_per_step}) must not exceed the number of masks in a "
+                         f"sequence (at most {most} here)")
+    start = (_uniform(x.shape, generator, x.device) * (vocab_size - 1)).long()  # (B, L) in [0, V - 1)
+    start = start + (start >= mask_id).long()  # skip the mask id
+    tokens = torch.where(open_, start, x)
+    order = torch.where(open_, -2, -1)
+    scores = torch.full(x.shape, float("nan"), dtype=torch.float64, device=x.device)
+    for step in range(steps):
+        priority = torch.where(open_, _uniform(x.shape, generator, x.device), -1.0)  # (B, L)
+        top = priority.topk(min(tokens_per_step, x.shape[1]), dim=-1).indices  # (B, k)
+        chosen = torch.zeros_like(open_).scatter(-1, top, True) & open_  # (B, L)
+        remasked = torch.where(chosen, mask_id, tokens)
+        log_probs = _clean_log_probs(denoiser, remasked, mask_id)  # (B, L, V)
+        picks = _pick(log_probs, generator, greedy=False)  # (B, L)
+        tokens = torch.where(chosen, picks, tokens)
+        order = torch.where(chosen, step, order)
+        scores = torch.where(chosen, log_probs.gather(-1, picks.unsqueeze(-1)).squeeze(-1).exp(), scores)
+    return Decoded(tokens, nfe=steps, order=order, confidence=scores)

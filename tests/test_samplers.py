@@ -12,7 +12,8 @@ import torch
 
 from helpers import RandomLogits
 
-from maskdiff_tutor.samplers import Decoded, beam_search, sample_all_at_once, sample_one_at_a_time
+from maskdiff_tutor.samplers import (Decoded, beam_search, sample_all_at_once, sample_left_to_right,
+                                     sample_one_at_a_time)
 
 QUERY = "[MASK] [MASK] C D [MASK]"
 N_SAMPLES = 20_000
@@ -121,7 +122,7 @@ def test_left_to_right_decodes_in_order(toy, oracle):
     x = torch.full((3, 5), toy.mask_id)
     x[1] = toy.ids("[MASK] B C [MASK] [MASK]")[0]
     x[2] = toy.ids("A' B C D E60")[0]
-    decoded = sample_one_at_a_time(oracle, x, toy.mask_id, _gen(5), left_to_right=True)
+    decoded = sample_left_to_right(oracle, x, toy.mask_id, 1, _gen(5))
     assert decoded.order.tolist() == [[0, 1, 2, 3, 4], [0, -1, -1, 1, 2], [-1, -1, -1, -1, -1]]
     assert decoded.nfe == 5
     assert torch.equal(decoded.tokens[2], x[2])
@@ -129,7 +130,7 @@ def test_left_to_right_decodes_in_order(toy, oracle):
 
 
 def test_greedy_left_to_right_is_AB(toy, oracle):
-    decoded = sample_one_at_a_time(oracle, toy.ids(QUERY), toy.mask_id, greedy=True, left_to_right=True)
+    decoded = sample_left_to_right(oracle, toy.ids(QUERY), toy.mask_id, 1, greedy=True)
     assert toy.names(decoded.tokens[0, :2]) == "A B"  # A (0.55), then B given A (34/55)
 
 
