@@ -5,7 +5,9 @@ sees, for the block it is denoising, the clean blocks before it, and the clean b
 ahead. So once a block is decoded its keys and values are final: they can be computed once and
 cached, and each later step runs the model on the current block alone. ``generate_block_causal``
 does both ways; with ``use_cache=False`` it runs the whole [prefix, block] every step with the
-block-causal mask, the reference that the cached path must reproduce exactly.
+block-causal mask, the reference that the cached path must reproduce exactly. With
+``causal_prefix=False`` it decodes a model trained by the paper's literal scheme, [prefix, block]
+with full attention at every step, never cached.
 
 (LLaDA's ``block_length`` is different: it only restricts which positions may be decoded and
 keeps full attention, so nothing can be cached exactly.)
@@ -24,8 +26,8 @@ from .samplers import Decoded, _pick
 @torch.no_grad()
 def generate_block_causal(model, prompt: torch.Tensor, gen_length: int, mask_id: int, block_length: int, *,
                           tokens_per_step: int | None = 1, threshold: float | None = None, score=confidence,
-                          use_cache: bool = True, generator: torch.Generator | None = None,
-                          greedy: bool = True) -> Decoded:
+                          use_cache: bool = True, causal_prefix: bool = True,
+                          generator: torch.Generator | None = None, greedy: bool = True) -> Decoded:
     """Generate ``gen_length`` tokens after ``prompt`` (B, P), block by block, each block decoded
     by confidence order within it (see ``remasking.generate`` for ``tokens_per_step``,
     ``threshold``, ``score`` and ``greedy``).
@@ -36,7 +38,14 @@ def generate_block_causal(model, prompt: torch.Tensor, gen_length: int, mask_id:
         block_length: size of each block; divides ``gen_length``. The prompt is one clean block.
         use_cache: keep the keys and values of finished blocks (True) or recompute the prefix
             every step (False).
+        causal_prefix: True for a block-causal model; False for a model trained by the paper's
+            literal scheme (``objective="blockwise_literal"``): each step runs [prefix, block] with
+            full attention, so the prefix changes with the block and nothing can be cached
+            (``use_cache`` must be False).
     """
+    if use_cache and not causal_prefix:
+        raise ValueError("use_cache=True needs causal_prefix=True: with full attention the prefix's keys and "
+                         "values change with every step; pass use_cache=False")
     check_schedule(gen_length, block_length, tokens_per_step, threshold)
     check_prompt(prompt, mask_id)
     B, P = prompt.shape
@@ -57,7 +66,7 @@ def generate_block_causal(model, prompt: torch.Tensor, gen_length: int, mask_id:
                 logits = model.step(tokens[:, start:end], positions[start:], past)[0]  # (B, b, V)
             else:
                 clean = positions < start  # (end,)
-                mask = block_attention_mask(block_id[:end], clean, block_id[:end], clean)  # (end, end)
+                mask = block_attention_mask(block_id[:end], clean, block_id[:end], clean) if causal_prefix else None
                 logits = model(tokens[:, :end], attn_mask=mask, position_ids=positions)[:, start:]  # (B, b, V)
             log_probs = torch.log(denoiser_probs(logits, mask_id))  # (B, b, V) float64
             chosen = _pick(log_probs, generator, greedy)  # (B, b)

@@ -28,7 +28,7 @@ from .objectives import LossParts, masked_nll
 from .schedules import Schedule
 
 
-def _blocks(seq_len: int, block_length: int) -> int:
+def number_of_blocks(seq_len: int, block_length: int) -> int:
     check_positive_int("block_length", block_length)
     if seq_len % block_length:
         raise ValueError(f"the sequence length ({seq_len}) must be divisible by block_length ({block_length})")
@@ -52,7 +52,7 @@ def block_attention_mask(query_block: torch.Tensor, query_clean: torch.Tensor, k
 
 def vectorised_mask(seq_len: int, block_length: int) -> torch.Tensor:
     """The (2L, 2L) mask for the input [x_t, x_0] of ``blockwise_loss``."""
-    _blocks(seq_len, block_length)
+    number_of_blocks(seq_len, block_length)
     block = torch.arange(seq_len) // block_length  # (L,)
     blocks = torch.cat([block, block])  # (2L,)
     clean = torch.cat([torch.zeros(seq_len, dtype=torch.bool), torch.ones(seq_len, dtype=torch.bool)])  # (2L,)
@@ -64,7 +64,7 @@ def sample_block_noise(x0: torch.Tensor, block_length: int, schedule: Schedule, 
     """One time per block and the masked sequence: returns (x_t (B, L), t (B, n_blocks))."""
     check_tokens("x0", x0, None, mask_id, allow_mask=False)
     batch, seq_len = x0.shape
-    n_blocks = _blocks(seq_len, block_length)
+    n_blocks = number_of_blocks(seq_len, block_length)
     t = sample_times(batch * n_blocks, generator, antithetic).view(batch, n_blocks)  # (B, n)
     t_per_token = t.repeat_interleave(block_length, dim=1)  # (B, L)
     return _mask_per_token(x0, t_per_token, schedule, mask_id, generator), t
@@ -93,7 +93,7 @@ def blockwise_loss(model, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, 
     ``model`` must accept ``attn_mask`` and ``position_ids`` (the package's ``Denoiser`` does);
     both halves use positions 0..L-1. Returns the loss and its parts (``weight`` is per block)."""
     batch, seq_len = x0.shape
-    _blocks(seq_len, block_length)
+    number_of_blocks(seq_len, block_length)
     both = torch.cat([x_t, x0], dim=1)  # (B, 2L)
     positions = torch.arange(seq_len, device=x0.device).repeat(2)  # (2L,)
     mask = vectorised_mask(seq_len, block_length).to(x0.device)  # (2L, 2L)
@@ -109,7 +109,7 @@ def blockwise_loss_loop(model, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Ten
     ``causal_prefix=True``: the block-causal scheme (the reference for ``blockwise_loss``);
     ``causal_prefix=False``: the paper's scheme, full attention, the prefix attending to the noisy block."""
     batch, seq_len = x0.shape
-    n_blocks = _blocks(seq_len, block_length)
+    n_blocks = number_of_blocks(seq_len, block_length)
     block = torch.arange(seq_len, device=x0.device) // block_length  # (L,)
     pieces = []
     for j in range(n_blocks):

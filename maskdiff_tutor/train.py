@@ -17,8 +17,33 @@ import torch
 
 from ._checks import check_positive_int
 from .device import pick_device
-from .objectives import masked_diffusion_loss
+from .blockwise import number_of_blocks, blockwise_loss, blockwise_loss_loop, sample_block_noise
+from .objectives import LossParts, masked_diffusion_loss
 from .schedules import LinearSchedule, Schedule
+
+
+OBJECTIVES = {
+    "random": "random masking of the whole sequence, one time per sequence (Eq. 13; LLaDA, MDLM)",
+    "blockwise": "block-causal blockwise training, all blocks in one pass over [x_t, x_0] (BD3-LM)",
+    "blockwise_literal": "the paper's blockwise scheme, the clean prefix attending to the noisy block: "
+                         "one pass per block",
+    "left_to_right": "every token masked, each seeing the clean tokens before it: autoregressive "
+                     "next-token training (block-causal with blocks of one token)",
+}
+
+
+def forward_tokens_per_sequence(objective: str, seq_len: int, block_length: int | None = None) -> int:
+    """Tokens a training step runs through the model per sequence: the unit of equal compute.
+
+    random: L; blockwise and left_to_right: 2L ([x_t, x_0]); blockwise_literal: one pass of
+    length (j + 1) B for each block j, B n (n + 1) / 2 with n = L / B blocks."""
+    TrainConfig(objective=objective, block_length=block_length)  # checks the pair
+    if objective == "random":
+        return seq_len
+    if objective in ("blockwise", "left_to_right"):
+        return 2 * seq_len
+    n = number_of_blocks(seq_len, block_length)
+    return block_length * n * (n + 1) // 2
 
 
 @dataclass(frozen=True)
@@ -35,8 +60,17 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model for the training steps
     log_every: int = 10  # record the history every this many steps
     checkpoint_every: int = 0  # save a checkpoint every this many steps (0: only at the end)
+    objective: str = "random"  # one of OBJECTIVES: what a training step asks of the model
+    block_length: int | None = None  # block size of the blockwise objectives (None for the others)
 
     def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}; got {self.objective!r}")
+        if self.objective.startswith("blockwise"):
+            check_positive_int("block_length", self.block_length)
+        elif self.block_length is not None:
+            raise ValueError(f"block_length is only for the blockwise objectives; objective={self.objective!r} "
+                             f"takes block_length=None, got {self.block_length!r}")
         for name in ("steps", "batch_size", "log_every"):
             check_positive_int(name, getattr(self, name))
         for name in ("warmup_steps", "checkpoint_every"):
@@ -71,7 +105,8 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
           schedule: Schedule = LinearSchedule(), *, device: str | torch.device | None = None, seed: int = 0,
           pad_id: int | None = None, checkpoint: str | pathlib.Path | None = None, resume: bool = False,
           progress: bool = True) -> History:
-    """Train ``model`` in place on ``data`` with the masked-diffusion objective.
+    """Train ``model`` in place on ``data`` with the masked-diffusion objective
+    (``config.objective``: random masking, blockwise or left to right; see ``OBJECTIVES``).
 
     Args:
         model: a denoiser module; called as ``model(x_t)`` (or ``model(x_t, t)`` if its config has
@@ -94,12 +129,18 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
                          f"{tuple(getattr(data, 'shape', ()))}")
     if (data == mask_id).any():
         raise ValueError(f"data contains mask_id {mask_id}: the mask must lie outside the data's vocabulary")
+    time_input = bool(getattr(getattr(model, "config", None), "time_conditioning", False))
+    if config.objective != "random":
+        if pad_id is not None or time_input:
+            raise ValueError(f"objective={config.objective!r} supports neither padding (pad_id) nor a "
+                             "time-conditioned model; use objective='random'")
+        if config.block_length is not None:
+            number_of_blocks(data.shape[1], config.block_length)
     if resume and (checkpoint is None or not pathlib.Path(checkpoint).is_file()):
         raise ValueError(f"resume=True needs an existing checkpoint file; got {checkpoint!r}")
     device = pick_device(device)
     model.to(device)
     data = data.to(device)
-    time_input = bool(getattr(getattr(model, "config", None), "time_conditioning", False))
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
@@ -121,8 +162,7 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
             group["lr"] = config.lr_at(step)
         index = torch.randint(data.shape[0], (config.batch_size,), generator=generator).to(device)  # (B,)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            parts = masked_diffusion_loss(step_model, data[index], schedule, mask_id, generator, config.weighted,
-                                          pad_id, config.antithetic, time_input)
+            parts = training_loss(step_model, data[index], config, schedule, mask_id, generator, pad_id, time_input)
         if not torch.isfinite(parts.loss):
             raise FloatingPointError(f"the loss became {parts.loss.item()} at step {step + 1}; lower the learning "
                                      f"rate (lr = {config.lr}) or check the data and the schedule")
@@ -149,6 +189,27 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
         bar.close()
     model.eval()
     return history
+
+
+def training_loss(model, x0: torch.Tensor, config: TrainConfig, schedule: Schedule, mask_id: int,
+                  generator: torch.Generator | None = None, pad_id: int | None = None,
+                  time_input: bool = False) -> LossParts:
+    """One Monte Carlo sample of ``config.objective``'s loss on the batch x0 (B, L).
+
+    With ``config.weighted`` the random and blockwise losses are NELBOs (upper bounds on the NLL
+    in nats per token); left_to_right is the exact NLL of next-token prediction."""
+    if config.objective == "random":
+        return masked_diffusion_loss(model, x0, schedule, mask_id, generator, config.weighted, pad_id,
+                                     config.antithetic, time_input)
+    if config.objective == "left_to_right":
+        x_t = torch.full_like(x0, mask_id)
+        t = torch.ones(x0.shape, dtype=torch.float64)  # (B, L): every block (token) fully masked
+        return blockwise_loss(model, x0, x_t, t, 1, schedule, mask_id, weighted=False)
+    x_t, t = sample_block_noise(x0, config.block_length, schedule, mask_id, generator, config.antithetic)
+    if config.objective == "blockwise":
+        return blockwise_loss(model, x0, x_t, t, config.block_length, schedule, mask_id, config.weighted)
+    return blockwise_loss_loop(model, x0, x_t, t, config.block_length, schedule, mask_id, config.weighted,
+                               causal_prefix=False)
 
 
 def _progress_bar(total: int, start: int, enabled: bool):

@@ -70,3 +70,26 @@ def test_step_refuses_time_conditioned_models():
                                   time_conditioning=True))
     with pytest.raises(ValueError, match="time"):
         net.step(torch.zeros(1, 3, dtype=torch.long), torch.arange(3))
+
+
+def _one_layer():
+    torch.manual_seed(0)
+    return Denoiser(DenoiserConfig(vocab_size=MASK + 1, max_seq_len=64, d_model=32, n_layers=1, n_heads=2)).eval()
+
+
+@pytest.mark.parametrize("layers_equal", [True, False])
+def test_literal_scheme_decoding_equals_block_causal_only_for_one_layer(layers_equal):
+    # one layer: the noisy block sees the same keys either way; deeper, the prefix itself sees the block
+    net = _one_layer() if layers_equal else model()
+    prompt = torch.randint(0, MASK, (3, 2), generator=torch.Generator().manual_seed(1))
+    runs = [block_decoding.generate_block_causal(net, prompt, 12, MASK, 4, use_cache=False, causal_prefix=causal)
+            for causal in (True, False)]
+    close = torch.allclose(runs[0].confidence, runs[1].confidence, atol=1e-6, equal_nan=True)
+    assert close == layers_equal
+    if layers_equal:
+        assert torch.equal(runs[0].tokens, runs[1].tokens)
+
+
+def test_literal_scheme_cannot_be_cached():
+    with pytest.raises(ValueError, match="use_cache=True needs causal_prefix=True"):
+        block_decoding.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK, 4, causal_prefix=False)
