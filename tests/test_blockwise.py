@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+
+from helpers import RandomLogits
 
 from maskdiff_tutor import blockwise
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
@@ -101,3 +105,36 @@ def test_lengths_that_do_not_split_into_blocks_are_refused():
         blockwise.sample_block_noise(x0, 3, LinearSchedule(), MASK)
     with pytest.raises(ValueError, match="block_length"):
         blockwise.sample_block_noise(x0, 0, LinearSchedule(), MASK)
+
+
+# ----------------------------------------------------------------------------- semi-AR NELBO
+
+
+@pytest.mark.parametrize("block_length", [1, 5])
+def test_semi_ar_nelbo_of_the_exact_toy_oracle_is_the_true_nll(toy, oracle, block_length):
+    x0 = toy.data  # (100, 5) every sequence once; each has probability 1/100
+    estimate = blockwise.semi_autoregressive_nelbo(oracle, x0, block_length, LinearSchedule(), toy.mask_id,
+                                         torch.Generator().manual_seed(block_length), repeats=400)
+    assert estimate.mean().item() == pytest.approx(math.log(100) / 5, rel=0.03)
+
+
+def test_semi_ar_nelbo_with_blocks_of_one_is_the_left_to_right_nll_written_out():
+    model, mask, length = RandomLogits(6, 5), 4, 6
+    x0 = torch.randint(0, 4, (3, length), generator=torch.Generator().manual_seed(0))
+    exact = torch.zeros(3, dtype=torch.float64)
+    for i in range(length):  # -log p(x_i | x_<i, masks after): the model decoding left to right
+        x_t = torch.cat([x0[:, :i], torch.full((3, length - i), mask)], 1)
+        logits = model(x_t)[:, i].double()
+        logits[:, mask] = -torch.inf
+        exact -= torch.log_softmax(logits, -1).gather(-1, x0[:, i:i + 1]).squeeze(-1)
+    estimate = blockwise.semi_autoregressive_nelbo(model, x0, 1, LinearSchedule(), mask, torch.Generator().manual_seed(1),
+                                         repeats=6000)
+    assert torch.allclose(estimate, exact / length, rtol=0.05)
+
+
+def test_semi_ar_nelbo_checks_its_arguments():
+    x0 = torch.zeros(2, 6, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"divisible by block_length \(4\)"):
+        blockwise.semi_autoregressive_nelbo(RandomLogits(6, 5), x0, 4, LinearSchedule(), 4)
+    with pytest.raises(ValueError, match="repeats must be an int >= 1"):
+        blockwise.semi_autoregressive_nelbo(RandomLogits(6, 5), x0, 2, LinearSchedule(), 4, repeats=0)
