@@ -1,0 +1,114 @@
+"""The blocks experiment (Section 3.4.2) on a small scale: equal compute across objectives, the
+decodings each model gets, the exact references, real text through a fixture file, and the
+command line (the chapter runs the CI scale under nbval)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+
+import pytest
+
+from helpers import ci_scale
+
+from maskdiff_tutor import cli
+from maskdiff_tutor.experiments import blocks
+from maskdiff_tutor.train import forward_tokens_per_sequence
+
+SMALL = dataclasses.replace(blocks.SCALES["ci"], seq_len=16, vocab_size=16, train_sequences=2000,
+                            valid_sequences=64, random_steps=40, batch_size=16, trained_blocks=(4,),
+                            literal_blocks=(4,), decode_blocks=(1, 4, 16), tokens_per_step=(1, 4), samples=96,
+                            bound_repeats=2)
+MODELS = {"random", "blockwise B=4", "blockwise_literal B=4", "left_to_right"}
+
+
+@pytest.fixture(scope="module")
+def result():
+    with ci_scale(blocks, SMALL):
+        return blocks.run(scale="ci", device="cpu", seed=0)
+
+
+@pytest.fixture(scope="module")
+def text_result(tmp_path_factory):
+    words = "the cat sat on a mat and the dog ran to the park while birds sang".split()
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("text") / "fixture.txt"
+    path.write_text(" ".join(rng.choice(words) for _ in range(900)), encoding="utf-8")
+    with ci_scale(blocks, dataclasses.replace(SMALL, samples=8, valid_sequences=16, random_steps=10)):
+        return blocks.run(scale="ci", device="cpu", seed=0, text=path)
+
+
+def test_every_objective_gets_the_same_forward_tokens(result):
+    budget = result.config["forward_token_budget"]
+    assert budget == SMALL.random_steps * SMALL.batch_size * SMALL.seq_len
+    for name in MODELS:
+        entry = result.metrics["models"][name]
+        per_step = SMALL.batch_size * forward_tokens_per_sequence(entry["objective"], SMALL.seq_len,
+                                                                 entry["block_length"])
+        assert abs(entry["steps"] * per_step - budget) <= per_step / 2, name
+        assert result.curves["training"][name]["history"]["step"][-1] == entry["steps"]
+
+
+def test_each_model_is_decoded_the_ways_it_can_be(result):
+    models = result.metrics["models"]
+    assert set(models) == MODELS | {"exact denoiser"}
+    settings = {(d["block_length"], d["tokens_per_step"], d["order"]) for d in models["random"]["decodings"]}
+    assert settings == {(1, 1, "confidence"), (4, 1, "confidence"), (4, 1, "random"), (4, 4, "confidence"),
+                        (16, 1, "confidence"), (16, 1, "random"), (16, 4, "confidence"), (16, 4, "random")}
+    assert {d["block_length"] for d in models["blockwise B=4"]["decodings"]} == {4}
+    assert [(d["block_length"], d["tokens_per_step"]) for d in models["left_to_right"]["decodings"]] == [(1, 1)]
+    for entry in models.values():
+        for d in entry["decodings"]:
+            assert d["nfe"] == SMALL.seq_len // d["tokens_per_step"]  # from nothing, every block fully masked
+            assert 0 < d["entropy"] <= math.log(SMALL.vocab_size) + 1e-9
+
+
+def test_exact_denoiser_samples_the_chain_in_random_order_and_left_to_right(result):
+    reference = result.metrics["reference"]
+    assert reference["valid_nll"] == pytest.approx(reference["exact_nll"], abs=0.1)  # held-out data from the chain
+    exact = {(d["block_length"], d["tokens_per_step"], d["order"]): d for d in
+             result.metrics["models"]["exact denoiser"]["decodings"]}
+    for key in [(1, 1, "confidence"), (16, 1, "random")]:  # ancestral sampling: exact samples of the chain
+        assert exact[key]["nll"] == pytest.approx(reference["exact_nll"], abs=0.15), key
+    # sampled confidence order with the whole sequence as one block is mode-seeking: too low an NLL
+    assert exact[(16, 1, "confidence")]["nll"] < reference["exact_nll"] - 0.2
+
+
+def test_bounds(result):
+    models = result.metrics["models"]
+    random_model = models["random"]
+    assert set(random_model["bound_by_block"]) == {"1", "4", "16"}
+    assert random_model["bound"] == random_model["bound_by_block"]["16"]
+    for name in MODELS:  # every bound lies above the chain's entropy (up to Monte Carlo noise)
+        assert models[name]["bound"] > result.metrics["reference"]["exact_nll"] - 0.05, name
+
+
+def test_real_text_through_a_fixture(text_result):
+    language = text_result.config["language"]
+    assert language["kind"] == "character-level text" and language["vocab_size"] == len(set(
+        "the cat sat on a mat and the dog ran to the park while birds sang"))
+    assert "judge" in text_result.curves and "exact denoiser" not in text_result.metrics["models"]
+    for entry in text_result.metrics["models"].values():
+        for d in entry["decodings"]:
+            assert len(d["examples"]) == 2 and all(len(e) == SMALL.seq_len for e in d["examples"])
+    assert text_result.metrics["reference"]["valid_nll"] > 0
+
+
+def test_too_short_a_text_is_refused(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("only a few characters here", encoding="utf-8")
+    with ci_scale(blocks, SMALL), pytest.raises(ValueError, match="held-out sequences"):
+        blocks.run(scale="ci", device="cpu", text=path)
+
+
+def test_unknown_scale_raises():
+    with pytest.raises(ValueError, match=r"scale must be one of \['ci', 'cpu', 'gpu'\]"):
+        blocks.run(scale="huge")
+
+
+def test_cli_offers_text_only_where_the_experiment_takes_it(capsys):
+    for name, expected in (("blocks", True), ("joint-vs-marginal", False)):
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        assert ("--text" in capsys.readouterr().out) == expected
