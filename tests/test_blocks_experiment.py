@@ -112,3 +112,11 @@ def test_cli_offers_text_only_where_the_experiment_takes_it(capsys):
         with pytest.raises(SystemExit):
             cli.main([name, "--help"])
         assert ("--text" in capsys.readouterr().out) == expected
+
+
+def test_order_statistics_with_one_token_per_step(result):
+    for entry in result.metrics["models"].values():
+        for d in entry["decodings"]:
+            assert ("leftmost_share" in d) == (d["tokens_per_step"] == 1)
+            if d["block_length"] == 1:  # blocks of one token: left to right by construction
+                assert d["leftmost_share"] == 1.0 and d["spearman_position_vs_step"] == pytest.approx(1.0)

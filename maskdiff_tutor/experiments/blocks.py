@@ -15,8 +15,9 @@ model at every B through ``semi_autoregressive_nelbo``), and for each decoding (
 quality of what it generates from nothing: on the ground-truth language (a Zipf Markov chain) the
 true NLL per token under the chain, exactly; on real text (``text=``), the NLL per token under a
 judge (a left-to-right model trained with more compute on the same training text). Beside each,
-the entropy of the generated tokens (a sampler can look fluent by repeating frequent tokens) and
-the number of denoiser calls.
+the entropy of the generated tokens (a sampler can look fluent by repeating frequent tokens), the
+number of denoiser calls and, with one token per step, how left-to-right the order was (Section
+3.4.1 on trained models).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..denoiser import Denoiser, DenoiserConfig
 from ..device import pick_device
 from ..schedules import LinearSchedule
 from ..train import TrainConfig, forward_tokens_per_sequence, train, training_loss
+from .generation_order import order_statistics
 from .result import ExperimentResult, environment
 
 ORDERS = {"confidence": remasking.confidence, "random": remasking.random_score}
@@ -258,6 +260,8 @@ def _decode_all(model, objective, block, cfg: Scale, language: Language, generat
         nll = -language.log_prob(tokens) / cfg.seq_len  # (S,) reference NLL per token
         record = {"block_length": b, "tokens_per_step": k, "order": order, "nfe": decoded.nfe, "nll": _mean(nll),
                   "ppl": math.exp(_mean(nll)), "entropy": _entropy(tokens, language.mask_id)}
+        if k == 1:  # how autoregressive the order was (Section 3.4.1), on this trained model
+            record.update(order_statistics(decoded.order.cpu(), slice(0, None)))
         if language.decode is not None:
             record["examples"] = [language.decode(row) for row in tokens[:2]]
         records.append(record)
