@@ -115,3 +115,15 @@ def test_seeded_runs_repeat_exactly(result):
         again = ground_truth.run(scale="ci", seed=0)
     assert again.metrics == result.metrics
     assert again.curves == result.curves
+
+
+def test_random_initialisation_needs_more_calls_than_one_token_per_step(result):
+    r = result.metrics["random_init"]
+    masks = SMALL.seq_len - 1
+    assert r["calls"] == [n * masks for n in (1, 2, 4, 8)]
+    one_at_a_time = r["exact one at a time"]
+    # with as many calls as one-at-a-time decoding, random initialisation is still far worse ...
+    assert r["exact k=1"][0] > 1.2 * one_at_a_time
+    # ... and it improves with more calls, toward the chain
+    assert r["exact k=1"][-1] < r["exact k=1"][0] and r["one_call_ppl"] > r["exact k=1"][0]
+    assert r["exact k=1"][-1] == pytest.approx(one_at_a_time, rel=0.25)

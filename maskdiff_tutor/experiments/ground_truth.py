@@ -10,7 +10,10 @@ denoiser is trained on sequences sampled from it; then, against the chain's exac
 - an end-of-text variant of the chain (exact): the top probability rises again far away;
 - decoding k tokens per step left to right, for k = 1 .. all: the true perplexity under the
   chain of what was generated, from the exact marginals and from the trained model, beside the
-  decoder's own probability (Metric 1-2 measured) and the Table 2 bound.
+  decoder's own probability (Metric 1-2 measured) and the Table 2 bound;
+- the SEDD-inspired random initialisation (``samplers.sample_random_init``): the true perplexity
+  after as many denoiser calls as one-token-per-step decoding needs, and after several times
+  more, with one and with four tokens redrawn per call.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Scale:
     lr: float  # peak learning rate
     samples: int  # sequences generated per decoding setting
     tokens_per_step: tuple  # the k values of the parallel-decoding sweep
+    random_init_sweeps: tuple = (1, 2, 4, 8)  # random initialisation: denoiser calls, in multiples of L - 1
 
 
 SCALES = {
@@ -130,6 +134,8 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
                 confidence_ppl.append(_decoder_perplexity(denoiser, x, decoded, mask_id))
             sweep[name] = {"true_ppl": ppl, "decoder_ppl": confidence_ppl, "nfe": nfe}
         metrics["parallel"] = sweep
+        metrics["random_init"] = _random_init_sweep(exact, learned, x, P, mask_id, V, cfg.random_init_sweeps,
+                                                    generator)
     config = {"scale": asdict(cfg), "model": asdict(model.config), "schedule": "LinearSchedule()",
               "prompt": "one token drawn from the stationary distribution, then L - 1 masks"}
     return ExperimentResult("ground_truth", scale, seed, config, metrics, {"training": history.to_dict()},
@@ -149,3 +155,24 @@ def _decoder_perplexity(denoiser, x, decoded, mask_id) -> float:
         picked = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, L)
         log_p += torch.where(chosen, torch.log(picked), torch.zeros_like(picked)).sum(-1)
     return math.exp(float(-log_p.mean() / (x == mask_id).sum(-1).double().mean()))
+
+
+def _random_init_sweep(exact, learned, x, P, mask_id, V, sweeps, generator) -> dict:
+    """True perplexity of random initialisation after n (L - 1) denoiser calls, n in ``sweeps``,
+    with k = 1 and 4 tokens redrawn per call (exact denoiser) and k = 1 (trained model); beside
+    it, one token per step in a random order, which needs exactly L - 1 calls."""
+    masks = int((x == mask_id).sum(-1).max())
+
+    def true_ppl(tokens):
+        return math.exp(float((-markov.sequence_log_prob(P, tokens) / masks).mean()))
+
+    record = {"calls": [n * masks for n in sweeps], "one_call_ppl": None}
+    start = samplers.sample_random_init(exact, x, mask_id, V + 1, 1, 1, generator).tokens  # nearly the random start
+    record["one_call_ppl"] = true_ppl(start)
+    for name, denoiser, ks in (("exact", exact, (1, 4)), ("model", learned, (1,))):
+        for k in ks:
+            record[f"{name} k={k}"] = [true_ppl(samplers.sample_random_init(denoiser, x, mask_id, V + 1, calls, k,
+                                                                             generator).tokens)
+                                       for calls in record["calls"]]
+        record[f"{name} one at a time"] = true_ppl(samplers.sample_one_at_a_time(denoiser, x, mask_id, generator).tokens)
+    return record
