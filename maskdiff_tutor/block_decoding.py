@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import torch
 
+from ._checks import check_mask_id
 from .blockwise import block_attention_mask
-from .forward_process import denoiser_probs
 from .remasking import check_prompt, check_schedule, confidence, select
-from .samplers import Decoded, _pick
+from .samplers import Decoded, _pick, log_probs_without_mask
 
 
 @torch.no_grad()
@@ -48,6 +48,7 @@ def generate_block_causal(model, prompt: torch.Tensor, gen_length: int, mask_id:
                          "values change with every step; pass use_cache=False")
     check_schedule(gen_length, block_length, tokens_per_step, threshold)
     check_prompt(prompt, mask_id)
+    check_mask_id(mask_id, model.config.vocab_size)
     B, P = prompt.shape
     device = prompt.device
     tokens = torch.cat([prompt, torch.full((B, gen_length), mask_id, dtype=prompt.dtype, device=device)], 1)
@@ -61,20 +62,22 @@ def generate_block_causal(model, prompt: torch.Tensor, gen_length: int, mask_id:
     for start in range(P, P + gen_length, block_length):
         end = start + block_length
         positions = torch.arange(end, device=device)
-        while (tokens[:, start:end] == mask_id).any():
+        block_tokens, block_order, block_scores = tokens[:, start:end], order[:, start:end], scores[:, start:end]
+        open_ = block_tokens == mask_id  # (B, b) views above: writing them writes the whole
+        while open_.any():
             if use_cache:
-                logits = model.step(tokens[:, start:end], positions[start:], past)[0]  # (B, b, V)
+                logits = model.step(block_tokens, positions[start:], past)[0]  # (B, b, V)
             else:
                 clean = positions < start  # (end,)
                 mask = block_attention_mask(block_id[:end], clean, block_id[:end], clean) if causal_prefix else None
                 logits = model(tokens[:, :end], attn_mask=mask, position_ids=positions)[:, start:]  # (B, b, V)
-            log_probs = torch.log(denoiser_probs(logits, mask_id))  # (B, b, V) float64
+            log_probs = log_probs_without_mask(logits, mask_id)  # (B, b, V) float64
             chosen = _pick(log_probs, generator, greedy)  # (B, b)
-            s, commit = select(score(log_probs, chosen, generator), tokens[:, start:end] == mask_id,
-                               tokens_per_step, threshold)
-            tokens[:, start:end] = torch.where(commit, chosen, tokens[:, start:end])
-            order[:, start:end] = torch.where(commit, step, order[:, start:end])
-            scores[:, start:end] = torch.where(commit, s, scores[:, start:end])
+            s, commit = select(score(log_probs, chosen, generator), open_, tokens_per_step, threshold)
+            block_tokens.copy_(torch.where(commit, chosen, block_tokens))
+            block_order.masked_fill_(commit, step)
+            block_scores.copy_(torch.where(commit, s, block_scores))
+            open_ = open_ & ~commit
             step += 1
         if use_cache:  # the finished block becomes clean context: cache its keys and values
             finished = model.step(tokens[:, start:end], positions[start:], past)[1]

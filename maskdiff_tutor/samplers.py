@@ -29,6 +29,12 @@ def _clean_log_probs(denoiser, x: torch.Tensor, mask_id: int) -> torch.Tensor:
     """log p_theta(x_0^l = v | x) in float64 with the mask removed: (B, L, V)."""
     logits = denoiser(x)  # (B, L, V)
     check_logits(logits, x, mask_id)
+    return log_probs_without_mask(logits, mask_id)
+
+
+def log_probs_without_mask(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """log-softmax in float64 of logits (..., V) with the mask's logit removed (a clean token is
+    never the mask): the same distribution as ``forward_process.denoiser_probs``, in logs."""
     logits = logits.double().index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
     return torch.log_softmax(logits, dim=-1)
 

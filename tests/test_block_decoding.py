@@ -93,3 +93,8 @@ def test_literal_scheme_decoding_equals_block_causal_only_for_one_layer(layers_e
 def test_literal_scheme_cannot_be_cached():
     with pytest.raises(ValueError, match="use_cache=True needs causal_prefix=True"):
         block_decoding.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK, 4, causal_prefix=False)
+
+
+def test_mask_id_outside_the_vocabulary_is_refused():
+    with pytest.raises(ValueError, match="mask_id"):
+        block_decoding.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK + 1, 4)
