@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--text", default=None,
                              help="a UTF-8 text file: run on this real text (character-level) instead of the "
                                   "ground-truth language")
+        if "save_models" in inspect.signature(module.run).parameters:
+            sub.add_argument("--save-models", default=None,
+                             help="a folder to save the trained models in (and the tokenizer, for --text)")
         sub.add_argument("--device", default=None,
                          help="cpu, cuda, cuda:N or mps; default: the best available (cuda, then mps, then cpu)")
         sub.add_argument("--seed", type=int, default=0, help="seeds initialisation, training and sampling")
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(EXPERIMENTS[args.experiment][0])
     try:
-        extra = {"text": args.text} if getattr(args, "text", None) is not None else {}
+        extra = {name: getattr(args, name) for name in ("text", "save_models") if getattr(args, name, None) is not None}
         result = module.run(scale=args.scale, device=args.device, seed=args.seed, progress=not args.no_progress,
                             **extra)
     except ValueError as error:

@@ -12,7 +12,8 @@ import pytest
 
 from helpers import ci_scale
 
-from maskdiff_tutor import cli
+from maskdiff_tutor import cli, corpus
+from maskdiff_tutor.denoiser import load_denoiser
 from maskdiff_tutor.experiments import blocks
 from maskdiff_tutor.train import forward_tokens_per_sequence
 
@@ -120,3 +121,19 @@ def test_order_statistics_with_one_token_per_step(result):
             assert ("leftmost_share" in d) == (d["tokens_per_step"] == 1)
             if d["block_length"] == 1:  # blocks of one token: left to right by construction
                 assert d["leftmost_share"] == 1.0 and d["spearman_position_vs_step"] == pytest.approx(1.0)
+
+
+def test_saved_models_and_tokenizer_load_back(tmp_path):
+    text = tmp_path / "fixture.txt"
+    rng = random.Random(1)
+    text.write_text(" ".join(rng.choice(["a", "bb", "ccc", "dd"]) for _ in range(1200)), encoding="utf-8")
+    small = dataclasses.replace(SMALL, samples=4, valid_sequences=16, random_steps=2, decode_blocks=(16,),
+                                tokens_per_step=(16,), trained_blocks=(), literal_blocks=())
+    with ci_scale(blocks, small):
+        assert cli.main(["blocks", "--device", "cpu", "--no-progress", "--text", str(text), "--save-models",
+                         str(tmp_path / "models"), "--out", str(tmp_path / "r.json")]) == 0
+    tokenizer = corpus.load_tokenizer(tmp_path / "models" / "tokenizer.json")
+    assert tokenizer.decode(tokenizer.encode("a bb")) == "a bb"
+    for name in ("random", "left_to_right"):
+        model = load_denoiser(tmp_path / "models" / name)
+        assert model.config.vocab_size == tokenizer.mask_id + 1 and model.config.max_seq_len == SMALL.seq_len

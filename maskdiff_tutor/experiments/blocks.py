@@ -31,7 +31,7 @@ import torch
 
 from .. import block_decoding, corpus, markov, remasking
 from ..blockwise import semi_autoregressive_nelbo
-from ..denoiser import Denoiser, DenoiserConfig
+from ..denoiser import Denoiser, DenoiserConfig, save_denoiser
 from ..device import pick_device
 from ..schedules import LinearSchedule
 from ..train import TrainConfig, forward_tokens_per_sequence, train, training_loss
@@ -89,7 +89,7 @@ class Language:
 
 
 def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0, progress: bool = False,
-        text: str | pathlib.Path | None = None) -> ExperimentResult:
+        text: str | pathlib.Path | None = None, save_models: str | pathlib.Path | None = None) -> ExperimentResult:
     """Train every objective at equal compute and measure it; see the module docstring.
 
     Args:
@@ -99,6 +99,9 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         seed: seeds the language, the data, the models and the sampling.
         progress: show the training progress bars.
         text: a UTF-8 text file: use real text (character-level) instead of the Zipf chain.
+        save_models: a folder to save every trained model in (``save_denoiser``, one sub-folder per
+            model, spaces and "=" replaced by "_"), with ``tokenizer.json`` for real text; load them
+            with ``load_denoiser`` and ``corpus.load_tokenizer``.
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}; got {scale!r}")
@@ -106,9 +109,9 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     generator = torch.Generator().manual_seed(seed)
     schedule = LinearSchedule()
     if text is None:
-        language, judge_history = _chain(cfg, generator), None
+        language, judge_history, tokenizer = _chain(cfg, generator), None, None
     else:
-        language, judge_history = _text(cfg, pathlib.Path(text), generator, device, seed, progress)
+        language, judge_history, tokenizer = _text(cfg, pathlib.Path(text), generator, device, seed, progress)
     L, mask_id = cfg.seq_len, language.mask_id
     budget = cfg.random_steps * cfg.batch_size * L  # forward tokens every run gets
 
@@ -122,6 +125,12 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         training[name] = {"objective": objective, "block_length": block, "steps": steps,
                           "history": models[name][1].to_dict()}
 
+    if save_models is not None:
+        folder = pathlib.Path(save_models)
+        for name, (model, _) in models.items():
+            save_denoiser(model, folder / name.replace(" ", "_").replace("=", "_"))
+        if tokenizer is not None:
+            tokenizer.save(folder / "tokenizer.json")
     metrics = {"reference": _reference(language, cfg, generator), "models": {}}
     valid = language.valid.to(device)
     for name, (model, _) in models.items():
@@ -187,7 +196,7 @@ def _text(cfg: Scale, path: pathlib.Path, generator: torch.Generator, device, se
                    "vocab_size": mask_id, "train_sequences": len(train_data), "valid_sequences": len(valid),
                    "judge": f"left-to-right model, same preset, {cfg.judge_compute}x the forward tokens",
                    "judge_steps": judge_steps}
-    return Language(train_data, valid, mask_id, log_prob, tokenizer.decode, description), history.to_dict()
+    return Language(train_data, valid, mask_id, log_prob, tokenizer.decode, description), history.to_dict(), tokenizer
 
 
 def _train(cfg, language, objective, block, steps, device, seed, progress):
