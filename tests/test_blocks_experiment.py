@@ -137,3 +137,13 @@ def test_saved_models_and_tokenizer_load_back(tmp_path):
     for name in ("random", "left_to_right"):
         model = load_denoiser(tmp_path / "models" / name)
         assert model.config.vocab_size == tokenizer.mask_id + 1 and model.config.max_seq_len == SMALL.seq_len
+
+
+def test_greedy_confidence_after_a_prompt(result):
+    # with the exact denoiser of a chain meeting Assumptions 3-4 it is exactly left to right (a theorem)
+    exact = result.metrics["models"]["exact denoiser"]["greedy_after_prompt"]
+    assert exact["prompts"] == SMALL.valid_sequences
+    assert exact["leftmost_share"] == 1.0 and exact["spearman_position_vs_step"] == pytest.approx(1.0)
+    trained = result.metrics["models"]["random"]["greedy_after_prompt"]
+    assert 0 <= trained["leftmost_share"] <= 1 and trained["ppl"] > 1
+    assert "greedy_after_prompt" not in result.metrics["models"]["blockwise B=4"]

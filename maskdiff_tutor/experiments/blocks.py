@@ -17,7 +17,8 @@ true NLL per token under the chain, exactly; on real text (``text=``), the NLL p
 judge (a left-to-right model trained with more compute on the same training text). Beside each,
 the entropy of the generated tokens (a sampler can look fluent by repeating frequent tokens), the
 number of denoiser calls and, with one token per step, how left-to-right the order was (Section
-3.4.1 on trained models).
+3.4.1 on trained models); for the random-masking model and the exact denoiser also greedy
+confidence decoding after a one-token prompt, the paper's own setting.
 """
 
 from __future__ import annotations
@@ -146,12 +147,16 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
                 entry["bound"] = _bound(model, valid, objective, block, schedule, mask_id, generator,
                                         cfg.bound_repeats)
         entry["decodings"] = _decode_all(model, objective, block, cfg, language, generator, device)
+        if objective == "random":
+            entry["greedy_after_prompt"] = _greedy_after_prompt(model, cfg, language, device)
         metrics["models"][name] = entry
     if text is None:  # the exact denoiser decoded the same ways: decoding error without model error
         exact = markov.ChainDenoiser(language.description["P"], L)
         metrics["models"]["exact denoiser"] = {"objective": None, "block_length": None, "steps": 0, "bound": None,
                                                "decodings": _decode_all(exact, "random", None, cfg, language,
-                                                                        generator, torch.device("cpu"))}
+                                                                        generator, torch.device("cpu")),
+                                               "greedy_after_prompt": _greedy_after_prompt(exact, cfg, language,
+                                                                                           torch.device("cpu"))}
     description = {k: v for k, v in language.description.items() if k != "P"}
     config = {"scale": asdict(cfg), "language": description, "schedule": "LinearSchedule()",
               "forward_token_budget": budget, "model": asdict(next(iter(models.values()))[0].config),
@@ -276,3 +281,15 @@ def _decode_all(model, objective, block, cfg: Scale, language: Language, generat
             record["examples"] = [language.decode(row) for row in tokens[:2]]
         records.append(record)
     return records
+
+
+@torch.no_grad()
+def _greedy_after_prompt(model, cfg: Scale, language: Language, device) -> dict:
+    """Greedy confidence decoding (LLaDA at temperature 0), one token per step, the rest of the
+    sequence as one block, after the first token of each held-out sequence: the setting of the
+    paper's Section 3.4.1. How left to right its order is, and the reference NLL of the result."""
+    prompt = language.valid[:, :1].to(device)  # (M, 1)
+    decoded = remasking.generate(model, prompt, cfg.seq_len - 1, language.mask_id, tokens_per_step=1, greedy=True)
+    nll = -language.log_prob(decoded.tokens.cpu()) / cfg.seq_len
+    return {"prompts": prompt.shape[0], "nll": _mean(nll), "ppl": math.exp(_mean(nll)),
+            **order_statistics(decoded.order.cpu(), slice(1, None))}
