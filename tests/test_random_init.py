@@ -27,9 +27,13 @@ def _all_sequences() -> torch.Tensor:
     return torch.tensor(list(itertools.product(range(V), repeat=L)))  # (V^L, L)
 
 
+def _index(tokens: torch.Tensor) -> torch.Tensor:
+    """The row of each sequence (..., L) in ``_all_sequences``."""
+    return (tokens * V ** torch.arange(L - 1, -1, -1)).sum(-1)
+
+
 def _empirical(tokens: torch.Tensor) -> torch.Tensor:
-    index = (tokens * V ** torch.arange(L - 1, -1, -1)).sum(-1)  # (N,) same order as _all_sequences
-    return torch.bincount(index, minlength=V ** L).double() / tokens.shape[0]
+    return torch.bincount(_index(tokens), minlength=V ** L).double() / tokens.shape[0]
 
 
 def _gibbs_law(denoiser, steps: int) -> torch.Tensor:
@@ -45,8 +49,7 @@ def _gibbs_law(denoiser, steps: int) -> torch.Tensor:
             for v in range(V):
                 moved = state.clone()
                 moved[i] = v
-                b = int((moved * V ** torch.arange(L - 1, -1, -1)).sum())
-                kernel[a, b] += probs[v] / L
+                kernel[a, int(_index(moved))] += probs[v] / L
     law = torch.full((len(states),), 1.0 / len(states), dtype=torch.float64)
     for _ in range(steps):
         law = law @ kernel

@@ -167,9 +167,8 @@ def _random_init_sweep(exact, learned, x, P, mask_id, V, sweeps, generator) -> d
     def true_ppl(tokens):
         return math.exp(float((-markov.sequence_log_prob(P, tokens) / masks).mean()))
 
-    record = {"calls": [n * masks for n in sweeps], "one_call_ppl": None}
-    start = samplers.sample_random_init(exact, x, mask_id, V + 1, 1, 1, generator).tokens  # nearly the random start
-    record["one_call_ppl"] = true_ppl(start)
+    one_call = samplers.sample_random_init(exact, x, mask_id, V + 1, 1, 1, generator).tokens  # nearly the random start
+    record = {"calls": [n * masks for n in sweeps], "one_call_ppl": true_ppl(one_call)}
     for name, denoiser, ks in (("exact", exact, (1, 4)), ("model", learned, (1,))):
         for k in ks:
             record[f"{name} k={k}"] = [true_ppl(samplers.sample_random_init(denoiser, x, mask_id, V + 1, calls, k,
