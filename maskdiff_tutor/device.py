@@ -2,6 +2,7 @@
 
 Used by training and the experiments. ``pick_device()`` prefers CUDA, then Apple's MPS, then the
 CPU; a device that is asked for by name but absent is an error, never a silent fallback.
+``evaluation_dtype()`` says in which precision a trained model is measured on that device.
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ def pick_device(requested: str | torch.device | None = None) -> torch.device:
         raise ValueError(f"device {requested!r} was requested but MPS is not available; "
                          "pass device=None to use the best available")
     return device
+
+
+def evaluation_dtype(device: torch.device) -> torch.dtype:
+    """The dtype a trained model is measured in: float64 on the CPU, float32 elsewhere.
+
+    CPU kernels for different instruction sets (AVX2, AVX-512) and libraries round the last bits
+    of float32 sums differently. Measured in float64, a model's probabilities agree between such
+    machines to about 1e-15, far below any printed digit, and its sampled tokens agree too; so the
+    numbers the book prints from stored models are the same on every CPU. GPUs keep float32
+    (Apple's MPS has no float64)."""
+    return torch.float64 if device.type == "cpu" else torch.float32
 
 
 def seed_everything(seed: int) -> torch.Generator:

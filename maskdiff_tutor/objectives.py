@@ -36,8 +36,10 @@ class LossParts:
 def masked_nll(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor, mask_id: int) -> torch.Tensor:
     """-log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere: (B, L), differentiable.
 
-    A clean token is never the mask, so the mask's logit is removed from the softmax."""
-    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
+    A clean token is never the mask, so the mask's logit is removed from the softmax. Half
+    precision logits (autocast) are raised to float32; float64 logits stay float64."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    logits = logits.index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
     nll = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # (B, L)
     return torch.where(masked, nll, torch.zeros_like(nll))
 

@@ -30,11 +30,12 @@ def _gen(seed: int) -> torch.Generator:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_weighted_loss_is_the_continuous_nelbo_per_token_with_the_oracle(toy, oracle, schedule, antithetic, seed):
     # Same generator seed: the same times and the same x_t, so one Monte Carlo sample each, equal
-    # up to float32 (the loss) versus float64 (the NELBO).
+    # up to the float32 weight of the loss. The oracle's float64 logits keep the loss in float64
+    # (half-precision logits are raised to float32; see test_loss_precision_follows_the_logits).
     x0 = toy.data[torch.randint(0, 100, (64,), generator=_gen(100 + seed))]
     parts = masked_diffusion_loss(oracle, x0, schedule, toy.mask_id, _gen(seed), antithetic=antithetic)
     estimate = continuous_nelbo(oracle, x0, schedule, toy.mask_id, _gen(seed), antithetic=antithetic)
-    assert isinstance(parts, LossParts) and parts.loss.dtype == torch.float32
+    assert isinstance(parts, LossParts) and parts.loss.dtype == torch.float64
     assert torch.equal(parts.t, estimate.t)
     assert torch.equal(parts.masked, estimate.x_t == toy.mask_id)
     assert parts.num_tokens == x0.numel()
@@ -229,3 +230,14 @@ def test_x0_of_the_wrong_rank_raises(x0):
 def test_x0_that_is_not_token_ids_raises(x0):
     with pytest.raises(ValueError, match="x0"):
         masked_diffusion_loss(RandomLogits(5, 7), x0, LinearSchedule(), 6, _gen(0))
+
+
+@pytest.mark.parametrize("dtype, expected", [(torch.bfloat16, torch.float32), (torch.float16, torch.float32),
+                                             (torch.float32, torch.float32), (torch.float64, torch.float64)])
+def test_loss_precision_follows_the_logits(dtype, expected):
+    # Autocast's half-precision logits are raised to float32; float64 logits (a model measured in
+    # float64, the oracle) are not lowered.
+    model = RandomLogits(4, 6)
+    x0 = torch.randint(0, 5, (3, 4), generator=_gen(0))
+    parts = masked_diffusion_loss(lambda x: model(x).to(dtype), x0, CosineSchedule(), 5, _gen(1))
+    assert parts.loss.dtype == expected and parts.nll.dtype == expected
