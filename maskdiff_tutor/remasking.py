@@ -70,15 +70,27 @@ def check_prompt(prompt: torch.Tensor, mask_id: int) -> None:
         raise ValueError(f"prompt must have shape (B, P); got {tuple(prompt.shape)}")
 
 
+SCORE_RESOLUTION = 1e-9  # scores closer than this are ties, and the leftmost of tied positions wins
+
+
 def select(scores: torch.Tensor, open_: torch.Tensor, tokens_per_step: int | None, threshold: float | None):
     """Which open positions to decode this step: the k best by score, or all at or above the
-    threshold (at least the best). Returns (scores with closed positions at -inf, commit (B, L))."""
+    threshold (at least the best). Returns (scores with closed positions at -inf, commit (B, L)).
+
+    Scores are compared to ``SCORE_RESOLUTION`` and ties go to the leftmost position. An exact
+    denoiser gives symmetric positions exactly equal scores, which floating point reproduces only
+    to the last bits, and those bits differ between CPUs (AVX2, AVX-512); ranking the raw floats
+    would let them choose the position, and so the generated text, differently on each machine."""
     s = torch.where(open_, scores.double(), -torch.inf)  # (B, L)
+    L = s.shape[-1]
+    level = torch.round(scores.double() / SCORE_RESOLUTION).clamp(-2.0**40, 2.0**40).long()  # (B, L)
+    position = torch.arange(L, device=s.device)  # (L,)
+    key = torch.where(open_, level * L + (L - 1 - position), torch.iinfo(torch.long).min)  # (B, L), no two equal
     if threshold is not None:
-        best = s.argmax(-1, keepdim=True)  # (B, 1) at least the surest position
-        commit = (s >= threshold) | torch.zeros_like(open_).scatter(-1, best, True)
+        best = key.argmax(-1, keepdim=True)  # (B, 1) at least the surest position
+        commit = (level * SCORE_RESOLUTION >= threshold) | torch.zeros_like(open_).scatter(-1, best, True)
     else:
-        top = s.topk(min(tokens_per_step, s.shape[-1]), dim=-1).indices  # (B, k)
+        top = key.topk(min(tokens_per_step, L), dim=-1).indices  # (B, k)
         commit = torch.zeros_like(open_).scatter(-1, top, True)
     return s, commit & open_  # a row with fewer than k open positions commits only those
 

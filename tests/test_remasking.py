@@ -133,3 +133,26 @@ def test_bad_arguments_raise(kwargs, match):
 def test_a_prompt_containing_the_mask_is_refused():
     with pytest.raises(ValueError, match="prompt"):
         remasking.generate(RandomLogits(8, V), torch.tensor([[1, MASK]]), 4, MASK)
+
+
+def test_select_treats_scores_equal_to_nine_decimals_as_ties_and_takes_the_leftmost():
+    select = remasking.select
+    # The same tie computed with different last bits (as on another CPU) must choose the same position.
+    open_ = torch.ones(2, 4, dtype=torch.bool)
+    for jitter in (1e-15, -1e-15):
+        scores = torch.tensor([[0.2, 0.5, 0.5 + jitter, 0.1], [0.3, 0.3 + jitter, 0.3, 0.3 - jitter]],
+                              dtype=torch.float64)
+        _, commit = select(scores, open_, 1, None)
+        assert commit.tolist() == [[False, True, False, False], [True, False, False, False]]
+        _, commit = select(scores, open_, 2, None)
+        assert commit.tolist() == [[False, True, True, False], [True, True, False, False]]
+    # genuinely different scores still rank by score, and closed positions are never chosen
+    scores = torch.tensor([[0.2, 0.5, 0.5 + 1e-6, 0.9]], dtype=torch.float64)
+    _, commit = select(scores, torch.tensor([[True, True, True, False]]), 1, None)
+    assert commit.tolist() == [[False, False, True, False]]
+    # the threshold compares to nine decimals too; at least the surest (leftmost of ties) commits
+    scores = torch.tensor([[0.9 - 1e-15, 0.4, 0.9, 0.2]], dtype=torch.float64)
+    _, commit = select(scores, torch.ones(1, 4, dtype=torch.bool), None, 0.9)
+    assert commit.tolist() == [[True, False, True, False]]
+    _, commit = select(scores, torch.ones(1, 4, dtype=torch.bool), None, 0.95)
+    assert commit.tolist() == [[True, False, False, False]]
