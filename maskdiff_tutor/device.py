@@ -72,7 +72,8 @@ def hardware_description(device: torch.device) -> dict:
 
     info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads()}
+            "cpu_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}  # the kernels torch picked: AVX512, AVX2, ...
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),

@@ -117,6 +117,7 @@ def test_hardware_description_on_the_cpu():
     assert info["torch"] == torch.__version__
     assert info["python"] == platform.python_version()
     assert info["cpu_threads"] == torch.get_num_threads() >= 1
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and info["cpu_capability"]
     assert isinstance(info["processor"], str) and info["processor"]
     assert not {"gpu", "gpu_memory_gib", "cuda"} & set(info)
 
