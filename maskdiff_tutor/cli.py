@@ -2,6 +2,8 @@
 
 Runs one experiment of ``maskdiff_tutor.experiments`` and saves its result (the numbers with the
 settings, library versions and hardware that produced them) as JSON.
+``maskdiff-tutor book-models [--check]`` trains the models the book's chapters measure (or
+retrains them and compares; ``experiments.book``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
+import pathlib
 import sys
+
+from .experiments import book
 
 # command name -> (module, one-line description); each module has run(scale, device, seed, progress)
 EXPERIMENTS = {
@@ -49,20 +55,49 @@ def build_parser() -> argparse.ArgumentParser:
                                   "ground-truth language")
         if "save_models" in inspect.signature(module.run).parameters:
             sub.add_argument("--save-models", default=None,
-                             help="a folder to save the trained models in (and the tokenizer, for --text)")
+                             help="a folder to save the trained models in, with their settings and training "
+                                  "histories")
+            sub.add_argument("--models", default=None,
+                             help="a folder written by --save-models: measure these models instead of training "
+                                  "(their settings must match this run's)")
         sub.add_argument("--device", default=None,
                          help="cpu, cuda, cuda:N or mps; default: the best available (cuda, then mps, then cpu)")
         sub.add_argument("--seed", type=int, default=0, help="seeds initialisation, training and sampling")
         sub.add_argument("--out", required=True, help="path of the JSON file to write the result to")
         sub.add_argument("--no-progress", action="store_true", help="hide the training progress bars")
+    book_models = commands.add_parser("book-models", help=BOOK_MODELS_HELP, description=BOOK_MODELS_HELP,
+                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    book_models.add_argument("--experiment", dest="only", action="append", default=None,
+                             choices=[n.replace("_", "-") for n in book.EXPERIMENTS],
+                             help="only this experiment (repeat for several); default: all of them")
+    mode = book_models.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
+                      help="do not replace the stored models: retrain them in a temporary folder and compare the "
+                           "chapters' numbers with the stored models' (exit code 1 if any moves more than its "
+                           "tolerance)")
+    mode.add_argument("--spread", action="store_true",
+                      help="do not replace the stored models: train seeds 1 and 2 and show how far each number the "
+                           "chapters rest on moves between seeds, beside its stated tolerance")
+    book_models.add_argument("--out", default=None,
+                             help="with --check or --spread: a JSON file for the report; without: a folder to save "
+                                  "the models in instead of the book's (one sub-folder per experiment)")
+    book_models.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps; default: the best available")
+    book_models.add_argument("--no-progress", action="store_true", help="hide the training progress bars")
     return parser
+
+
+BOOK_MODELS_HELP = ("train the models the book's chapters measure (ci scale, seed 0) and store them with the "
+                    "package, or with --check retrain them and compare")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.experiment == "book-models":
+        return _book_models(args)
     module = importlib.import_module(EXPERIMENTS[args.experiment][0])
     try:
-        extra = {name: getattr(args, name) for name in ("text", "save_models") if getattr(args, name, None) is not None}
+        extra = {name: getattr(args, name) for name in ("text", "save_models", "models")
+                 if getattr(args, name, None) is not None}
         result = module.run(scale=args.scale, device=args.device, seed=args.seed, progress=not args.no_progress,
                             **extra)
     except ValueError as error:
@@ -71,6 +106,34 @@ def main(argv: list[str] | None = None) -> int:
     path = result.save(args.out)
     print(f"saved {path} ({result.environment.get('wall_seconds')} s on {result.environment.get('device')})")
     return 0
+
+
+def _book_models(args) -> int:
+    experiments = [n.replace("-", "_") for n in args.only] if args.only else list(book.EXPERIMENTS)
+    try:
+        if not (args.check or args.spread):
+            for name in experiments:
+                folder = None if args.out is None else pathlib.Path(args.out) / name
+                result = book.make(name, folder, device=args.device, progress=not args.no_progress)
+                print(f"{name}: saved {folder or book.trained_models.BOOK_MODELS / name} "
+                      f"({result.environment['training'].get('wall_seconds')} s of training on {result.environment['device']})")
+            return 0
+        reports = []
+        for name in experiments:
+            if args.check:
+                reports.append(book.check(name, device=args.device, progress=not args.no_progress))
+                print(book.format_check(reports[-1]), flush=True)
+            else:
+                reports.append(book.spread(name, device=args.device, progress=not args.no_progress))
+                print(book.format_spread(reports[-1]), flush=True)
+    except ValueError as error:
+        print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
+        return 2
+    if args.out is not None:
+        path = pathlib.Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(reports, indent=1) + "\n")
+    return 0 if all(report.get("passed", True) for report in reports) else 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ command line (the chapter runs the CI scale under nbval)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 
@@ -134,9 +135,19 @@ def test_saved_models_and_tokenizer_load_back(tmp_path):
                          str(tmp_path / "models"), "--out", str(tmp_path / "r.json")]) == 0
     tokenizer = corpus.load_tokenizer(tmp_path / "models" / "tokenizer.json")
     assert tokenizer.decode(tokenizer.encode("a bb")) == "a bb"
-    for name in ("random", "left_to_right"):
+    for name in ("random", "left_to_right", "judge"):
         model = load_denoiser(tmp_path / "models" / name)
         assert model.config.vocab_size == tokenizer.mask_id + 1 and model.config.max_seq_len == SMALL.seq_len
+    # measuring the saved models (the judge among them) gives what the training run measured
+    with ci_scale(blocks, small):
+        assert cli.main(["blocks", "--device", "cpu", "--text", str(text), "--models", str(tmp_path / "models"),
+                         "--out", str(tmp_path / "again.json")]) == 0
+        other = tmp_path / "other.txt"
+        other.write_text(text.read_text(encoding="utf-8") + " a", encoding="utf-8")
+        with pytest.raises(ValueError, match=r"settings\.language\.characters"):
+            blocks.run(scale="ci", device="cpu", text=other, models=tmp_path / "models")
+    first, again = (json.loads((tmp_path / name).read_text()) for name in ("r.json", "again.json"))
+    assert again["metrics"] == first["metrics"] and again["curves"] == first["curves"]
 
 
 def test_greedy_confidence_after_a_prompt(result):
@@ -147,3 +158,15 @@ def test_greedy_confidence_after_a_prompt(result):
     trained = result.metrics["models"]["random"]["greedy_after_prompt"]
     assert 0 <= trained["leftmost_share"] <= 1 and trained["ppl"] > 1
     assert "greedy_after_prompt" not in result.metrics["models"]["blockwise B=4"]
+
+
+def test_decoding_finds_one_record_and_names_what_exists(result):
+    record = blocks.decoding(result, "random", 4, 1, "random")
+    assert (record["block_length"], record["tokens_per_step"], record["order"]) == (4, 1, "random")
+    assert blocks.decoding(result, "random", 4, 1) is next(d for d in result.metrics["models"]["random"]["decodings"]
+                                                           if (d["block_length"], d["tokens_per_step"], d["order"])
+                                                           == (4, 1, "confidence"))
+    with pytest.raises(ValueError, match="model must be one of"):
+        blocks.decoding(result, "nope", 4, 1)
+    with pytest.raises(ValueError, match=r"was not decoded with block_length=3.*\(1, 1, 'confidence'\)"):
+        blocks.decoding(result, "random", 3, 1)

@@ -92,3 +92,48 @@ def test_tiny_run_writes_the_result(capsys, monkeypatch, tmp_path):
     assert {"weighted", "unweighted", "oracle", "toy"} <= set(stored["metrics"])
     assert stored["environment"]["device"] == "cpu"
     assert stored["curves"]["weighted"]["step"] == [1, 2, 3, 4, 5]
+
+
+def test_book_models_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["book-models", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--check", "--experiment", "--out", "--device", "joint-vs-marginal", "ground-truth", "blocks"):
+        assert option in out, option
+
+
+def test_book_models_refuses_an_unknown_experiment(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["book-models", "--experiment", "bogus"])
+    assert exit_info.value.code == 2
+    assert "'bogus'" in capsys.readouterr().err
+
+
+def test_book_models_make_measure_and_check_at_a_tiny_scale(capsys, monkeypatch, tmp_path):
+    from maskdiff_tutor.experiments import trained_models
+
+    monkeypatch.setitem(joint_vs_marginal.SCALES, "ci", Scale(preset="toy", steps=4, batch_size=8, lr=3e-3, samples=40))
+    folder = tmp_path / "models"
+    assert cli.main(["book-models", "--experiment", "joint-vs-marginal", "--out", str(folder), "--no-progress",
+                     "--device", "cpu"]) == 0
+    assert "joint_vs_marginal: saved" in capsys.readouterr().out
+    assert (folder / "joint_vs_marginal" / "training.json").is_file()
+    # an experiment measures the saved models instead of training
+    out = tmp_path / "r.json"
+    assert cli.main(["joint-vs-marginal", "--models", str(folder / "joint_vs_marginal"), "--out", str(out),
+                     "--no-progress", "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["curves"]["weighted"]["step"] == [1, 2, 3, 4]
+    # models trained with other settings are refused in one line
+    assert cli.main(["joint-vs-marginal", "--seed", "1", "--models", str(folder / "joint_vs_marginal"),
+                     "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("maskdiff-tutor: error:") and "settings.seed: stored 0, now 1" in err
+    # the check retrains and compares with the stored set (exact on the same machine)
+    monkeypatch.setattr(trained_models, "BOOK_MODELS", folder)
+    report = tmp_path / "check.json"
+    assert cli.main(["book-models", "--check", "--experiment", "joint-vs-marginal", "--out", str(report),
+                     "--no-progress", "--device", "cpu"]) == 0
+    assert "every number within its tolerance" in capsys.readouterr().out
+    stored = json.loads(report.read_text())
+    assert stored[0]["experiment"] == "joint_vs_marginal" and stored[0]["passed"]

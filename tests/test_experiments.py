@@ -1,6 +1,7 @@
 """Tests of maskdiff_tutor.experiments: the JSON record, the joint-vs-marginal helpers against
-hand computations, and ONE real CI-scale run of the joint-vs-marginal experiment (about 40 s on
-two CPU cores) whose metrics must show the paper's claims (Section 3.2.2)."""
+hand computations, and the CI-scale experiment measured on the book's stored models (the ones
+the chapter shows), whose metrics must show the paper's claims (Section 3.2.2). Training itself
+is tested at a tiny scale here and retrained at full scale by ``maskdiff-tutor book-models --check``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskdiff_tutor.experiments import joint_vs_marginal
+from maskdiff_tutor.experiments import joint_vs_marginal, trained_models
 from maskdiff_tutor.experiments.joint_vs_marginal import (
     SCALES,
     Scale,
@@ -100,7 +101,8 @@ def test_scales():
 
 @pytest.fixture(scope="module")
 def ci_result():
-    return joint_vs_marginal.run(scale="ci", seed=0)
+    return joint_vs_marginal.run(scale="ci", seed=0, device="cpu",
+                                 models=trained_models.book_folder("joint_vs_marginal"))
 
 
 def test_ci_run_record(ci_result):
@@ -108,10 +110,11 @@ def test_ci_run_record(ci_result):
     assert ci_result.config["scale"] == {"preset": "toy", "steps": 1500, "batch_size": 256, "lr": 3e-3,
                                          "samples": 4000}
     assert ci_result.config["query"] == "[MASK] [MASK] C D [MASK]"
+    assert ci_result.config["evaluated_in"] == "float64"
     env = ci_result.environment
     assert env["torch"] == torch.__version__
-    assert env["device"] == str(joint_vs_marginal.pick_device(None))
-    assert env["wall_seconds"] > 0
+    assert env["device"] == "cpu" and env["training"]["device"] == "cpu"
+    assert env["wall_seconds"] > 0 and env["training"]["wall_seconds"] > 0
     for name in ("weighted", "unweighted"):
         curve = ci_result.curves[name]
         assert curve["step"][-1] == 1500 and len(curve["step"]) == 100
@@ -159,3 +162,21 @@ def test_ci_run_saves_and_loads_back_equal(ci_result, tmp_path):
     assert loaded == ci_result
     stored = json.loads(path.read_text())
     assert {"config", "metrics", "curves", "environment"} <= set(stored)
+
+
+def test_a_tiny_training_run_saves_models_that_measure_the_same(tmp_path, monkeypatch):
+    monkeypatch.setitem(joint_vs_marginal.SCALES, "ci", Scale(preset="toy", steps=8, batch_size=16, lr=3e-3,
+                                                              samples=64))
+    trained = joint_vs_marginal.run(scale="ci", seed=3, device="cpu", save_models=tmp_path / "models")
+    loaded = joint_vs_marginal.run(scale="ci", seed=3, device="cpu", models=tmp_path / "models")
+    assert loaded.metrics == trained.metrics and loaded.curves == trained.curves
+    assert trained.curves["weighted"]["step"][-1] == 8
+    with pytest.raises(ValueError, match=r"settings\.seed: stored 3, now 4"):
+        joint_vs_marginal.run(scale="ci", seed=4, device="cpu", models=tmp_path / "models")
+
+
+def test_the_stored_models_are_measured_in_float64_on_the_cpu():
+    from maskdiff_tutor.device import evaluation_dtype
+
+    assert evaluation_dtype(torch.device("cpu")) == torch.float64
+    assert evaluation_dtype(torch.device("meta")) == torch.float32  # any accelerator keeps float32

@@ -71,3 +71,21 @@ def test_unknown_attribute_raises_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'not_a_module'"):
         maskdiff_tutor.not_a_module  # noqa: B018
     assert not hasattr(maskdiff_tutor, "_checks_typo")
+
+
+def test_every_stored_model_file_ships_in_the_package_data():
+    # A chapter opened in Colab installs the package and reads the book's models from it: every
+    # file under maskdiff_tutor/book_models must match a package-data pattern of pyproject.toml.
+    import fnmatch
+    import pathlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["maskdiff_tutor"]
+    package = root / "maskdiff_tutor"
+    files = [p.relative_to(package).as_posix() for p in (package / "book_models").rglob("*") if p.is_file()]
+    assert files, "the book's models are stored"
+    unshipped = [f for f in files if not any(fnmatch.fnmatchcase(f, pattern) and f.count("/") == pattern.count("/")
+                                                for pattern in patterns)]
+    assert not unshipped, f"not in the package data: {unshipped}"

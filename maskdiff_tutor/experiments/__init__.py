@@ -2,7 +2,10 @@
 ``run(scale="ci" | "gpu", device=None, seed=0) -> ExperimentResult`` (``blocks`` also offers
 ``scale="cpu"`` and ``text=`` for a real text file).
 
-``scale="ci"`` runs in seconds to minutes on a CPU (the book's chapters call it live);
-``scale="gpu"`` is the full experiment. Results save to JSON with their configuration, library
-versions and hardware. The command line runs them: ``maskdiff-tutor <experiment> --help``.
+``scale="ci"`` trains in a minute or two on a CPU; the book's chapters measure models trained
+at that scale once and stored with the package (``trained_models``, ``book``), passed as
+``run(..., models=folder)``. ``scale="gpu"`` is the full experiment. Results save to JSON with
+their configuration, library versions and hardware. The command line runs them:
+``maskdiff-tutor <experiment> --help``; ``maskdiff-tutor book-models [--check]`` makes (or
+retrains and checks) the book's models.
 """

@@ -19,6 +19,7 @@ denoiser is trained on sequences sampled from it; then, against the chain's exac
 from __future__ import annotations
 
 import math
+import pathlib
 import time
 from dataclasses import asdict, dataclass
 
@@ -26,9 +27,10 @@ import torch
 
 from .. import markov, samplers, zipf
 from ..denoiser import Denoiser, DenoiserConfig
-from ..device import pick_device
+from ..device import evaluation_dtype, pick_device
 from ..forward_process import denoiser_probs
 from ..train import TrainConfig, train
+from . import trained_models
 from .result import ExperimentResult, environment
 
 
@@ -49,24 +51,33 @@ class Scale:
     random_init_samples: int = 250  # sequences per random-initialisation setting (the first prompts)
 
 
+# The settings that determine the trained weights (the rest only decide what is measured).
+TRAINING_FIELDS = ("vocab_size", "s", "function_words", "seq_len", "train_sequences", "preset", "steps", "batch_size",
+                   "lr")
+
 SCALES = {
     "ci": Scale(vocab_size=32, s=2.0, function_words=2, seq_len=33, train_sequences=20_000, preset="toy",
-                steps=1800, batch_size=64, lr=4e-3, samples=1000, tokens_per_step=(1, 2, 3, 4, 6, 8, 12, 16, 32)),
+                steps=1800, batch_size=64, lr=4e-3, samples=500, tokens_per_step=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+                random_init_sweeps=(1, 2, 4), random_init_samples=100),
     "gpu": Scale(vocab_size=512, s=1.1, function_words=8, seq_len=129, train_sequences=500_000, preset="small",
                  steps=20_000, batch_size=256, lr=1e-3, samples=20_000,
                  tokens_per_step=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128)),
 }
 
 
-def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0,
-        progress: bool = False) -> ExperimentResult:
-    """Build the chain, train the denoiser, measure; see the module docstring.
+def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0, progress: bool = False,
+        save_models: str | pathlib.Path | None = None, models: str | pathlib.Path | None = None) -> ExperimentResult:
+    """Build the chain, train the denoiser (or load it), measure; see the module docstring.
 
     Args:
-        scale: "ci" (about a minute on 2 CPU cores) or "gpu" (a larger language, model and sweep).
+        scale: "ci" (the book's: a CPU minute with stored models) or "gpu" (a larger language,
+            model and sweep).
         device: None for the best available, or a device name that must exist.
         seed: seeds the chain, the training data, the model and the sampling.
         progress: show the training progress bar.
+        save_models: a folder to save the trained model in (``trained_models.save``).
+        models: a folder of models saved by an earlier run with the same scale and seed, measured
+            instead of training (``trained_models.book_folder("ground_truth")``: the book's).
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}; got {scale!r}")
@@ -78,14 +89,25 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     mask_id, V, L = exact.mask_id, cfg.vocab_size, cfg.seq_len
     data = markov.sample_sequences(P, cfg.train_sequences, L, generator)  # (N, L)
 
-    torch.manual_seed(seed)
-    model = Denoiser(DenoiserConfig.preset(cfg.preset, vocab_size=V + 1, max_seq_len=L))
-    history = train(model, data, mask_id, TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                                                      min_lr_ratio=0.0, log_every=max(1, cfg.steps // 100)),
-                    device=device, seed=seed, progress=progress)
+    model_config = DenoiserConfig.preset(cfg.preset, vocab_size=V + 1, max_seq_len=L)
+    training = {**{name: getattr(cfg, name) for name in TRAINING_FIELDS}, "seed": seed, "model": asdict(model_config)}
+    if models is None:
+        torch.manual_seed(seed)
+        model = Denoiser(model_config)
+        history = train(model, data, mask_id, TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                                                          min_lr_ratio=0.0, log_every=max(1, cfg.steps // 100)),
+                        device=device, seed=seed, progress=progress)
+        trained = trained_models.TrainedModels({"model": model}, {"model": history.to_dict()},
+                                               environment(device, started))
+        if save_models is not None:
+            trained_models.save(save_models, "ground_truth", training, trained)
+    else:
+        trained = trained_models.load(models, "ground_truth", training, device)
+    dtype = evaluation_dtype(device)
+    model = trained.models["model"].to(dtype).eval()
 
     def learned(x):  # the trained model as a CPU denoiser
-        return model(x.to(device)).float().cpu()
+        return model(x.to(device)).double().cpu()
 
     metrics = {"chain": {"decay_rate": markov.decay_rate(P), "max_stationary": float(pi.max()),
                          "argmax_stationary": int(pi.argmax()), "omega1_omega2": list(zipf.omegas(cfg.s, V)),
@@ -132,15 +154,17 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
                 nll = -markov.sequence_log_prob(P, decoded.tokens) / (L - 1)  # (samples,) true NLL per token
                 ppl.append(math.exp(float(nll.mean())))
                 nfe.append(decoded.nfe)
-                confidence_ppl.append(_decoder_perplexity(denoiser, x, decoded, mask_id))
-            sweep[name] = {"true_ppl": ppl, "decoder_ppl": confidence_ppl, "nfe": nfe}
+                if name == "exact":  # Metrics 1-2 measured on the exact marginals
+                    confidence_ppl.append(_decoder_perplexity(denoiser, x, decoded, mask_id))
+            sweep[name] = {"true_ppl": ppl, "nfe": nfe, **({"decoder_ppl": confidence_ppl} if confidence_ppl else {})}
         metrics["parallel"] = sweep
         metrics["random_init"] = _random_init_sweep(exact, learned, x[: cfg.random_init_samples], P, mask_id, V,
                                                     cfg.random_init_sweeps, generator)
     config = {"scale": asdict(cfg), "model": asdict(model.config), "schedule": "LinearSchedule()",
-              "prompt": "one token drawn from the stationary distribution, then L - 1 masks"}
-    return ExperimentResult("ground_truth", scale, seed, config, metrics, {"training": history.to_dict()},
-                            environment(device, started))
+              "prompt": "one token drawn from the stationary distribution, then L - 1 masks",
+              "evaluated_in": str(dtype).removeprefix("torch.")}
+    return ExperimentResult("ground_truth", scale, seed, config, metrics, {"training": trained.histories["model"]},
+                            {**environment(device, started), "training": trained.environment})
 
 
 def _decoder_perplexity(denoiser, x, decoded, mask_id) -> float:
@@ -176,3 +200,34 @@ def _random_init_sweep(exact, learned, x, P, mask_id, V, sweeps, generator) -> d
                                        for calls in record["calls"]]
         record[f"{name} one at a time"] = true_ppl(samplers.sample_one_at_a_time(denoiser, x, mask_id, generator).tokens)
     return record
+
+
+
+# How far retraining may move the trained model's numbers: about 1.5 times the largest difference
+# between seeds 0, 1 and 2 at the ci scale (``maskdiff-tutor book-models --spread``), as an
+# absolute tolerance for the top probability at distance n and relative to the value for perplexities.
+TOP_TOLERANCE = {1: 0.02, 2: 0.06, 3: 0.05, 4: 0.05, 8: 0.03, 32: 0.015}
+PPL_RELATIVE_TOLERANCE = {1: 0.3, 2: 0.45, 4: 0.2, 32: 0.08}  # k tokens per step
+
+
+def headline(result: ExperimentResult) -> dict:
+    """The numbers the chapter's conclusions rest on: name -> (value, tolerance), the tolerance
+    being how far retraining may move the value (``book.check``; see ``TOP_TOLERANCE``).
+    Retraining with the same seed on another CPU moves the values less."""
+    d, p, ri = result.metrics["distance"], result.metrics["parallel"], result.metrics["random_init"]
+    function_words = result.config["scale"]["function_words"]
+    numbers = {f"trained top probability, n = {n}": (d["model_top"][n], tolerance)
+               for n, tolerance in TOP_TOLERANCE.items()}
+    for n in (1, 3, 6):
+        share = sum(row[n] < function_words for row in d["model_argmax"]) / len(d["model_argmax"])
+        numbers[f"trained: share of prompts whose argmax is a function word, n = {n}"] = (share, 0.1)
+    for i, k in enumerate(p["k"]):
+        if k in PPL_RELATIVE_TOLERANCE:
+            value = p["model"]["true_ppl"][i]
+            numbers[f"trained: true PPL, k = {k}"] = (value, PPL_RELATIVE_TOLERANCE[k] * value)
+    for i, calls in enumerate(ri["calls"]):
+        value = ri["model k=1"][i]
+        numbers[f"trained: random initialisation, true PPL after {calls} calls"] = (value, 0.2 * value)
+    value = ri["model one at a time"]
+    numbers["trained: one token per step in random order, true PPL"] = (value, 0.05 * value)
+    return numbers

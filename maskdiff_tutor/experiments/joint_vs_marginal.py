@@ -13,6 +13,7 @@ without it, and measures on the trained models:
 
 from __future__ import annotations
 
+import pathlib
 import time
 from dataclasses import asdict, dataclass
 
@@ -20,10 +21,11 @@ import torch
 
 from .. import nelbo, samplers
 from ..denoiser import Denoiser, DenoiserConfig
-from ..device import pick_device
+from ..device import evaluation_dtype, pick_device
 from ..forward_process import denoiser_probs
 from ..toy import FIRST, SECOND, toy_dataset
 from ..train import TrainConfig, train
+from . import trained_models
 from .result import ExperimentResult, environment
 
 
@@ -35,6 +37,9 @@ class Scale:
     lr: float  # peak learning rate
     samples: int  # sequences generated per sampler for the TV distances
 
+
+# The settings that determine the trained weights (the rest only decide what is measured).
+TRAINING_FIELDS = ("preset", "steps", "batch_size", "lr")
 
 SCALES = {
     "ci": Scale(preset="toy", steps=1500, batch_size=256, lr=3e-3, samples=4000),  # ~1 min on 2 CPU cores
@@ -64,15 +69,18 @@ def pair_name(i: int, j: int) -> str:
     return FIRST[i] + SECOND[j]
 
 
-def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0,
-        progress: bool = False) -> ExperimentResult:
-    """Train the two denoisers and measure them; see the module docstring.
+def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0, progress: bool = False,
+        save_models: str | pathlib.Path | None = None, models: str | pathlib.Path | None = None) -> ExperimentResult:
+    """Train the two denoisers (or load them) and measure them; see the module docstring.
 
     Args:
         scale: "ci" (a CPU minute) or "gpu" (a larger model, longer training, more samples).
         device: None for the best available, or a device name that must exist.
         seed: seeds model initialisation, training and sampling.
         progress: show training progress bars.
+        save_models: a folder to save the two trained models in (``trained_models.save``).
+        models: a folder of models saved by an earlier run with the same scale and seed, measured
+            instead of training (``trained_models.book_folder("joint_vs_marginal")``: the book's).
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}; got {scale!r}")
@@ -82,18 +90,19 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     query = toy.ids("[MASK] [MASK] C D [MASK]")
     joint = toy.pair_joint()  # (2, 2)
     model_config = DenoiserConfig.preset(settings.preset, vocab_size=toy.vocab_size, max_seq_len=5)
-    metrics, curves, models = {}, {}, {}
-    for name, weighted in (("weighted", True), ("unweighted", False)):
-        torch.manual_seed(seed)  # the same initial weights for both objectives
-        model = Denoiser(model_config)
-        config = TrainConfig(steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
-                             min_lr_ratio=0.0, weighted=weighted, log_every=max(1, settings.steps // 100))
-        curves[name] = train(model, toy.data, toy.mask_id, config, device=device, seed=seed,
-                             progress=progress).to_dict()
-        models[name] = model.eval()
+    training = {**{name: getattr(settings, name) for name in TRAINING_FIELDS}, "seed": seed,
+                "model": asdict(model_config)}
+    if models is None:
+        trained = _train_models(toy, model_config, settings, device, seed, progress, started)
+        if save_models is not None:
+            trained_models.save(save_models, "joint_vs_marginal", training, trained)
+    else:
+        trained = trained_models.load(models, "joint_vs_marginal", training, device)
+    dtype, metrics, curves = evaluation_dtype(device), {}, trained.histories
+    measured = {name: model.to(dtype).eval() for name, model in trained.models.items()}
 
     def on_cpu(model):  # the toy's tensors live on the CPU; the model may not
-        return lambda x: model(x.to(device)).float().cpu()
+        return lambda x: model(x.to(device)).double().cpu()
 
     with torch.no_grad():
         exact = oracle.conditional_probs(query)[0]  # (5, V)
@@ -101,7 +110,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         patterns = nelbo.mask_patterns(5)  # (32, 5)
         inputs = torch.where(patterns.unsqueeze(0), toy.mask_id, toy.data.unsqueeze(1)).reshape(-1, 5).unique(dim=0)
         predictions = {}
-        for name, model in models.items():
+        for name, model in measured.items():
             denoiser = on_cpu(model)
             probs = denoiser_probs(denoiser(query), toy.mask_id)[0]  # (5, V)
             predictions[name] = denoiser_probs(denoiser(inputs), toy.mask_id)  # (N, 5, V)
@@ -147,5 +156,43 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
                           torch.outer(joint.sum(1), joint.sum(0)), joint),
                       "true_nll_per_sequence": float(-oracle.log_prob(toy.data).mean())}
     config = {"scale": asdict(settings), "model": asdict(model_config), "schedule": "LinearSchedule()",
-              "query": "[MASK] [MASK] C D [MASK]"}
-    return ExperimentResult("joint_vs_marginal", scale, seed, config, metrics, curves, environment(device, started))
+              "query": "[MASK] [MASK] C D [MASK]", "evaluated_in": str(dtype).removeprefix("torch.")}
+    return ExperimentResult("joint_vs_marginal", scale, seed, config, metrics, curves,
+                            {**environment(device, started), "training": trained.environment})
+
+
+def _train_models(toy, model_config, settings: Scale, device, seed: int, progress: bool,
+                  started: float) -> trained_models.TrainedModels:
+    """The weighted and the unweighted denoiser, from the same initial weights."""
+    models, histories = {}, {}
+    for name, weighted in (("weighted", True), ("unweighted", False)):
+        torch.manual_seed(seed)  # the same initial weights for both objectives
+        model = Denoiser(model_config)
+        config = TrainConfig(steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
+                             min_lr_ratio=0.0, weighted=weighted, log_every=max(1, settings.steps // 100))
+        histories[name] = train(model, toy.data, toy.mask_id, config, device=device, seed=seed,
+                                progress=progress).to_dict()
+        models[name] = model
+    return trained_models.TrainedModels(models, histories, environment(device, started))
+
+
+
+
+def headline(result: ExperimentResult) -> dict:
+    """The numbers the chapter's conclusions rest on: name -> (value, tolerance), the tolerance
+    being how far retraining may move the value (``book.check``): about 1.5 times the largest
+    difference between seeds 0, 1 and 2 at the ci scale (``maskdiff-tutor book-models --spread``).
+    Retraining with the same seed on another CPU moves the values less."""
+    m = result.metrics
+    numbers = {}
+    for name in ("weighted", "unweighted"):
+        numbers.update({
+            f"{name}: P(A)": (m[name]["P(A)"], 0.02),
+            f"{name}: P(B)": (m[name]["P(B)"], 0.01),
+            f"{name}: parallel argmax is AB (1 = yes)": (float(m[name]["parallel_argmax"] == "AB"), 0.0),
+            f"{name}: beam search finds A'B (1 = yes)": (float(m[name]["beam_search_width_2"] == "A'B"), 0.0),
+            f"{name}: TV(one per step, joint)": (m[name]["tv_sequential_vs_joint"], 0.012),
+            f"{name}: TV(all at once, joint)": (m[name]["tv_all_at_once_vs_joint"], 0.02),
+            f"{name}: exact NELBO per sequence": (m[name]["exact_nelbo_per_sequence"], 0.005)})
+    numbers["largest weighted-unweighted difference"] = (m["weighted_vs_unweighted"]["max_abs_difference"], 0.015)
+    return numbers

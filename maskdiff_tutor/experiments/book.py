@@ -1,0 +1,112 @@
+"""The book's trained models: make them, and check that retraining reproduces them.
+
+The chapters "Joint versus marginal", "Ground truth" and "Semi-AR blocks" measure denoisers
+trained at the ``ci`` scale with seed 0. ``make`` trains them and stores them in
+``trained_models.BOOK_MODELS`` (the command ``maskdiff-tutor book-models``); ``check`` trains
+them again in a temporary folder and compares, experiment by experiment, the numbers each chapter
+rests on with those of the stored models, within the tolerance each experiment's ``headline(result)``
+states beside each number (``maskdiff-tutor book-models --check``). A retrained model differs from
+the stored one in its last bits wherever the CPU's kernels differ, and training amplifies that; the
+tolerances say how far the chapter's numbers may move, and the check says whether they do.
+``spread`` trains other seeds and measures how far the numbers move between seeds: the tolerances
+are set from it (``maskdiff-tutor book-models --spread``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import tempfile
+import time
+
+from . import trained_models
+
+EXPERIMENTS = ("joint_vs_marginal", "ground_truth", "blocks")  # the experiments whose models the book stores
+SCALE, SEED = "ci", 0  # the scale and seed of the stored models
+
+
+def _module(experiment: str):
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {EXPERIMENTS}; got {experiment!r}")
+    return importlib.import_module(f"{__package__}.{experiment}")
+
+
+def make(experiment: str, folder: str | pathlib.Path | None = None, device=None, progress: bool = False):
+    """Train ``experiment``'s models at the book's scale and seed and save them in ``folder``
+    (default: the book's folder, ``trained_models.BOOK_MODELS / experiment``). Returns the result
+    of the run that trained them."""
+    folder = trained_models.BOOK_MODELS / experiment if folder is None else pathlib.Path(folder)
+    return _module(experiment).run(scale=SCALE, seed=SEED, device=device, progress=progress, save_models=folder)
+
+
+def measure(experiment: str, folder: str | pathlib.Path | None = None, device=None):
+    """The result of ``experiment`` on stored models (default: the book's)."""
+    folder = trained_models.book_folder(experiment) if folder is None else folder
+    return _module(experiment).run(scale=SCALE, seed=SEED, device=device, models=folder)
+
+
+def check(experiment: str, device=None, progress: bool = False) -> dict:
+    """Retrain ``experiment``'s models and compare their headline numbers with the stored models'.
+
+    Returns {"experiment", "rows": one per number (``trained_models.compare``), "passed",
+    "retrain_seconds"}."""
+    module = _module(experiment)
+    stored = measure(experiment, device=device)
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.time()
+        retrained = make(experiment, pathlib.Path(scratch) / experiment, device=device, progress=progress)
+        seconds = round(time.time() - started, 1)
+    rows = trained_models.compare(module.headline(stored), module.headline(retrained))
+    return {"experiment": experiment, "rows": rows, "passed": all(row["within"] for row in rows),
+            "retrain_seconds": seconds}
+
+
+def spread(experiment: str, seeds: tuple = (1, 2), device=None, progress: bool = False) -> dict:
+    """Train ``experiment``'s models with other ``seeds`` and measure how far each headline number
+    lies from the stored models' (seed 0): the measurement the stated tolerances come from (each
+    about 1.5 times the spread). Returns {"experiment", "seeds": [0, *seeds], "rows": one per
+    number with its "values" (one per seed), "spread" (largest minus smallest), "tolerance" and
+    "within" (spread <= tolerance)}."""
+    module = _module(experiment)
+    stored = module.headline(measure(experiment, device=device))
+    others = [module.headline(module.run(scale=SCALE, seed=seed, device=device, progress=progress)) for seed in seeds]
+    rows = []
+    for name, (value, tolerance) in stored.items():
+        values = [value] + [other[name][0] for other in others]
+        rows.append({"name": name, "values": values, "spread": max(values) - min(values), "tolerance": tolerance,
+                     "within": max(values) - min(values) <= tolerance})
+    return {"experiment": experiment, "seeds": [SEED, *seeds], "rows": rows}
+
+
+def format_spread(report: dict) -> str:
+    """A plain-text table of one ``spread`` report."""
+    width = max(len(row["name"]) for row in report["rows"])
+    seeds = "".join(f"  {'seed ' + str(seed):>9s}" for seed in report["seeds"])
+    lines = [f"{report['experiment']}: headline numbers by training seed (seed {SEED}: the stored models)",
+             f"  {'number':{width}s}{seeds}  {'spread':>9s}  {'tolerance':>9s}"]
+    for row in report["rows"]:
+        values = "".join(f"  {value:9.4f}" for value in row["values"])
+        mark = "" if row["within"] else "  <- tolerance below the spread"
+        lines.append(f"  {row['name']:{width}s}{values}  {row['spread']:9.4f}  {row['tolerance']:9.4f}{mark}")
+    return "\n".join(lines)
+
+
+def format_check(report: dict) -> str:
+    """A plain-text table of one ``check`` report."""
+    lines = [f"{report['experiment']}: retrained in {report['retrain_seconds']} s; "
+             + ("every number within its tolerance" if report["passed"] else "SOME NUMBERS OUTSIDE THEIR TOLERANCE")]
+    width = max(len(row["name"]) for row in report["rows"])
+    lines.append(f"  {'number':{width}s}  {'stored':>9s}  {'retrained':>9s}  {'difference':>10s}  {'tolerance':>9s}")
+    for row in report["rows"]:
+        mark = "" if row["within"] else "  <- outside"
+        lines.append(f"  {row['name']:{width}s}  {row['stored']:9.4f}  {row['retrained']:9.4f}  "
+                     f"{row['difference']:10.4f}  {row['tolerance']:9.4f}{mark}")
+    return "\n".join(lines)
+
+
+def format_headline(numbers: dict) -> str:
+    """A plain-text table of an experiment's ``headline(result)``: each number with its tolerance."""
+    width = max(len(name) for name in numbers)
+    lines = [f"{'number':{width}s}  {'value':>8s}  {'retraining may move it by':>25s}"]
+    lines += [f"{name:{width}s}  {value:8.3f}  {tolerance:25.3f}" for name, (value, tolerance) in numbers.items()]
+    return "\n".join(lines)
