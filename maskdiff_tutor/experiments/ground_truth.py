@@ -57,7 +57,7 @@ TRAINING_FIELDS = ("vocab_size", "s", "function_words", "seq_len", "train_sequen
 
 SCALES = {
     "ci": Scale(vocab_size=32, s=2.0, function_words=2, seq_len=33, train_sequences=20_000, preset="toy",
-                steps=1800, batch_size=64, lr=4e-3, samples=500, tokens_per_step=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+                steps=1800, batch_size=64, lr=4e-3, samples=500, tokens_per_step=(1, 2, 4, 8, 16, 32),
                 random_init_sweeps=(1, 2, 4), random_init_samples=100),
     "gpu": Scale(vocab_size=512, s=1.1, function_words=8, seq_len=129, train_sequences=500_000, preset="small",
                  steps=20_000, batch_size=256, lr=1e-3, samples=20_000,
