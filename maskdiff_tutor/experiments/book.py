@@ -48,8 +48,8 @@ def measure(experiment: str, folder: str | pathlib.Path | None = None, device=No
 def check(experiment: str, device=None, progress: bool = False) -> dict:
     """Retrain ``experiment``'s models and compare their headline numbers with the stored models'.
 
-    Returns {"experiment", "rows": one per number (``trained_models.compare``), "passed",
-    "retrain_seconds"}."""
+    Returns a dict with "experiment", "rows" (one per number, ``trained_models.compare``),
+    "passed" and "retrain_seconds"."""
     module = _module(experiment)
     stored = measure(experiment, device=device)
     with tempfile.TemporaryDirectory() as scratch:
@@ -64,9 +64,9 @@ def check(experiment: str, device=None, progress: bool = False) -> dict:
 def spread(experiment: str, seeds: tuple = (1, 2), device=None, progress: bool = False) -> dict:
     """Train ``experiment``'s models with other ``seeds`` and measure how far each headline number
     lies from the stored models' (seed 0): the measurement the stated tolerances come from (each
-    about 1.5 times the spread). Returns {"experiment", "seeds": [0, *seeds], "rows": one per
-    number with its "values" (one per seed), "spread" (largest minus smallest), "tolerance" and
-    "within" (spread <= tolerance)}."""
+    about 1.5 times the spread). Returns a dict with "experiment", "seeds" (0, then ``seeds``) and
+    "rows": one per number with its "values" (one per seed), "spread" (largest minus smallest),
+    "tolerance" and "within" (spread <= tolerance)."""
     module = _module(experiment)
     stored = module.headline(measure(experiment, device=device))
     others = [module.headline(module.run(scale=SCALE, seed=seed, device=device, progress=progress)) for seed in seeds]
