@@ -149,3 +149,25 @@ def test_spread_measures_each_number_across_seeds(tiny_book):
         assert row["spread"] == pytest.approx(abs(row["values"][0] - row["values"][1]))
         assert row["within"] == (row["spread"] <= row["tolerance"])
     assert "seed 1" in book.format_spread(report)
+
+
+def test_train_or_load_refuses_both_folders_and_trains_only_when_asked(tmp_path):
+    calls = []
+
+    def train():
+        calls.append(1)
+        return a_set()
+
+    trained_models.train_or_load("demo", {"seed": 0}, train, save_models=tmp_path / "set")
+    loaded = trained_models.train_or_load("demo", {"seed": 0}, train, models=tmp_path / "set")
+    assert len(calls) == 1 and list(loaded.models) == ["first", "second model B=2"]
+    with pytest.raises(ValueError, match="at most one of models= .* and save_models="):
+        trained_models.train_or_load("demo", {"seed": 0}, train, save_models=tmp_path / "x", models=tmp_path / "set")
+    assert len(calls) == 1
+
+
+def test_training_settings_by_hand():
+    config = DenoiserConfig(vocab_size=7, max_seq_len=4, d_model=16, n_layers=1, n_heads=2)
+    settings = trained_models.training_settings(TINY_JOINT, ("steps", "lr"), 3, config, language={"kind": "toy"})
+    assert settings == {"steps": 6, "lr": 3e-3, "seed": 3, "model": dataclasses.asdict(config),
+                        "language": {"kind": "toy"}}

@@ -137,16 +137,12 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     if text is not None:  # the judge: left to right with more compute (left to right costs 2L per sequence)
         runs["judge"] = ("left_to_right", None, max(1, round(cfg.judge_compute * cfg.random_steps / 2)))
     config = DenoiserConfig.preset(cfg.preset, vocab_size=mask_id + 1, max_seq_len=L)
-    training = {**{name: getattr(cfg, name) for name in TRAINING_FIELDS}, "seed": seed, "model": asdict(config),
-                "language": language.identity, "runs": runs}
-    if models is None:
-        trained = _train_all(cfg, language, runs, device, seed, progress, started)
-        if save_models is not None:
-            trained_models.save(save_models, "blocks", training, trained)
-            if tokenizer is not None:
-                tokenizer.save(pathlib.Path(save_models) / "tokenizer.json")
-    else:
-        trained = trained_models.load(models, "blocks", training, device)
+    trained = trained_models.train_or_load(
+        "blocks", trained_models.training_settings(cfg, TRAINING_FIELDS, seed, config, language=language.identity,
+                                                   runs=runs),
+        lambda: _train_all(cfg, language, runs, device, seed, progress, started), save_models, models, device)
+    if save_models is not None and tokenizer is not None:
+        tokenizer.save(pathlib.Path(save_models) / "tokenizer.json")
     dtype = evaluation_dtype(device)
     measured = {name: model.to(dtype).eval() for name, model in trained.models.items()}
     if text is not None:

@@ -90,19 +90,18 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     data = markov.sample_sequences(P, cfg.train_sequences, L, generator)  # (N, L)
 
     model_config = DenoiserConfig.preset(cfg.preset, vocab_size=V + 1, max_seq_len=L)
-    training = {**{name: getattr(cfg, name) for name in TRAINING_FIELDS}, "seed": seed, "model": asdict(model_config)}
-    if models is None:
+
+    def train_model():
         torch.manual_seed(seed)
         model = Denoiser(model_config)
         history = train(model, data, mask_id, TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                                           min_lr_ratio=0.0, log_every=max(1, cfg.steps // 100)),
                         device=device, seed=seed, progress=progress)
-        trained = trained_models.TrainedModels({"model": model}, {"model": history.to_dict()},
-                                               environment(device, started))
-        if save_models is not None:
-            trained_models.save(save_models, "ground_truth", training, trained)
-    else:
-        trained = trained_models.load(models, "ground_truth", training, device)
+        return trained_models.TrainedModels({"model": model}, {"model": history.to_dict()}, environment(device, started))
+
+    trained = trained_models.train_or_load(
+        "ground_truth", trained_models.training_settings(cfg, TRAINING_FIELDS, seed, model_config), train_model,
+        save_models, models, device)
     dtype = evaluation_dtype(device)
     model = trained.models["model"].to(dtype).eval()
 

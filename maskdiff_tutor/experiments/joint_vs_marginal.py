@@ -90,14 +90,9 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     query = toy.ids("[MASK] [MASK] C D [MASK]")
     joint = toy.pair_joint()  # (2, 2)
     model_config = DenoiserConfig.preset(settings.preset, vocab_size=toy.vocab_size, max_seq_len=5)
-    training = {**{name: getattr(settings, name) for name in TRAINING_FIELDS}, "seed": seed,
-                "model": asdict(model_config)}
-    if models is None:
-        trained = _train_models(toy, model_config, settings, device, seed, progress, started)
-        if save_models is not None:
-            trained_models.save(save_models, "joint_vs_marginal", training, trained)
-    else:
-        trained = trained_models.load(models, "joint_vs_marginal", training, device)
+    trained = trained_models.train_or_load(
+        "joint_vs_marginal", trained_models.training_settings(settings, TRAINING_FIELDS, seed, model_config),
+        lambda: _train_models(toy, model_config, settings, device, seed, progress, started), save_models, models, device)
     dtype, metrics, curves = evaluation_dtype(device), {}, trained.histories
     measured = {name: model.to(dtype).eval() for name, model in trained.models.items()}
 

@@ -18,6 +18,7 @@ trained with.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -54,6 +55,27 @@ def book_folder(experiment: str) -> pathlib.Path:
 def folder_name(model_name: str) -> str:
     """The sub-folder of a model: its name with spaces and '=' replaced by '_' ("blockwise B=4" -> "blockwise_B_4")."""
     return model_name.replace(" ", "_").replace("=", "_")
+
+
+def training_settings(scale, fields: tuple, seed: int, model_config, **extra) -> dict:
+    """What determines a run's trained weights: the ``fields`` of its ``scale``, the seed, the
+    model's configuration and anything ``extra`` (e.g. the language). ``load`` compares it."""
+    return {**{name: getattr(scale, name) for name in fields}, "seed": seed,
+            "model": dataclasses.asdict(model_config), **extra}
+
+
+def train_or_load(experiment: str, settings: dict, train, save_models=None, models=None,
+                  device: str | torch.device = "cpu") -> TrainedModels:
+    """A run's trained models: ``train()`` them (and ``save`` them in ``save_models`` when given), or
+    ``load`` them from the folder ``models``, which must hold models trained with ``settings``."""
+    if models is not None:
+        if save_models is not None:
+            raise ValueError("give at most one of models= (measure saved models) and save_models= (train and save)")
+        return load(models, experiment, settings, device)
+    trained = train()
+    if save_models is not None:
+        save(save_models, experiment, settings, trained)
+    return trained
 
 
 def _normalised(settings: dict) -> dict:
