@@ -1,10 +1,11 @@
 """Languages with known ground truth: Markov chains whose rows follow Zipf's law.
 
-Book chapter "The distance bound" (paper Section 3.2.3, Assumptions 2-4). An order-1 chain
+Book chapter "The distance bound" (paper Section 3.2.3, Assumptions 3-4). An order-1 chain
 over V tokens in which every row, sorted, is Zipf(s) over V tokens (Assumption 3), and the
-most probable successor differs for every previous token (Assumption 4). For such a chain the
-true marginal of a [MASK] n positions after an unmasked token is a row of the n-th power of the
-transition matrix, so the paper's bound (Eq. 17) can be compared with exact values.
+most probable successor differs for every previous token (Assumption 4). A first-order chain
+also has the book's Assumption H (history-free peaks), under which the paper's bound (Eq. 17) is a
+theorem; the true marginal of a [MASK] n positions after an unmasked token is a row of the n-th
+power of the transition matrix, so the bound can be compared with exact values.
 
 Everything is float64 torch; randomness comes from an explicit ``torch.Generator``.
 """
@@ -116,6 +117,30 @@ def distance_marginals(P: torch.Tensor, start: torch.Tensor, max_distance: int) 
     for _ in range(max_distance):
         rows.append(rows[-1] @ P)  # (V,) or (S, V)
     return torch.stack(rows)  # (n + 1, V) or (n + 1, S, V)
+
+
+def top_probability_curve(P: torch.Tensor, max_distance: int, starts: torch.Tensor | None = None) -> torch.Tensor:
+    """The exact top probability max_v P(x_n = v | x_0) for n = 0..max_distance, averaged over
+    the starting tokens ``starts`` (token ids, default all V): (max_distance + 1,)."""
+    _check_transition(P)
+    starts = torch.arange(P.shape[0]) if starts is None else torch.as_tensor(starts)
+    one_hot = torch.eye(P.shape[0], dtype=torch.float64)[starts]  # (S, V)
+    return distance_marginals(P.double(), one_hot, max_distance).max(-1).values.mean(-1)  # (n + 1,)
+
+
+def fall_distance(curve, floor: float, fraction: float) -> int:
+    """The first distance n >= 1 at which a top-probability curve (n = 0, 1, ...) has covered
+    ``fraction`` of its fall from n = 1 to ``floor``: curve[n] - floor <= (1 - fraction)
+    (curve[1] - floor). Raises if the curve given is too short to get there."""
+    if not (isinstance(fraction, float) and 0 < fraction < 1):
+        raise ValueError(f"fraction must be a float in (0, 1); got {fraction!r}")
+    curve = torch.as_tensor(curve, dtype=torch.float64)
+    if curve.ndim != 1 or len(curve) < 2:
+        raise ValueError(f"curve must be a 1-d sequence over n = 0, 1, ... with at least 2 entries; got {tuple(curve.shape)}")
+    left = curve[1:] - floor <= (1 - fraction) * (curve[1] - floor)  # (n_max,)
+    if not left.any():
+        raise ValueError(f"the curve does not cover {fraction} of its fall within n <= {len(curve) - 1}; give a longer curve")
+    return int(left.nonzero()[0]) + 1
 
 
 def stationary_distribution(P: torch.Tensor, tol: float = 1e-14, max_iter: int = 100_000) -> torch.Tensor:

@@ -1,27 +1,21 @@
 """Zipf's law, the distance bound on a [MASK]'s top probability, and the cost of parallel samples.
 
-Book chapter "The distance bound" (paper Section 3.2.3, Eq. 14-18) and the Table 2 section
+Book chapter "The distance bound" (paper Section 3.2.3, Eq. 14-18) and its Table 2 section
 (paper Section 3.3, Metrics 1-3). Pure numpy in float64; nothing here imports torch.
 
-The argument, in the book's words:
-
-- Assumption 3: after any token, the next token's distribution, sorted, is Zipf(s) over N
-  tokens: the r-th most probable next token has probability r^(-s) / H_{N,s}   [eq-14].
-  So the largest conditional probability is omega1 = 1 / H_{N,s} and the second largest is
-  omega2 = 2^(-s) / H_{N,s}                                                     [eq-15].
-- Assumption 4: a token is the most probable successor of at most one token.
-- Then the top probability p_n of a [MASK] at distance n from the last unmasked token obeys
-  p_n <= omega2 + (omega1 - omega2) p_(n-1), p_0 = 1 [eq-16]; so
-  p_n <= p* + (omega1 - omega2)^n (1 - p*) [eq-17], which tends to
-  p* = omega2 / (1 - (omega1 - omega2)) as n grows [eq-18].
-
-Metrics 1-3 as this book reads them (the paper's own text was not available when this was
-written; see the chapter): k tokens decoded in parallel after one unmasked token sit at
-distances 1..k, so the probability the decoder gives them is at most
-
-- Metric 1: J_k = prod_{n=1}^{k} p_bar_n                                        [eq-metric-1]
-- Metric 2: PPL_k = J_k^(-1/k), a lower bound on the perplexity of the block    [eq-metric-2]
-- Metric 3: PPL_k / PPL_1, the price of parallelism against one token a step   [eq-metric-3]
+- Zipf's law (the paper's footnote 1): the r-th most probable of N tokens has probability
+  r^(-s) / H_{N,s}                                                                [eq-zipf]; so
+  omega1 = 1 / H_{N,s} and omega2 = 2^(-s) / H_{N,s} (footnote 2)               [eq-omegas].
+- The recursion p_n <= omega2 + (omega1 - omega2) p_(n-1), p_0 = 1     [eq-bound-recursion], whose
+  closed form is the paper's Eq. 17, p* + (omega1 - omega2)^n (1 - p*)             [eq-17], with
+  limit p* = omega2 / (1 - (omega1 - omega2))                                       [eq-18].
+  The recursion holds under Assumptions 3-4 plus the book's Assumption H (history-free peaks);
+  see :mod:`maskdiff_tutor.assumptions` for what Assumptions 3-4 alone give.
+- Metrics 1-3 (paper Section 3.3) for the top probabilities p_1..p_n of the first n masks:
+  Metric 1 = min(p_1..p_n), an upper bound on the joint probability of the argmax tokens;
+  Metric 2 = prod p_i, their joint probability if the masks were independent;
+  Metric 3 = max(0, sum p_i - (n - 1)), a lower bound (Bonferroni)        [eq-metrics].
+  A sequence's perplexity is P(x_1..x_n)^(-1/n) (the paper's definition).
 """
 
 from __future__ import annotations
@@ -53,21 +47,21 @@ def harmonic(s: float, N: int) -> float:
 
 
 def zipf_pmf(s: float, N: int) -> np.ndarray:
-    """p(r) = r^(-s) / H_{N,s} for ranks r = 1..N, as an array of shape (N,)   [eq-14]."""
+    """p(r) = r^(-s) / H_{N,s} for ranks r = 1..N, as an array of shape (N,)   [eq-zipf]."""
     s, N = _check_zipf(s, N)
     unnormalised = np.arange(1, N + 1, dtype=np.float64) ** -s  # (N,)
     return unnormalised / unnormalised.sum()
 
 
 def omegas(s: float, N: int) -> tuple[float, float]:
-    """(omega1, omega2): the largest and second-largest Zipf probabilities   [eq-15]."""
+    """(omega1, omega2): the largest and second-largest Zipf probabilities   [eq-omegas]."""
     s, N = _check_zipf(s, N)
     h = harmonic(s, N)
     return 1.0 / h, 2.0**-s / h
 
 
 def bound_step(p_prev, s: float, N: int):
-    """One step of the recursion: omega2 + (omega1 - omega2) p_(n-1)   [eq-16]."""
+    """One step of the recursion: omega2 + (omega1 - omega2) p_(n-1)   [eq-bound-recursion]."""
     omega1, omega2 = omegas(s, N)
     return omega2 + (omega1 - omega2) * np.asarray(p_prev, dtype=np.float64)
 
@@ -87,9 +81,51 @@ def top_probability_bound(n, s: float, N: int) -> np.ndarray:
     return p_star + (omega1 - omega2) ** n.astype(np.float64) * (1 - p_star)
 
 
+def metric_1(p) -> np.ndarray:
+    """Metric 1: min(p_1..p_n) over the last axis of p (..., n), an upper bound on the joint
+    probability of the n argmax tokens (the joint is at most each marginal)   [eq-metrics]."""
+    return np.min(_check_probabilities(p), axis=-1)
+
+
+def metric_2(p) -> np.ndarray:
+    """Metric 2: prod p_i over the last axis of p (..., n), the joint probability of the n
+    argmax tokens if the masks were independent   [eq-metrics]."""
+    return np.prod(_check_probabilities(p), axis=-1)
+
+
+def metric_3(p) -> np.ndarray:
+    """Metric 3: max(0, sum p_i - (n - 1)) over the last axis of p (..., n), the Bonferroni lower
+    bound on the joint probability of the n argmax tokens   [eq-metrics]."""
+    p = _check_probabilities(p)
+    return np.maximum(0.0, p.sum(-1) - (p.shape[-1] - 1))
+
+
+def _check_probabilities(p) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim < 1 or p.shape[-1] < 1 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError(f"p must be probabilities in [0, 1] of shape (..., n) with n >= 1; got {p!r}")
+    return p
+
+
+def perplexity(joint_probability, n) -> np.ndarray:
+    """The paper's perplexity of an n-token sequence, P(x_1..x_n)^(-1/n) (inf where P = 0)."""
+    n = _check_counts("n", n, 1)
+    joint_probability = np.asarray(joint_probability, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return joint_probability ** (-1.0 / n)
+
+
+def metric_bounds(k, s: float, N: int, metric=None) -> np.ndarray:
+    """A metric (``metric_1``, ``metric_2`` or ``metric_3``; default Metric 2) applied to the
+    Eq. 17 bounds p_bar_1..p_bar_k of the first k masks after the prompt, for each k."""
+    k = _check_counts("k", k, 1)
+    metric = metric_2 if metric is None else metric
+    p_bar = top_probability_bound(np.arange(1, int(k.max()) + 1), s, N)  # (k_max,)
+    return np.array([metric(p_bar[:j]) for j in k.ravel()]).reshape(k.shape)
+
+
 def parallel_joint_bound(k, s: float, N: int) -> np.ndarray:
-    """Metric 1: J_k = prod_{n=1}^{k} p_bar_n, the most probability a decoder can give k tokens
-    decoded at once at distances 1..k from the last unmasked token   [eq-metric-1]."""
+    """Metric 2 applied to Eq. 17: J_k = prod_{n=1}^{k} p_bar_n for the first k masks."""
     return np.exp(_log_joint_bound(k, s, N))
 
 
@@ -101,33 +137,54 @@ def _log_joint_bound(k, s: float, N: int) -> np.ndarray:
 
 
 def parallel_perplexity_bound(k, s: float, N: int) -> np.ndarray:
-    """Metric 2: PPL_k = J_k^(-1/k), the least perplexity of k parallel samples   [eq-metric-2]."""
+    """PPL from Metric 2 applied to the Eq. 17 bound: J_k^(-1/k), the perplexity of the first k
+    masks' argmax tokens if each had the bound's top probability and they were independent (the
+    paper's Table 2)."""
     k = _check_counts("k", k, 1)
     return np.exp(-_log_joint_bound(k, s, N) / k)
 
 
-def parallel_cost_ratio(k, s: float, N: int) -> np.ndarray:
-    """Metric 3: PPL_k / PPL_1, how much parallel decoding multiplies the perplexity of one
-    token per step (PPL_1 = 1 / omega1)   [eq-metric-3]."""
-    return parallel_perplexity_bound(k, s, N) / parallel_perplexity_bound(1, s, N)
-
-
-def perplexity_table(s: float, N: int, ks=range(1, 17)) -> dict[str, np.ndarray]:
-    """Table 2 recomputed from Eq. 17 and Metric 2: for each number of parallel samples k,
-    the joint bound J_k, the perplexity bound PPL_k and the ratio PPL_k / PPL_1."""
+def perplexity_table(s: float, N: int, ks=range(1, 9)) -> dict[str, np.ndarray]:
+    """Table 2 recomputed from Eq. 17: for each number k of parallel samples, the bound p_bar_k of
+    the k-th mask and, for Metrics 1-3, the joint probability of the first k masks and its
+    perplexity (``"ppl_metric_2"`` is the paper's Table 2 column)."""
     k = _check_counts("ks", list(ks), 1)
-    return {"k": k, "joint": parallel_joint_bound(k, s, N), "ppl": parallel_perplexity_bound(k, s, N),
-            "ppl_ratio": parallel_cost_ratio(k, s, N)}
+    table = {"k": k, "p_bound": top_probability_bound(k, s, N)}
+    for name, metric in (("metric_1", metric_1), ("metric_2", metric_2), ("metric_3", metric_3)):
+        table[f"joint_{name}"] = metric_bounds(k, s, N, metric)
+        table[f"ppl_{name}"] = perplexity(table[f"joint_{name}"], k)
+    return table
+
+
+def implied_probabilities(ppl) -> np.ndarray:
+    """The per-position probabilities p_k = J_k / J_(k-1) that a Metric 2 perplexity column
+    PPL_1..PPL_K implies, with J_k = PPL_k^(-k) and J_0 = 1: (K,)."""
+    ppl = np.asarray(ppl, dtype=np.float64)
+    if ppl.ndim != 1 or len(ppl) < 1 or np.isnan(ppl).any() or (ppl < 1).any():
+        raise ValueError(f"ppl must be a column (K,) of perplexities >= 1 for k = 1..K; got {ppl!r}")
+    log_joint = -np.arange(1, len(ppl) + 1) * np.log(ppl)  # (K,) log J_k
+    return np.exp(np.diff(log_joint, prepend=0.0))
+
+
+def largest_within_budget(ppl, ppl_budget: float) -> int:
+    """The largest k with PPL_k <= ppl_budget in an increasing column PPL_1..PPL_K (0 if none)."""
+    _check_budget(ppl_budget)
+    ppl = np.asarray(ppl, dtype=np.float64)
+    if ppl.ndim != 1 or (np.diff(ppl) < 0).any():
+        raise ValueError(f"ppl must be an increasing column (K,) of perplexities; got {ppl!r}")
+    return int((ppl <= ppl_budget).sum())
+
+
+def _check_budget(ppl_budget) -> None:
+    if isinstance(ppl_budget, bool) or not (isinstance(ppl_budget, (int, float)) and ppl_budget >= 1):
+        raise ValueError(f"ppl_budget must be a number >= 1 (a perplexity); got {ppl_budget!r}")
 
 
 def max_parallel_samples(ppl_budget: float, s: float, N: int, k_max: int = 10_000) -> float:
-    """The largest k with PPL_k <= ppl_budget: 0 if even one token exceeds it, ``math.inf`` if
-    the limit 1 / p* is within the budget (PPL_k increases towards it)."""
-    if not (isinstance(ppl_budget, (int, float)) and ppl_budget >= 1):
-        raise ValueError(f"ppl_budget must be a number >= 1 (a perplexity); got {ppl_budget!r}")
+    """The largest k with PPL_k <= ppl_budget for Eq. 17 + Metric 2: 0 if even one token exceeds
+    it, ``math.inf`` if the limit 1 / p* is within the budget (PPL_k increases towards it)."""
+    _check_budget(ppl_budget)
     _check_counts("k_max", k_max, 1)
     if 1 / bound_limit(s, N) <= ppl_budget:
         return math.inf
-    ppl = parallel_perplexity_bound(np.arange(1, k_max + 1), s, N)
-    within = np.nonzero(ppl <= ppl_budget)[0]
-    return float(within[-1] + 1) if len(within) else 0.0
+    return float(largest_within_budget(parallel_perplexity_bound(np.arange(1, k_max + 1), s, N), ppl_budget))

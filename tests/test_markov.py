@@ -198,3 +198,27 @@ def test_distance_marginals_of_a_batch_of_starts_equal_one_at_a_time():
     batched = markov.distance_marginals(P, starts, 6)  # (7, 5, 7)
     for i in range(5):
         torch.testing.assert_close(batched[:, i], markov.distance_marginals(P, starts[i], 6), rtol=0, atol=1e-15)
+
+
+def test_top_probability_curve_against_matrix_powers():
+    P = chain(7, 1.3, seed=4)
+    curve = markov.top_probability_curve(P, 12)
+    assert curve.shape == (13,)
+    for n in (0, 1, 5, 12):
+        expected = torch.linalg.matrix_power(P, n).max(-1).values.mean()  # row x: the law of x_n given x_0 = x
+        assert curve[n].item() == pytest.approx(expected.item(), abs=1e-14)
+    some = markov.top_probability_curve(P, 3, starts=torch.tensor([2, 5]))
+    assert some[2].item() == pytest.approx(torch.linalg.matrix_power(P, 2)[[2, 5]].max(-1).values.mean().item())
+
+
+def test_fall_distance_by_hand():
+    curve = [1.0, 0.5, 0.3, 0.15, 0.11, 0.1001]  # floor 0.1: the fall from n = 1 is 0.4
+    assert markov.fall_distance(curve, 0.1, 0.5) == 2  # 0.2 <= 0.2
+    assert markov.fall_distance(curve, 0.1, 0.9) == 4  # 0.01 <= 0.04
+    assert markov.fall_distance(curve, 0.1, 0.99) == 5  # 0.01 > 0.004 at n = 4; 0.0001 at n = 5
+    with pytest.raises(ValueError, match="^the curve does not cover"):
+        markov.fall_distance(curve, 0.1, 0.9999)
+    with pytest.raises(ValueError, match="^fraction must be a float in"):
+        markov.fall_distance(curve, 0.1, 1.0)
+    with pytest.raises(ValueError, match="^curve must be a 1-d sequence"):
+        markov.fall_distance([1.0], 0.1, 0.5)

@@ -1,5 +1,6 @@
-"""Tests of maskdiff_tutor.zipf: Zipf's law, the distance bound (Eq. 14-18) and Metrics 1-3,
-including a brute-force check of the bound on exact Markov chains that satisfy Assumptions 3-4."""
+"""Tests of maskdiff_tutor.zipf: Zipf's law, the distance bound (Eq. 17-18) and Metrics 1-3,
+including a brute-force check of the bound on exact Markov chains that satisfy Assumptions 3-4
+(a first-order chain has the book's Assumption H, under which the recursion is a theorem)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,17 @@ from maskdiff_tutor.zipf import (
     bound_limit,
     bound_step,
     harmonic,
+    implied_probabilities,
+    largest_within_budget,
     max_parallel_samples,
+    metric_1,
+    metric_2,
+    metric_3,
+    metric_bounds,
     omegas,
-    parallel_cost_ratio,
     parallel_joint_bound,
     parallel_perplexity_bound,
+    perplexity,
     perplexity_table,
     top_probability_bound,
     zipf_pmf,
@@ -159,15 +166,12 @@ def test_joint_bound_is_the_product_of_bounds(s, N):
 
 
 @pytest.mark.parametrize(("s", "N"), [(1.0, 10), (1.2, 1000), (1.0, 50_000), (2.0, 5)])
-def test_perplexity_and_ratio(s, N):
+def test_perplexity_of_the_metric_2_bound(s, N):
     ks = np.arange(1, 201)
     joint = parallel_joint_bound(ks, s, N)
     ppl = parallel_perplexity_bound(ks, s, N)
     np.testing.assert_allclose(ppl, joint ** (-1.0 / ks), rtol=1e-12)
     assert float(parallel_perplexity_bound(1, s, N)) == pytest.approx(harmonic(s, N), rel=1e-12)  # 1 / omega1
-    ratio = parallel_cost_ratio(ks, s, N)
-    np.testing.assert_allclose(ratio, ppl / ppl[0], rtol=1e-12)
-    assert float(parallel_cost_ratio(1, s, N)) == pytest.approx(1.0, abs=1e-14)
     # increasing in k, toward 1 / p*
     assert (np.diff(ppl) > 0).all()
     limit = 1 / bound_limit(s, N)
@@ -220,19 +224,83 @@ def test_max_parallel_samples_known_value():
 def test_perplexity_table(ks):
     table = perplexity_table(1.0, 1000, ks)
     k = np.asarray(list(ks))
-    assert set(table) == {"k", "joint", "ppl", "ppl_ratio"}
+    assert set(table) == {"k", "p_bound"} | {f"{q}_metric_{m}" for q in ("joint", "ppl") for m in (1, 2, 3)}
     for key in table:
         assert table[key].shape == k.shape
     np.testing.assert_array_equal(table["k"], k)
-    np.testing.assert_allclose(table["joint"], parallel_joint_bound(k, 1.0, 1000), rtol=1e-14)
-    np.testing.assert_allclose(table["ppl"], parallel_perplexity_bound(k, 1.0, 1000), rtol=1e-14)
-    np.testing.assert_allclose(table["ppl_ratio"], parallel_cost_ratio(k, 1.0, 1000), rtol=1e-14)
+    np.testing.assert_allclose(table["p_bound"], top_probability_bound(k, 1.0, 1000), rtol=1e-14)
+    np.testing.assert_allclose(table["joint_metric_2"], parallel_joint_bound(k, 1.0, 1000), rtol=1e-12)
+    np.testing.assert_allclose(table["ppl_metric_2"], parallel_perplexity_bound(k, 1.0, 1000), rtol=1e-12)
+    # Metric 1 of a decreasing sequence is its last term; Metric 3 by hand
+    np.testing.assert_allclose(table["joint_metric_1"], table["p_bound"], rtol=1e-14)
+    for i, kk in enumerate(k):
+        p = [float(top_probability_bound(n, 1.0, 1000)) for n in range(1, kk + 1)]
+        assert table["joint_metric_3"][i] == pytest.approx(max(0.0, sum(p) - (kk - 1)), abs=1e-15)
 
 
-def test_perplexity_table_default_is_k_1_to_16():
+def test_perplexity_table_default_is_k_1_to_8():
     table = perplexity_table(1.0, 50_000)
-    np.testing.assert_array_equal(table["k"], np.arange(1, 17))
-    assert table["ppl_ratio"][0] == pytest.approx(1.0)
+    np.testing.assert_array_equal(table["k"], np.arange(1, 9))
+
+
+def test_table_2_at_the_paper_settings():
+    # s = 1.05, N = 150000 (paper Section 3.3): PPL_1 = H_{N,s} exactly, and a budget of 17 allows 7
+    table = perplexity_table(1.05, 150_000)
+    assert table["ppl_metric_2"][0] == pytest.approx(_harmonic_loop(1.05, 150_000), rel=1e-12)
+    np.testing.assert_allclose(table["ppl_metric_2"], [9.5597, 13.0448, 14.7010, 15.6167, 16.1937, 16.5902,
+                                                       16.8793, 17.0995], atol=6e-5)
+    assert max_parallel_samples(17, 1.05, 150_000) == 7.0
+    assert largest_within_budget(table["ppl_metric_2"], 17) == 7
+
+
+# ----------------------------------------------------------------------------- Metrics 1-3 on vectors
+
+
+def test_metrics_by_hand():
+    p = np.array([0.9, 0.8, 0.7])
+    assert float(metric_1(p)) == pytest.approx(0.7)
+    assert float(metric_2(p)) == pytest.approx(0.504)
+    assert float(metric_3(p)) == pytest.approx(0.4)
+    assert float(metric_3([0.5, 0.4])) == 0.0
+    batch = np.array([[0.9, 0.8, 0.7], [0.5, 0.5, 1.0]])  # (2, 3): one metric per row
+    np.testing.assert_allclose(metric_1(batch), [0.7, 0.5])
+    np.testing.assert_allclose(metric_2(batch), [0.504, 0.25])
+    np.testing.assert_allclose(metric_3(batch), [0.4, 0.0], atol=1e-15)
+
+
+def test_metric_3_below_metric_2_below_metric_1():
+    rng = np.random.default_rng(0)
+    for n in range(1, 9):
+        p = rng.uniform(size=(500, n)) ** rng.uniform(0.05, 3, size=(500, 1))  # (500, n)
+        assert (metric_3(p) <= metric_2(p) + 1e-15).all() and (metric_2(p) <= metric_1(p) + 1e-15).all()
+
+
+def test_metric_bounds_and_perplexity():
+    s, N = 1.2, 100
+    k = np.arange(1, 13)
+    p_bar = top_probability_bound(k, s, N)
+    for metric in (metric_1, metric_2, metric_3):
+        expected = [metric(p_bar[:j]) for j in k]
+        np.testing.assert_allclose(metric_bounds(k, s, N, metric), expected, rtol=1e-14)
+    np.testing.assert_allclose(metric_bounds(k, s, N), parallel_joint_bound(k, s, N), rtol=1e-12)
+    np.testing.assert_allclose(perplexity(metric_bounds(k, s, N), k), parallel_perplexity_bound(k, s, N), rtol=1e-12)
+    assert perplexity(0.0, 3) == math.inf
+    assert perplexity(0.125, 3) == pytest.approx(2.0)
+
+
+def test_implied_probabilities_invert_a_metric_2_column():
+    s, N = 1.05, 150_000
+    k = np.arange(1, 9)
+    np.testing.assert_allclose(implied_probabilities(parallel_perplexity_bound(k, s, N)),
+                               top_probability_bound(k, s, N), rtol=1e-12)
+    np.testing.assert_allclose(implied_probabilities([2.0, 4.0]), [0.5, 0.125])
+
+
+def test_largest_within_budget():
+    assert largest_within_budget([9.66, 13.2, 14.86, 15.86, 16.47, 16.94, 17.30, 17.61], 17) == 6
+    assert largest_within_budget([2.0, 3.0], 1.5) == 0 and largest_within_budget([2.0, 3.0], 3.0) == 2
+    with pytest.raises(ValueError, match="^ppl must be an increasing column"):
+        largest_within_budget([3.0, 2.0], 5)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -258,7 +326,7 @@ def test_bad_exponent_raises(s):
 
 @pytest.mark.parametrize("k", [0, -1, [1, 0], 1.5, [2.0]])
 def test_bad_k_raises(k):
-    for f in (parallel_joint_bound, parallel_perplexity_bound, parallel_cost_ratio):
+    for f in (parallel_joint_bound, parallel_perplexity_bound, metric_bounds):
         with pytest.raises(ValueError, match="^k must be integers >= 1"):
             f(k, 1.0, 10)
     with pytest.raises(ValueError, match="^ks must be integers >= 1"):
@@ -281,3 +349,16 @@ def test_bad_ppl_budget_raises(budget):
 def test_bad_k_max_raises(k_max):
     with pytest.raises(ValueError, match="^k_max must be integers >= 1"):
         max_parallel_samples(2.0, 1.0, 10, k_max=k_max)
+
+
+@pytest.mark.parametrize("p", [[], [0.5, 1.5], [-0.1], [math.nan], 0.5])
+def test_bad_probabilities_raise(p):
+    for f in (metric_1, metric_2, metric_3):
+        with pytest.raises(ValueError, match=r"^p must be probabilities in \[0, 1\]"):
+            f(p)
+
+
+@pytest.mark.parametrize("ppl", [[], [0.5, 2.0], [[2.0]], [math.nan]])
+def test_bad_ppl_column_raises(ppl):
+    with pytest.raises(ValueError, match="^ppl must be a column"):
+        implied_probabilities(ppl)
