@@ -14,6 +14,7 @@ Modules (one concept of the paper each):
 - ``toy``              the paper's 100-sequence example                        (Section 3.2.2)
 - ``zipf``             Zipf pmf, the distance bound, Metrics 1-3, Table 2      (Sections 3.2.3-3.3)
 - ``markov``           Zipf Markov chains: exact marginals at distance n        (Section 3.2.3)
+- ``assumptions``      Assumptions 3-4 with the full history: checks, Eq. 15-16, a counterexample (Section 3.2.3)
 - ``denoiser``         the small bidirectional transformer, save and load
 - ``objectives``       the weighted (NELBO) and unweighted training losses      (Eq. 13, Section 3.2.1)
 - ``blockwise``        blockwise training: block-causal one-pass loss and its loop (Section 3.4.2)
@@ -23,6 +24,7 @@ Modules (one concept of the paper each):
 - ``block_decoding``   semi-AR decoding of a block-causal model, with an exact KV cache (Section 3.4.2)
 - ``corpus``           real text: local files or Hugging Face datasets, char and BPE tokenizers
 - ``device``           device choice and seeding, in one place
+- ``claims``           the paper's 16 claims, one verdict each, rendered in every chapter
 - ``experiments``      one module per experiment: run(scale=..., device=..., seed=...)
 """
 
@@ -32,8 +34,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "denoiser",
-               "objectives", "blockwise", "train", "samplers", "remasking", "block_decoding", "corpus", "device", "experiments", "notebook")
+_SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
+               "objectives", "blockwise", "train", "samplers", "remasking", "block_decoding", "corpus", "device",
+               "claims", "claim_registry", "experiments", "notebook")
 
 __all__ = ["__version__", *_SUBMODULES]
 
