@@ -3,13 +3,18 @@
 Book chapter "The NELBO"; paper Section 2, Eq. 10 (T steps) and Eq. 12-13 (continuous time).
 A denoiser is any callable ``x_t (B, L) -> logits (B, L, V)``; the mask's logit is ignored.
 
-Two kinds of functions:
+Three kinds of functions:
 
-- Monte Carlo estimators (``t_step_nelbo``, ``continuous_nelbo``) that draw one time and one
-  x_t per sequence, as training does, and return their parts.
+- Monte Carlo estimators that draw one x_t per sequence (or ``samples`` of them), as training
+  does, and return their parts: ``t_step_nelbo`` (a step i, Eq. 10), ``continuous_nelbo`` (a time
+  t ~ U(0, 1), Bernoulli masks, weight w(t), Eq. 13) and ``count_nelbo`` (a number of masks
+  k ~ U{1..L}, k positions without replacement, weight L/k: the form LLaDA evaluates likelihoods
+  with).
 - Exact values on short sequences (``exact_nelbo``) that enumerate all 2^L mask patterns:
   the loss depends on x_t only through which positions are masked, and a pattern with k masks
   has probability (1 - alpha_t)^k alpha_t^(L - k) at time t.
+- Exact per-draw variances of the two continuous-time estimators (``exact_estimator_variance``),
+  by the same enumeration, and ``batch_variance`` to measure one from samples with its standard error.
 
 Both need alpha(0) = 1 and alpha(1) = 0: then the reconstruction and prior terms vanish and the
 NELBO is the diffusion term alone.
@@ -49,8 +54,9 @@ def sample_times(batch_size: int, generator: torch.Generator | None = None, anti
     """Times in (0, 1], one per sequence (B,).
 
     With ``antithetic`` (the low-discrepancy sampler of MDLM and VDM) one uniform u is drawn
-    and t_b = 1 - ((u + b / B) mod 1): the batch covers [0, 1] evenly, which lowers the
-    variance of the batch mean while each t_b stays uniform. Otherwise B independent draws.
+    and t_b = 1 - ((u + b / B) mod 1): the batch covers [0, 1] evenly while each t_b stays uniform. That can
+    only remove the part of the batch mean's variance that comes from the spread of the times
+    (on the toy of the book it removes no measurable part). Otherwise B independent draws.
     """
     check_positive_int("batch_size", batch_size)
     if antithetic:
@@ -69,6 +75,19 @@ def _check(x0: torch.Tensor, schedule: Schedule, mask_id: int) -> None:
                          f"diffusion term; {schedule!r} has alpha(1) = {float(schedule.alpha(1.0)):.3g}")
 
 
+def _repeat(x0: torch.Tensor, samples: int) -> torch.Tensor:
+    """x0 (B, L) repeated ``samples`` times: (S B, L), draw s of sequence b at row s B + b."""
+    check_positive_int("samples", samples)
+    return x0.repeat(samples, 1)  # (S B, L)
+
+
+def _estimate(per_token, nll, weight, t, x_t, batch: int, samples: int) -> NelboEstimate:
+    """Pack the parts; each sequence's estimate is the mean of its ``samples`` draws."""
+    per_draw = per_token.sum(-1)  # (S B,)
+    per_sequence = per_draw.reshape(samples, batch).mean(0)  # (B,)
+    return NelboEstimate(per_sequence.mean(), per_sequence, per_token, nll, weight, t, x_t)
+
+
 def _masked_nll(denoiser: Denoiser, x_t: torch.Tensor, x0: torch.Tensor, mask_id: int) -> torch.Tensor:
     """-log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere: (B, L) float64."""
     logits = denoiser(x_t)  # (B, L, V)
@@ -80,22 +99,56 @@ def _masked_nll(denoiser: Denoiser, x_t: torch.Tensor, x0: torch.Tensor, mask_id
 
 
 def continuous_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_id: int,
-                     generator: torch.Generator | None = None, antithetic: bool = True) -> NelboEstimate:
-    """Monte Carlo estimate of the continuous-time NELBO (Eq. 12-13):
+                     generator: torch.Generator | None = None, antithetic: bool = True,
+                     samples: int = 1) -> NelboEstimate:
+    """Monte Carlo estimate of the continuous-time NELBO (Eq. 12-13), Bernoulli masks:
 
         L_inf = E_{t ~ U(0, 1)} E_{x_t ~ q(x_t | x_0)} [ w(t) sum_{l : x_t^l = m} -log p_theta(x_0^l | x_t) ]
 
-    with w(t) = -alpha'(t) / (1 - alpha(t)). One time and one x_t per sequence of x0 (B, L).
+    with w(t) = -alpha'(t) / (1 - alpha(t)) (1/t for the linear schedule). ``samples`` draws of a
+    time and an x_t per sequence of x0 (B, L); ``per_sequence`` averages them, and the other parts
+    have S B rows (draw s of sequence b at row s B + b). ``antithetic`` spreads the S B times evenly.
     """
     _check(x0, schedule, mask_id)
-    t = sample_times(x0.shape[0], generator, antithetic)  # (B,)
-    x_t = sample_xt(x0, t, schedule, mask_id, generator)  # (B, L)
-    nll = _masked_nll(denoiser, x_t, x0, mask_id)  # (B, L)
-    weight = schedule.weight(t)  # (B,)
-    # L_inf = E_t E_{x_t} [ w(t) sum_l 1[x_t^l = m] (-log p_theta(x_0^l | x_t)) ]     [eq-13]
-    per_token = torch.where(x_t == mask_id, weight.unsqueeze(-1) * nll, torch.zeros_like(nll))  # (B, L)
-    per_sequence = per_token.sum(-1)  # (B,)
-    return NelboEstimate(per_sequence.mean(), per_sequence, per_token, nll, weight, t, x_t)
+    batch = x0.shape[0]
+    x0 = _repeat(x0, samples)  # (S B, L)
+    t = sample_times(x0.shape[0], generator, antithetic)  # (S B,)
+    x_t = sample_xt(x0, t, schedule, mask_id, generator)  # (S B, L)
+    nll = _masked_nll(denoiser, x_t, x0, mask_id)  # (S B, L)
+    weight = schedule.weight(t)  # (S B,)
+    # w(t) sum_l 1[x_t^l = m] (-log p_theta(x_0^l | x_t)), one draw of Eq. 13     [eq-13]
+    per_token = torch.where(x_t == mask_id, weight.unsqueeze(-1) * nll, torch.zeros_like(nll))  # (S B, L)
+    return _estimate(per_token, nll, weight, t, x_t, batch, samples)
+
+
+def count_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
+                generator: torch.Generator | None = None, samples: int = 1) -> NelboEstimate:
+    """Monte Carlo estimate of the continuous-time NELBO by a count of masks (LLaDA's evaluation form):
+
+        L_inf = E_{k ~ U{1..L}} E_{M: k positions, uniform without replacement} [ (L / k) sum_{l in M} -log p_theta(x_0^l | x_0 with M masked) ]
+
+    A pattern M with k masks is drawn with probability 1 / (L binom(L, k)) and weighted L / k, so
+    it carries 1 / (k binom(L, k)) in the expectation: the weight the continuous-time NELBO gives
+    it [eq-pattern-weight]. Hence the same expectation as ``continuous_nelbo``, for every schedule.
+    No schedule and no time are involved; ``t`` holds the masked fraction k / L. ``samples`` and
+    the shapes of the parts are as in ``continuous_nelbo``.
+    """
+    check_tokens("x0", x0, None, mask_id, allow_mask=False)
+    if x0.ndim != 2 or x0.shape[1] == 0:
+        raise ValueError(f"x0 must have shape (B, L) with L >= 1; got {tuple(x0.shape)}")
+    batch, seq_len = x0.shape
+    x0 = _repeat(x0, samples)  # (S B, L)
+    noise_device = generator.device if generator is not None else torch.device("cpu")
+    k = torch.randint(1, seq_len + 1, (x0.shape[0],), generator=generator, device=noise_device)  # (S B,)
+    # the positions of the k smallest of L iid uniforms: k positions uniformly without replacement
+    rank = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=noise_device).argsort(-1).argsort(-1)  # (S B, L)
+    masked = (rank < k.unsqueeze(-1)).to(x0.device)  # (S B, L), k True per row
+    x_t = torch.where(masked, torch.full_like(x0, mask_id), x0)  # (S B, L)
+    nll = _masked_nll(denoiser, x_t, x0, mask_id)  # (S B, L)
+    # (L / k) sum_{l in M} -log p_theta(x_0^l | x_t)     [eq-count-nelbo]
+    weight = seq_len / k.to(torch.float64).to(x0.device)  # (S B,)
+    per_token = torch.where(masked, weight.unsqueeze(-1) * nll, torch.zeros_like(nll))  # (S B, L)
+    return _estimate(per_token, nll, weight, k.to(torch.float64) / seq_len, x_t, batch, samples)
 
 
 def t_step_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_id: int, num_steps: int,
@@ -186,13 +239,84 @@ def exact_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, schedule: Sc
         check_tokens("x0", x0, None, mask_id, allow_mask=False)
         if x0.ndim != 2:
             raise ValueError(f"x0 must have shape (B, L); got {tuple(x0.shape)}")
-    batch, seq_len = x0.shape
-    patterns = mask_patterns(seq_len)  # (P, L)
-    coeff = pattern_coefficients(seq_len, schedule, num_steps, weighted)[patterns.sum(-1)]  # (P,)
-    out = torch.empty(batch, dtype=torch.float64)
-    for b in range(batch):
+    patterns = mask_patterns(x0.shape[1])  # (P, L)
+    coeff = pattern_coefficients(x0.shape[1], schedule, num_steps, weighted)[patterns.sum(-1)]  # (P,)
+    # sum over patterns M of c_|M| sum_{l in M} -log p_theta(x_0^l | x_0 with M masked)
+    return (coeff * _pattern_nlls(denoiser, x0, mask_id, patterns)).sum(-1)
+
+
+def _pattern_nlls(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, patterns: torch.Tensor) -> torch.Tensor:
+    """S_M = sum_{l in M} -log p_theta(x_0^l | x_0 with M masked) for each sequence and pattern: (B, P)."""
+    out = torch.empty(x0.shape[0], patterns.shape[0], dtype=torch.float64)
+    for b in range(x0.shape[0]):
         x_t = torch.where(patterns, torch.full_like(patterns, mask_id, dtype=x0.dtype), x0[b])  # (P, L)
-        nll = _masked_nll(denoiser, x_t, x0[b].expand_as(x_t), mask_id).sum(-1)  # (P,)
-        # sum over patterns M of c_|M| sum_{l in M} -log p_theta(x_0^l | x_0 with M masked)
-        out[b] = (coeff * nll).sum()
+        out[b] = _masked_nll(denoiser, x_t, x0[b].expand_as(x_t), mask_id).sum(-1)  # (P,)
     return out
+
+
+def second_moment_coefficients(seq_len: int, schedule: Schedule | None = None) -> torch.Tensor:
+    """d_k, k = 0..L: E[X^2] = sum over patterns M of d_|M| S_M^2 for one draw X of an estimator (L + 1,).
+
+    - ``schedule=None``: the count estimator (``count_nelbo``); M is drawn with probability
+      1 / (L binom(L, k)) and weighted L / k, so d_k = L / (k^2 binom(L, k)).
+    - A schedule: the Bernoulli estimator (``continuous_nelbo`` with independent times);
+      d_k = int_0^1 w(t)^2 (1 - alpha_t)^k alpha_t^(L-k) dt, by quadrature. Near t = 0 the k = 1
+      integrand is ~ alpha'(t)^2 / (1 - alpha_t) ~ -alpha'(0) / t, so d_1 is infinite where
+      alpha'(0) != 0 (the linear schedule: d_1 = int dt / t); for k >= 2 and the linear schedule
+      d_k = B(k - 1, L - k + 1).
+    """
+    check_positive_int("seq_len", seq_len)
+    if schedule is None:
+        coeff = torch.tensor([0.0] + [seq_len / (k * k * math.comb(seq_len, k)) for k in range(1, seq_len + 1)],
+                             dtype=torch.float64)
+        return coeff
+    if float(schedule.alpha(0.0)) != 1.0 or float(schedule.alpha(1.0)) != 0.0:
+        raise ValueError(f"schedule must satisfy alpha(0) = 1 and alpha(1) = 0; {schedule!r} does not")
+    coeff = torch.tensor([0.0] + [quad_unit_interval(lambda t, k=k: schedule.weight(t) ** 2 * (1 - schedule.alpha(t)) ** k
+                                                     * schedule.alpha(t) ** (seq_len - k))
+                                  for k in range(1, seq_len + 1)], dtype=torch.float64)
+    if float(schedule.dalpha(0.0)) != 0.0:
+        coeff[1] = math.inf  # int_0 -alpha'(0) / t dt diverges
+    return coeff
+
+
+def exact_estimator_variance(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
+                             schedule: Schedule | None = None) -> torch.Tensor:
+    """The exact variance of ONE draw of a continuous-time NELBO estimator, per sequence of x0 (B,).
+
+    ``schedule=None`` gives the count estimator (``count_nelbo``), a schedule the Bernoulli
+    estimator (``continuous_nelbo`` with independent times). Both have mean ``exact_nelbo``;
+    Var = sum_M d_|M| S_M^2 - (sum_M c_|M| S_M)^2 over all 2^L patterns M, with
+    ``second_moment_coefficients`` d_k and ``pattern_coefficients`` c_k. The variance is infinite
+    where d_1 is and some single-mask pattern has S_M > 0.
+    """
+    if schedule is not None:
+        _check(x0, schedule, mask_id)
+    else:
+        check_tokens("x0", x0, None, mask_id, allow_mask=False)
+        if x0.ndim != 2:
+            raise ValueError(f"x0 must have shape (B, L); got {tuple(x0.shape)}")
+    patterns = mask_patterns(x0.shape[1])  # (P, L)
+    k = patterns.sum(-1)  # (P,)
+    nll = _pattern_nlls(denoiser, x0, mask_id, patterns)  # (B, P)
+    mean = (pattern_coefficients(x0.shape[1])[k] * nll).sum(-1)  # (B,)
+    d = second_moment_coefficients(x0.shape[1], schedule)[k]  # (P,)
+    # a pattern whose masked tokens cost nothing adds nothing, even where d_k is infinite
+    second = torch.where(nll == 0, torch.zeros_like(nll), d * nll**2).sum(-1)  # (B,)
+    return second - mean**2
+
+
+def batch_variance(values: torch.Tensor, num_batches: int = 20) -> tuple[float, float]:
+    """The sample variance of ``values`` (N,) and its standard error, from ``num_batches`` equal batches.
+
+    The variance is that of all N values; its standard error is the spread of the batches'
+    variances divided by sqrt(num_batches) (finite only if the fourth moment is). N must be
+    divisible by ``num_batches``.
+    """
+    check_positive_int("num_batches", num_batches)
+    if values.ndim != 1 or num_batches < 2 or values.numel() % num_batches or values.numel() < 2 * num_batches:
+        raise ValueError(f"values must be 1-D with a length divisible by num_batches >= 2 and at least 2 "
+                         f"values per batch; got shape {tuple(values.shape)} and num_batches = {num_batches}")
+    values = values.to(torch.float64)
+    per_batch = values.reshape(num_batches, -1).var(-1)  # (num_batches,)
+    return values.var().item(), (per_batch.std() / math.sqrt(num_batches)).item()

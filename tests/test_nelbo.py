@@ -1,6 +1,7 @@
 """Tests of maskdiff_tutor.nelbo: time sampling, the pattern coefficients, the exact NELBO by
-enumeration and the Monte Carlo estimators (paper Eq. 10-13), against quadrature, brute-force
-expectations over every x_t, and the true NLL of the toy data."""
+enumeration and the Monte Carlo estimators (paper Eq. 10-13, and the count-of-masks estimator),
+their exact variances, against quadrature, brute-force expectations over every x_t, and the true
+NLL of the toy data."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ import torch
 
 from maskdiff_tutor.nelbo import (
     NelboEstimate,
+    batch_variance,
     continuous_nelbo,
+    count_nelbo,
+    exact_estimator_variance,
     exact_nelbo,
     mask_patterns,
     pattern_coefficients,
     sample_times,
+    second_moment_coefficients,
     t_step_nelbo,
 )
 from maskdiff_tutor.schedules import CosineSchedule, LinearSchedule, LogLinearSchedule, PolynomialSchedule
@@ -541,3 +546,272 @@ def test_pattern_coefficient_argument_errors():
         pattern_coefficients(3, weighted=False)
     with pytest.raises(ValueError, match="^num_steps needs a schedule"):
         exact_nelbo(lambda x: torch.zeros(*x.shape, 3), torch.zeros(1, 2, dtype=torch.long), 2, num_steps=3)
+
+
+# ----------------------------------------------------------------------------- the count-of-masks estimator
+
+
+def _count_distribution(denoiser, x0_row, mask_id):
+    """Every outcome of one count_nelbo draw, by brute force: [(probability, value)].
+
+    k ~ U{1..L}, then each k-subset M with probability 1 / binom(L, k); value (L / k) S_M."""
+    L = x0_row.shape[0]
+    outcomes = []
+    for k in range(1, L + 1):
+        for subset in itertools.combinations(range(L), k):
+            x_t = x0_row.clone()
+            x_t[list(subset)] = mask_id
+            log_p = denoiser.log_probs(x_t[None])[0]  # (L, V)
+            s_m = sum(-float(log_p[l, x0_row[l]]) for l in subset)
+            outcomes.append((1 / (L * math.comb(L, k)), L / k * s_m))
+    return outcomes
+
+
+class _OracleLogProbs:
+    """The toy oracle with the log_probs method the brute-force helpers call."""
+
+    def __init__(self, oracle):
+        self.oracle = oracle
+
+    def __call__(self, x_t):
+        return self.oracle(x_t)
+
+    def log_probs(self, x_t):
+        return torch.log(self.oracle.conditional_probs(x_t))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_count_nelbo_expectation_by_enumerating_its_distribution(seed):
+    # The exact mean of one draw, summed over every (k, M) it can draw, is the exact NELBO.
+    L, V, mask_id = 4, 5, 2
+    den = PatternDenoiser(L, V, mask_id, seed)
+    x0 = torch.tensor([[0, 1, 3, 4], [4, 4, 0, 1]])
+    exact = exact_nelbo(den, x0, mask_id)
+    for b in range(2):
+        outcomes = _count_distribution(den, x0[b], mask_id)
+        assert sum(p for p, _ in outcomes) == pytest.approx(1, rel=1e-14)
+        assert sum(p * v for p, v in outcomes) == pytest.approx(float(exact[b]), rel=1e-12)
+
+
+def test_count_nelbo_expectation_on_toy_is_the_true_nll(toy, oracle):
+    den = _OracleLogProbs(oracle)
+    for row in TOY_ROWS[:4]:
+        outcomes = _count_distribution(den, toy.data[row], toy.mask_id)
+        assert sum(p * v for p, v in outcomes) == pytest.approx(math.log(100), rel=1e-12)
+
+
+def test_count_nelbo_mc_matches_exact_on_toy(toy, oracle):
+    est = count_nelbo(oracle, toy.data, toy.mask_id, _gen(31), samples=100)  # 10,000 draws
+    _assert_within_standard_errors(est, torch.full((100,), math.log(100), dtype=torch.float64))
+
+
+def test_count_nelbo_mc_matches_exact_for_a_random_denoiser():
+    L, V, mask_id = 4, 5, 2
+    den = PatternDenoiser(L, V, mask_id, seed=23)
+    x0 = torch.tensor([[0, 1, 3, 4], [4, 4, 0, 1], [3, 3, 3, 3]])
+    exact = exact_nelbo(den, x0, mask_id)
+    est = count_nelbo(den, x0.repeat(3000, 1), mask_id, _gen(32))
+    _assert_within_standard_errors(est, exact.repeat(3000))
+    # per sequence too, from many draws of each: within 4 standard errors of its own exact value
+    est = count_nelbo(den, x0, mask_id, _gen(33), samples=4000)
+    draws = est.per_token.sum(-1).reshape(4000, 3)  # (S, B)
+    se = draws.std(0) / math.sqrt(4000)
+    assert ((est.per_sequence - exact).abs() <= 4 * se).all(), (est.per_sequence, exact, se)
+
+
+def test_count_nelbo_draws_k_uniformly_and_positions_without_replacement():
+    L, mask_id, n = 4, 3, 60_000
+    den = lambda x_t: torch.zeros(*x_t.shape, 4)  # noqa: E731
+    est = count_nelbo(den, torch.zeros(n, L, dtype=torch.long), mask_id, _gen(34))
+    masked = est.x_t == mask_id
+    k = masked.sum(-1)  # (n,)
+    assert ((k >= 1) & (k <= L)).all()
+    torch.testing.assert_close(est.weight, L / k.double(), rtol=0, atol=0)
+    torch.testing.assert_close(est.t, k.double() / L, rtol=0, atol=0)
+    # every (k, M) has probability 1 / (L binom(L, k)): counts within 5 binomial standard deviations
+    bits = (masked.long() * 2 ** torch.arange(L)).sum(-1)
+    counts = torch.bincount(bits, minlength=2**L)
+    for pattern in range(1, 2**L):
+        kk = bin(pattern).count("1")
+        p = 1 / (L * math.comb(L, kk))
+        assert abs(counts[pattern].item() - n * p) <= 5 * math.sqrt(n * p * (1 - p)), (pattern, counts[pattern])
+    assert counts[0] == 0
+
+
+def test_count_estimate_parts():
+    L, V, mask_id = 4, 5, 2
+    den = PatternDenoiser(L, V, mask_id, seed=9)
+    x0 = torch.tensor([[0, 1, 3, 4], [4, 4, 0, 1]]).repeat(50, 1)
+    est = count_nelbo(den, x0, mask_id, _gen(10))
+    _check_parts(est, x0, mask_id, den.log_probs)
+    assert torch.equal(est.x_t.eq(mask_id).sum(-1), torch.round(est.t * L).long())
+
+
+def test_samples_average_draws_per_sequence():
+    L, V, mask_id = 4, 5, 2
+    den = PatternDenoiser(L, V, mask_id, seed=12)
+    x0 = torch.tensor([[0, 1, 3, 4], [4, 4, 0, 1], [3, 3, 3, 3]])
+    for estimate in (lambda g, s: count_nelbo(den, x0, mask_id, g, samples=s),
+                     lambda g, s: continuous_nelbo(den, x0, CosineSchedule(), mask_id, g, samples=s)):
+        est = estimate(_gen(13), 7)
+        assert est.per_token.shape == (21, L) and est.x_t.shape == (21, L) and est.weight.shape == (21,)
+        assert est.per_sequence.shape == (3,)
+        assert torch.equal(est.x_t[~est.x_t.eq(mask_id)], x0.repeat(7, 1)[~est.x_t.eq(mask_id)])
+        torch.testing.assert_close(est.per_sequence, est.per_token.sum(-1).reshape(7, 3).mean(0), rtol=1e-14, atol=0)
+        # one sample is the old behaviour: the same draws as an explicitly repeated batch
+        one = estimate(_gen(14), 1)
+        assert one.per_sequence.shape == (3,) and torch.equal(one.per_sequence, one.per_token.sum(-1))
+    a = count_nelbo(den, x0, mask_id, _gen(15), samples=5)
+    b = count_nelbo(den, x0.repeat(5, 1), mask_id, _gen(15))
+    assert torch.equal(a.x_t, b.x_t)
+    a = continuous_nelbo(den, x0, CosineSchedule(), mask_id, _gen(16), samples=5)
+    b = continuous_nelbo(den, x0.repeat(5, 1), CosineSchedule(), mask_id, _gen(16))
+    assert torch.equal(a.x_t, b.x_t) and torch.equal(a.t, b.t)
+
+
+def test_count_nelbo_is_repeatable(toy, oracle):
+    a = count_nelbo(oracle, toy.data, toy.mask_id, _gen(2))
+    b = count_nelbo(oracle, toy.data, toy.mask_id, _gen(2))
+    assert torch.equal(a.x_t, b.x_t) and torch.equal(a.per_sequence, b.per_sequence)
+
+
+def test_count_nelbo_bad_input_raises(toy, oracle):
+    bad = toy.data[:2].clone()
+    bad[0, 4] = toy.mask_id
+    with pytest.raises(ValueError, match="^x0 is clean data"):
+        count_nelbo(oracle, bad, toy.mask_id)
+    with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\)"):
+        count_nelbo(oracle, toy.data[0], toy.mask_id)
+    with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with L >= 1"):
+        count_nelbo(oracle, torch.zeros(3, 0, dtype=torch.long), toy.mask_id)
+    with pytest.raises(ValueError, match="^x0 must be an integer torch.Tensor"):
+        count_nelbo(oracle, toy.data.double(), toy.mask_id)
+    for samples in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="^samples must be an int >= 1"):
+            count_nelbo(oracle, toy.data, toy.mask_id, samples=samples)
+        with pytest.raises(ValueError, match="^samples must be an int >= 1"):
+            continuous_nelbo(oracle, toy.data, CosineSchedule(), toy.mask_id, samples=samples)
+    with pytest.raises(ValueError, match="^the denoiser must return logits of shape"):
+        count_nelbo(lambda x_t: oracle(x_t)[:, :4], toy.data, toy.mask_id, _gen(0))
+
+
+# ----------------------------------------------------------------------------- exact variances of the estimators
+
+
+def test_count_second_moment_coefficients_by_enumeration():
+    for L in (1, 3, 6):
+        d = second_moment_coefficients(L)
+        assert d.shape == (L + 1,) and d[0] == 0
+        for k in range(1, L + 1):  # probability 1 / (L binom(L, k)) times (L / k)^2
+            assert float(d[k]) == pytest.approx((L / k) ** 2 / (L * math.comb(L, k)), rel=1e-14)
+
+
+def test_linear_second_moment_coefficients_are_beta_functions():
+    L = 6
+    d = second_moment_coefficients(L, LinearSchedule())
+    assert d[1] == math.inf  # int_0 dt / t
+    for k in range(2, L + 1):  # int t^(k-2) (1-t)^(L-k) dt = B(k - 1, L - k + 1)
+        beta = math.gamma(k - 1) * math.gamma(L - k + 1) / math.gamma(L)
+        assert float(d[k]) == pytest.approx(beta, rel=1e-10)
+
+
+@pytest.mark.parametrize("schedule", FINITE_VARIANCE_SCHEDULES)
+def test_finite_second_moment_coefficients_by_quadrature(schedule):
+    L = 5
+    d = second_moment_coefficients(L, schedule)
+    assert torch.isfinite(d).all()
+    for k in range(1, L + 1):
+        ref = _quad(lambda t: schedule.weight(t) ** 2 * (1 - schedule.alpha(t)) ** k * schedule.alpha(t) ** (L - k), 300)
+        assert float(d[k]) == pytest.approx(ref, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_count_variance_by_enumerating_its_distribution(seed):
+    L, V, mask_id = 4, 5, 2
+    den = PatternDenoiser(L, V, mask_id, seed)
+    x0 = torch.tensor([[0, 1, 3, 4], [4, 4, 0, 1]])
+    var = exact_estimator_variance(den, x0, mask_id)
+    for b in range(2):
+        outcomes = _count_distribution(den, x0[b], mask_id)
+        mean = sum(p * v for p, v in outcomes)
+        assert float(var[b]) == pytest.approx(sum(p * (v - mean) ** 2 for p, v in outcomes), rel=1e-11)
+
+
+def test_exact_bernoulli_variance_by_brute_force():
+    # E[X^2] = int_0^1 sum over x_t of q(x_t | x_0) (w(t) S(x_t))^2 dt, by our own quadrature.
+    L, V, mask_id = 4, 5, 2
+    den = PatternDenoiser(L, V, mask_id, seed=5)
+    x0 = torch.tensor([[0, 1, 3, 4], [4, 4, 0, 1]])
+    schedule = CosineSchedule()
+    var = exact_estimator_variance(den, x0, mask_id, schedule)
+    for b in range(2):
+        states = list(itertools.product([False, True], repeat=L))
+        x_ts = torch.stack([torch.tensor([mask_id if m else int(v) for m, v in zip(p, x0[b])]) for p in states])
+        log_p = den.log_probs(x_ts)
+        s = [sum(-float(log_p[j, l, x0[b, l]]) for l in range(L) if p[l]) for j, p in enumerate(states)]
+
+        def second(t):
+            a = schedule.alpha(t)
+            return schedule.weight(t) ** 2 * sum((1 - a) ** sum(p) * a ** (L - sum(p)) * v**2 for p, v in zip(states, s))
+
+        mean = _brute_force_nelbo(den, x0[b], mask_id, schedule)
+        assert float(var[b]) == pytest.approx(_quad(second, 400) - mean**2, rel=1e-6)
+
+
+def test_exact_variances_against_sampling():
+    L, V, mask_id = 4, 5, 2
+    den = PatternDenoiser(L, V, mask_id, seed=6)
+    x0 = torch.tensor([[0, 1, 3, 4]])
+    n = 40_000
+    for schedule, draw in ((None, lambda g: count_nelbo(den, x0, mask_id, g, samples=n)),
+                           (CosineSchedule(), lambda g: continuous_nelbo(den, x0, CosineSchedule(), mask_id, g,
+                                                                         antithetic=False, samples=n))):
+        exact = float(exact_estimator_variance(den, x0, mask_id, schedule)[0])
+        sample, se = batch_variance(draw(_gen(40)).per_token.sum(-1), 20)
+        assert abs(sample - exact) <= 4 * se, (schedule, sample, exact, se)
+
+
+def test_exact_variance_on_toy(toy, oracle):
+    x0 = toy.data[TOY_ROWS]
+    count = exact_estimator_variance(oracle, x0, toy.mask_id)
+    cosine = exact_estimator_variance(oracle, x0, toy.mask_id, CosineSchedule())
+    assert torch.isfinite(count).all() and (count > 0).all() and (count < cosine).all()
+    # the lone masked last token costs log(number of sequences sharing the first four): weight 1/t
+    # on a pattern of probability ~ t makes the linear schedule's variance infinite
+    assert (exact_estimator_variance(oracle, x0, toy.mask_id, LinearSchedule()) == math.inf).all()
+
+
+def test_denoiser_that_is_sure_of_every_token_has_zero_variance():
+    # S_M = 0 for every pattern: the infinite d_1 of the linear schedule must not give NaN
+    L, V, mask_id = 3, 4, 3
+    x0 = torch.tensor([[0, 1, 2]])
+    sure = lambda x_t: torch.where(torch.arange(V) == x0[0, :, None], 0.0, -1e4).expand(x_t.shape[0], -1, -1)  # noqa: E731
+    for schedule in (None, LinearSchedule(), CosineSchedule()):
+        assert float(exact_estimator_variance(sure, x0, mask_id, schedule)[0]) == 0.0
+
+
+def test_batch_variance():
+    values = torch.randn(100_000, generator=_gen(50), dtype=torch.float64) * 3
+    var, se = batch_variance(values, 20)
+    assert var == pytest.approx(values.var().item(), rel=1e-14)
+    # Gaussian: sd of a variance estimate from n values is sigma^2 sqrt(2 / (n - 1)); the mean of 20
+    # batch variances has sigma^2 sqrt(2 / 5000) / sqrt(20) ~ 0.057 (up to the spread of 20 batches)
+    assert 0.03 < se < 0.09 and abs(var - 9) < 4 * se
+    for bad in ((values[:10], 3), (values.reshape(2, -1), 2), (values[:3], 2)):
+        with pytest.raises(ValueError, match="^values must be 1-D"):
+            batch_variance(*bad)
+    with pytest.raises(ValueError, match="^num_batches must be an int >= 1"):
+        batch_variance(values, 0)
+    with pytest.raises(ValueError, match="^values must be 1-D"):
+        batch_variance(values, 1)
+
+
+def test_exact_variance_bad_input_raises(toy, oracle):
+    with pytest.raises(ValueError, match="^schedule must satisfy alpha"):
+        exact_estimator_variance(oracle, toy.data[:2], toy.mask_id, LogLinearSchedule(1e-3))
+    with pytest.raises(ValueError, match="^schedule must satisfy alpha"):
+        second_moment_coefficients(3, LogLinearSchedule(1e-3))
+    with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\)"):
+        exact_estimator_variance(oracle, toy.data[0], toy.mask_id)
+    with pytest.raises(ValueError, match="^seq_len must be an int >= 1"):
+        second_moment_coefficients(0)
