@@ -21,6 +21,7 @@ Modules (one concept of the paper each):
 - ``train``            one train() function
 - ``samplers``         all-at-once, one-token-per-step, beam search           (Section 3.2.2)
 - ``remasking``        confidence, margin, entropy, threshold and semi-AR block decoding (Sections 3.3-3.4)
+- ``remdm``            remasking in the ReMDM sense: decoded tokens masked again (Section 3.3, claim 10)
 - ``block_decoding``   semi-AR decoding of a block-causal model, with an exact KV cache (Section 3.4.2)
 - ``corpus``           real text: local files or Hugging Face datasets, char and BPE tokenizers
 - ``device``           device choice and seeding, in one place
@@ -35,7 +36,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
-               "objectives", "blockwise", "train", "samplers", "remasking", "block_decoding", "corpus", "device",
+               "objectives", "blockwise", "train", "samplers", "remasking", "remdm", "block_decoding", "corpus",
+               "device",
                "claims", "claim_registry", "experiments", "notebook")
 
 __all__ = ["__version__", *_SUBMODULES]

@@ -23,6 +23,7 @@ class Decoded:
     nfe: int  # denoiser calls made
     order: torch.Tensor | None = None  # (B, L) step at which each position was decoded (-1: given), if tracked
     confidence: torch.Tensor | None = None  # (B, L) the score each position had when decoded (NaN: given)
+    remasked: torch.Tensor | None = None  # (B,) decoded tokens masked again, for remasking samplers
 
 
 def _clean_log_probs(denoiser, x: torch.Tensor, mask_id: int) -> torch.Tensor:
@@ -154,10 +155,24 @@ def sample_left_to_right(denoiser, x: torch.Tensor, mask_id: int, tokens_per_ste
     return Decoded(tokens, nfe=step, order=order)
 
 
+def _check_vocab(vocab_size: int, mask_id: int) -> None:
+    check_positive_int("vocab_size", vocab_size, minimum=2)
+    if not 0 <= mask_id < vocab_size:
+        raise ValueError(f"mask_id must be one of the vocab_size = {vocab_size} ids; got {mask_id}")
+
+
+def _random_tokens(shape, vocab_size: int, mask_id: int, generator, device) -> torch.Tensor:
+    """Tokens drawn uniformly from the ``vocab_size`` ids other than the mask: (shape)."""
+    start = (_uniform(shape, generator, device) * (vocab_size - 1)).long()  # in [0, V - 1)
+    return start + (start >= mask_id).long()  # skip the mask id
+
+
 @torch.no_grad()
-def sample_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_size: int, steps: int,
-                       tokens_per_step: int = 1, generator: torch.Generator | None = None) -> Decoded:
-    """The SEDD-inspired random initialisation of Section 3.3, as this book reads it.
+def sample_gibbs_from_random_start(denoiser, x: torch.Tensor, mask_id: int, vocab_size: int, steps: int,
+                                   tokens_per_step: int = 1, generator: torch.Generator | None = None) -> Decoded:
+    """Random-scan Gibbs from a random start: a relative of Section 3.3's SEDD-inspired random
+    initialisation that this book adds (the paper's own strategy is
+    ``sample_partial_random_init``). Also available as ``sample_random_init``, its earlier name.
 
     Every mask of x (B, L) starts as a token drawn uniformly from the ``vocab_size`` ids other
     than the mask, as a uniform-noise diffusion (SEDD) starts from random text. Each of ``steps``
@@ -177,9 +192,7 @@ def sample_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_size: int,
     random start) and ``confidence`` the probability it was written with (NaN if never).
     """
     _check(x, mask_id)
-    check_positive_int("vocab_size", vocab_size, minimum=2)
-    if not 0 <= mask_id < vocab_size:
-        raise ValueError(f"mask_id must be one of the vocab_size = {vocab_size} ids; got {mask_id}")
+    _check_vocab(vocab_size, mask_id)
     check_positive_int("steps", steps)
     check_positive_int("tokens_per_step", tokens_per_step)
     open_ = x == mask_id  # (B, L) the positions this sampler writes
@@ -187,8 +200,7 @@ def sample_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_size: int,
     if tokens_per_step > max(most, 1):
         raise ValueError(f"tokens_per_step ({tokens_per_step}) must not exceed the number of masks in a "
                          f"sequence (at most {most} here)")
-    start = (_uniform(x.shape, generator, x.device) * (vocab_size - 1)).long()  # (B, L) in [0, V - 1)
-    start = start + (start >= mask_id).long()  # skip the mask id
+    start = _random_tokens(x.shape, vocab_size, mask_id, generator, x.device)  # (B, L)
     tokens = torch.where(open_, start, x)
     order = torch.where(open_, -2, -1)
     scores = torch.full(x.shape, float("nan"), dtype=torch.float64, device=x.device)
@@ -203,3 +215,64 @@ def sample_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_size: int,
         order = torch.where(chosen, step, order)
         scores = torch.where(chosen, log_probs.gather(-1, picks.unsqueeze(-1)).squeeze(-1).exp(), scores)
     return Decoded(tokens, nfe=steps, order=order, confidence=scores)
+
+
+sample_random_init = sample_gibbs_from_random_start  # the earlier name
+
+
+@torch.no_grad()
+def sample_partial_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_size: int, init_fraction: float,
+                               tokens_per_step: int = 1, generator: torch.Generator | None = None,
+                               greedy: bool = False) -> Decoded:
+    """The SEDD-inspired random initialisation of Section 3.3, as the paper describes it.
+
+    Each step (one denoiser call) of decoding x (B, L):
+
+    1. of the masks still open, a share ``init_fraction`` (floor(init_fraction * masks left),
+       chosen uniformly at random) is filled with tokens drawn uniformly from the ``vocab_size``
+       ids other than the mask: the sparse random signals;
+    2. the denoiser reads the sequence with these tokens in place, and the leftmost
+       ``tokens_per_step`` of the masks that were *not* initialised are decoded, each from its own
+       marginal given everything it sees (fewer when fewer are left);
+    3. the initialised positions become masks again: their random tokens never reach the output.
+
+    This repeats until every mask is filled. With ``init_fraction = 0`` it is
+    ``sample_left_to_right`` with the same ``tokens_per_step``, draw for draw from the same
+    generator. As the initialised share is left out of each step, the last steps may decode fewer
+    than ``tokens_per_step`` masks, so the number of calls can exceed ceil(masks / k).
+
+    Args:
+        denoiser: callable x_t (B, L) -> logits (B, L, V).
+        x: (B, L) token ids with masks to fill.
+        mask_id: the mask's id.
+        vocab_size: number of ids the denoiser's logits cover, the mask included.
+        init_fraction: the share of open masks initialised at random in each step, in [0, 1).
+        tokens_per_step: masks decoded per denoiser call (at most).
+        generator: the random stream; greedy: argmax instead of sampling.
+
+    ``order`` holds the step that decoded each position (-1: given).
+    """
+    _check(x, mask_id)
+    _check_vocab(vocab_size, mask_id)
+    if isinstance(init_fraction, bool) or not isinstance(init_fraction, (int, float)) or not 0 <= init_fraction < 1:
+        raise ValueError(f"init_fraction must be a number in [0, 1) (the share of open masks initialised at "
+                         f"random each step); got {init_fraction!r}")
+    check_positive_int("tokens_per_step", tokens_per_step)
+    tokens, order = x.clone(), torch.where(x == mask_id, 0, -1)
+    step = 0
+    while (tokens == mask_id).any():
+        masked = tokens == mask_id  # (B, L)
+        seen, open_ = tokens, masked
+        if init_fraction > 0:
+            count = (init_fraction * masked.sum(-1, keepdim=True).double()).floor().long()  # (B, 1) < masks left
+            priority = torch.where(masked, _uniform(x.shape, generator, x.device), 2.0)  # (B, L)
+            rank = priority.argsort(-1).argsort(-1)  # (B, L): 0 for the smallest priority
+            initialised = masked & (rank < count)  # (B, L) a random share of the open masks
+            seen = torch.where(initialised, _random_tokens(x.shape, vocab_size, mask_id, generator, x.device), tokens)
+            open_ = masked & ~initialised
+        chosen = open_ & (open_.long().cumsum(-1) <= tokens_per_step)  # (B, L) the leftmost k open masks
+        picks = _pick(_clean_log_probs(denoiser, seen, mask_id), generator, greedy)  # (B, L)
+        tokens = torch.where(chosen, picks, tokens)  # the initialised positions stay masks
+        order = torch.where(chosen, step, order)
+        step += 1
+    return Decoded(tokens, nfe=step, order=order)

@@ -127,3 +127,31 @@ def test_random_initialisation_needs_more_calls_than_one_token_per_step(result):
     # ... and it improves with more calls, toward the chain
     assert r["exact k=1"][-1] < r["exact k=1"][0] and r["one_call_ppl"] > r["exact k=1"][0]
     assert r["exact k=1"][-1] == pytest.approx(one_at_a_time, rel=0.25)
+
+
+def test_paper_random_initialisation_sweep(result):
+    r, p = result.metrics["partial_random_init"], result.metrics["parallel"]
+    assert r["fractions"] == list(SMALL.init_fractions) and r["k"] == list(SMALL.init_tokens_per_step)
+    masks = SMALL.seq_len - 1
+    # no initialised masks: ordinary left-to-right decoding, ceil(masks / k) calls
+    assert r["nfe"][0] == [-(-masks // k) for k in SMALL.init_tokens_per_step]
+    # half initialised, k = 8 on 8 masks: 4 + 2 + 1 + 1 masks decoded in four calls (by hand)
+    assert r["nfe"][r["fractions"].index(0.5)][r["k"].index(8)] == 4
+    # one token per call from the exact marginals samples the chain; random tokens only hurt it
+    assert math.log(r["true_ppl"][0][0]) == pytest.approx(result.metrics["chain"]["entropy_rate_nats"], abs=0.15)
+    assert r["true_ppl"][-1][0] > 1.3 * r["true_ppl"][0][0]
+    assert all(ppl > 1 for row in r["true_ppl"] for ppl in row)
+    assert p["k"] == [1, 2, 8]
+
+
+def test_remasking_sweep(result):
+    r = result.metrics["remasking"]
+    assert r["steps"] == list(SMALL.remask_steps) and r["etas"] == list(SMALL.remask_etas)
+    masks = SMALL.seq_len - 1
+    no_remasking = r["etas"].index(0.0)
+    assert r["decoded_per_call"][no_remasking] == [masks / n for n in SMALL.remask_steps]
+    for row in r["decoded_per_call"]:  # remasking decodes the masks and the remasked tokens again
+        assert all(per_call * n >= masks for per_call, n in zip(row, SMALL.remask_steps))
+    one_per_call = r["steps"].index(masks)
+    assert math.log(r["true_ppl"][no_remasking][one_per_call]) == pytest.approx(
+        result.metrics["chain"]["entropy_rate_nats"], abs=0.15)

@@ -1,6 +1,12 @@
-"""Tests of samplers.sample_random_init (the SEDD-inspired random initialisation, Section 3.3):
-its law after n steps equals the random-scan Gibbs chain computed exactly over all sequences, it
-converges to the true joint with k = 1 and an exact denoiser, and its bookkeeping and errors."""
+"""Tests of the two random-start samplers of Section 3.3.
+
+samplers.sample_gibbs_from_random_start (formerly sample_random_init): its law after n steps
+equals the random-scan Gibbs chain computed exactly over all sequences, it converges to the true
+joint with k = 1 and an exact denoiser, and its bookkeeping and errors.
+
+samplers.sample_partial_random_init (the paper's SEDD-inspired strategy): with no initialised
+masks it is left-to-right decoding draw for draw; the random tokens are masked again and never
+reach the output; its law on a tiny chain matches an enumeration; calls and errors."""
 
 from __future__ import annotations
 
@@ -118,3 +124,115 @@ def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sample_random_init(RandomLogits(8, 7), torch.full((2, 4), 6), 6, args["vocab_size"], args["steps"],
                            args["tokens_per_step"])
+
+
+# --- the paper's strategy: samplers.sample_partial_random_init -------------------------------------
+
+from maskdiff_tutor.samplers import sample_left_to_right, sample_partial_random_init  # noqa: E402
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_fraction_zero_is_left_to_right_decoding_draw_for_draw(chain, k):
+    P, denoiser = chain
+    m = denoiser.mask_id
+    x = torch.tensor([[0, m, m], [m, m, m], [2, m, 1]]).repeat(50, 1)
+    ours = sample_partial_random_init(denoiser, x, m, V + 1, 0.0, k, torch.Generator().manual_seed(4))
+    plain = sample_left_to_right(denoiser, x, m, k, torch.Generator().manual_seed(4))
+    assert torch.equal(ours.tokens, plain.tokens) and torch.equal(ours.order, plain.order) and ours.nfe == plain.nfe
+
+
+def _calls_needed(masks: int, fraction: float, k: int) -> int:
+    """Denoiser calls of the strategy, counted by hand: each step initialises floor(f * left) and
+    decodes min(k, the rest)."""
+    calls = 0
+    while masks:
+        masks -= min(k, masks - int(fraction * masks))
+        calls += 1
+    return calls
+
+
+@pytest.mark.parametrize("fraction, k", [(0.5, 8), (0.75, 4), (0.25, 1), (0.1, 2)])
+def test_every_mask_is_filled_and_the_calls_are_counted(fraction, k):
+    model, m = RandomLogits(32, 7), 6
+    x = torch.full((5, 32), m)
+    x[:, 0] = 2
+    decoded = sample_partial_random_init(model, x, m, 7, fraction, k, torch.Generator().manual_seed(1))
+    assert not (decoded.tokens == m).any() and (decoded.tokens[:, 0] == 2).all()
+    assert decoded.nfe == len(model.calls) == _calls_needed(31, fraction, k)
+    assert ((decoded.order[:, 1:] >= 0) & (decoded.order[:, 1:] < decoded.nfe)).all()
+
+
+def test_initialised_tokens_are_masked_again_and_outputs_come_from_the_denoiser():
+    """Greedy decoding with recorded inputs: in every call, the positions decoded earlier hold
+    their final tokens, a floor(f * left) share of the others holds random tokens, the leftmost k
+    masks are decoded from that very call, and no random token survives."""
+    model, m, fraction, k = RandomLogits(12, 7), 6, 0.5, 2
+    x = torch.full((3, 12), m)
+    decoded = sample_partial_random_init(model, x, m, 7, fraction, k, torch.Generator().manual_seed(3), greedy=True)
+    for step, (seen,) in enumerate(model.calls):
+        earlier, later = decoded.order < step, decoded.order >= step  # (B, L)
+        assert torch.equal(seen[earlier], decoded.tokens[earlier])
+        for row in range(3):
+            left = int(later[row].sum())
+            initialised = later[row] & (seen[row] != m)
+            assert int(initialised.sum()) == int(fraction * left)
+            open_ = (later[row] & (seen[row] == m)).nonzero().flatten()[:k]
+            assert torch.equal((decoded.order[row] == step).nonzero().flatten(), open_)
+            logits = model.table[open_, seen[row, open_]]  # (k, V) what this call said there
+            logits[:, m] = -torch.inf
+            assert torch.equal(decoded.tokens[row, open_], logits.argmax(-1))
+
+
+def test_random_tokens_never_reach_the_output():
+    m = 6
+
+    def always_zero(x_t):  # a denoiser certain that every token is 0
+        logits = torch.full((*x_t.shape, 7), -30.0)
+        logits[..., 0] = 0.0
+        return logits
+
+    x = torch.full((20, 16), m)
+    decoded = sample_partial_random_init(always_zero, x, m, 7, 0.75, 3, torch.Generator().manual_seed(0), greedy=True)
+    assert (decoded.tokens == 0).all()
+
+
+def test_law_with_one_random_token_matches_enumeration(chain):
+    """Prompt, then two masks, fraction 0.5, k = 1: the first step initialises one of the two masks
+    (each with probability 1/2) with a uniform token r, decodes the other from the exact
+    conditional given the prompt and r, and the second step decodes the remaining one given all
+    else. The law of the output, by enumeration, against 40,000 samples."""
+    P, denoiser = chain
+    m, prompt = denoiser.mask_id, 1
+    law = torch.zeros(V, V, dtype=torch.float64)
+    for r in range(V):
+        # initialised at position 2: position 1 drawn given prompt and r, then position 2 given position 1
+        first = P[prompt] * P[:, r] / (P[prompt] * P[:, r]).sum()  # (V,)
+        law += 0.5 / V * first.unsqueeze(-1) * P  # (V, V): [x1, x2]
+        # initialised at position 1: position 2 drawn given x1 = r (the Markov property), then position 1
+        second = P[r]  # (V,) x2 given x1 = r
+        middle = P[prompt].unsqueeze(-1) * P / (P[prompt].unsqueeze(-1) * P).sum(0)  # (V, V): x1 given x2 (columns)
+        law += 0.5 / V * middle * second.unsqueeze(0)
+    x = torch.full((N, 3), m)
+    x[:, 0] = prompt
+    tokens = sample_partial_random_init(denoiser, x, m, V + 1, 0.5, 1, torch.Generator().manual_seed(5)).tokens
+    empirical = torch.bincount(tokens[:, 1] * V + tokens[:, 2], minlength=V * V).double().view(V, V) / N
+    assert _tv(empirical, law) < 0.015  # Monte Carlo error ~0.005
+    assert _tv(law, P[prompt].unsqueeze(-1) * P) > 0.03  # exact: it is not the chain's own law (TV 0.036)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(init_fraction=1.0), r"init_fraction must be a number in \[0, 1\)"),
+    (dict(init_fraction=-0.1), r"init_fraction must be a number in \[0, 1\)"),
+    (dict(init_fraction=True), r"init_fraction must be a number in \[0, 1\)"),
+    (dict(tokens_per_step=0), "tokens_per_step must be an int >= 1"),
+    (dict(vocab_size=6), "mask_id must be one of the vocab_size = 6 ids"),
+])
+def test_partial_random_init_bad_arguments_raise(kwargs, match):
+    args = dict(vocab_size=7, init_fraction=0.5, tokens_per_step=1) | kwargs
+    with pytest.raises(ValueError, match=match):
+        sample_partial_random_init(RandomLogits(8, 7), torch.full((2, 4), 6), 6, **args)
+
+
+def test_old_name_is_the_gibbs_sampler():
+    from maskdiff_tutor import samplers
+    assert samplers.sample_random_init is samplers.sample_gibbs_from_random_start

@@ -11,9 +11,13 @@ denoiser is trained on sequences sampled from it; then, against the chain's exac
 - decoding k tokens per step left to right, for k = 1 .. all: the true perplexity under the
   chain of what was generated, from the exact marginals and from the trained model, beside the
   decoder's own probability (Metric 1-2 measured) and the Table 2 bound;
-- the SEDD-inspired random initialisation (``samplers.sample_random_init``): the true perplexity
-  after as many denoiser calls as one-token-per-step decoding needs, and after several times
-  more, with one and with four tokens redrawn per call.
+- random-scan Gibbs from a random start (``samplers.sample_gibbs_from_random_start``, stored
+  under "random_init"): the true perplexity after as many denoiser calls as one-token-per-step
+  decoding needs, and after several times more, with one and with four tokens redrawn per call;
+- the paper's SEDD-inspired random initialisation (``samplers.sample_partial_random_init``) for
+  several shares of initialised masks and tokens per call, exact denoiser;
+- left-to-right remasking (``remdm.sample_with_remasking``, claim 10): true perplexity against
+  denoiser calls for several remasking probabilities, exact denoiser.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .. import markov, samplers, zipf
+from .. import markov, remdm, samplers, zipf
 from ..denoiser import Denoiser, DenoiserConfig
 from ..device import evaluation_dtype, pick_device
 from ..forward_process import denoiser_probs
@@ -49,6 +53,11 @@ class Scale:
     tokens_per_step: tuple  # the k values of the parallel-decoding sweep
     random_init_sweeps: tuple = (1, 2, 4, 8)  # random initialisation: denoiser calls, in multiples of L - 1
     random_init_samples: int = 250  # sequences per random-initialisation setting (the first prompts)
+    variant_samples: int = 200  # sequences per setting of the two sweeps below (the first prompts)
+    init_fractions: tuple = (0.0, 0.1, 0.25, 0.5, 0.75)  # the paper's random initialisation: shares initialised
+    init_tokens_per_step: tuple = (1, 4, 8)  # ... and masks decoded per call
+    remask_steps: tuple = (4, 6, 8, 12, 16, 32)  # remasking: denoiser calls (NFE)
+    remask_etas: tuple = (0.0, 0.1, 0.4)  # ... and remasking probabilities per token and step
 
 
 # The settings that determine the trained weights (the rest only decide what is measured).
@@ -61,7 +70,8 @@ SCALES = {
                 random_init_sweeps=(1, 2, 4), random_init_samples=100),
     "gpu": Scale(vocab_size=512, s=1.1, function_words=8, seq_len=129, train_sequences=500_000, preset="small",
                  steps=20_000, batch_size=256, lr=1e-3, samples=20_000,
-                 tokens_per_step=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128)),
+                 tokens_per_step=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128), variant_samples=1000,
+                 init_tokens_per_step=(1, 2, 4, 8, 16), remask_steps=(4, 8, 16, 32, 64, 128, 256)),
 }
 
 
@@ -159,6 +169,11 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         metrics["parallel"] = sweep
         metrics["random_init"] = _random_init_sweep(exact, learned, x[: cfg.random_init_samples], P, mask_id, V,
                                                     cfg.random_init_sweeps, generator)
+        variants = torch.Generator().manual_seed(seed + 1)  # its own stream: the results above do not use it
+        prompts = x[: cfg.variant_samples]
+        metrics["partial_random_init"] = partial_random_init_sweep(exact, prompts, P, cfg.init_fractions,
+                                                                   cfg.init_tokens_per_step, variants)
+        metrics["remasking"] = remasking_sweep(exact, prompts, P, cfg.remask_steps, cfg.remask_etas, variants)
     config = {"scale": asdict(cfg), "model": asdict(model.config), "schedule": "LinearSchedule()",
               "prompt": "one token drawn from the stationary distribution, then L - 1 masks",
               "evaluated_in": str(dtype).removeprefix("torch.")}
@@ -182,24 +197,60 @@ def _decoder_perplexity(denoiser, x, decoded, mask_id) -> float:
 
 
 def _random_init_sweep(exact, learned, x, P, mask_id, V, sweeps, generator) -> dict:
-    """True perplexity of random initialisation after n (L - 1) denoiser calls, n in ``sweeps``,
-    with k = 1 and 4 tokens redrawn per call (exact denoiser) and k = 1 (trained model); beside
-    it, one token per step in a random order, which needs exactly L - 1 calls."""
+    """True perplexity of random-scan Gibbs from a random start after n (L - 1) denoiser calls,
+    n in ``sweeps``, with k = 1 and 4 tokens redrawn per call (exact denoiser) and k = 1 (trained
+    model); beside it, one token per step in a random order, which needs exactly L - 1 calls."""
     masks = int((x == mask_id).sum(-1).max())
-
-    def true_ppl(tokens):
-        return math.exp(float((-markov.sequence_log_prob(P, tokens) / masks).mean()))
-
-    one_call = samplers.sample_random_init(exact, x, mask_id, V + 1, 1, 1, generator).tokens  # nearly the random start
-    record = {"calls": [n * masks for n in sweeps], "one_call_ppl": true_ppl(one_call)}
+    gibbs = samplers.sample_gibbs_from_random_start
+    one_call = gibbs(exact, x, mask_id, V + 1, 1, 1, generator).tokens  # nearly the random start
+    record = {"calls": [n * masks for n in sweeps], "one_call_ppl": _true_ppl(P, one_call, masks)}
     for name, denoiser, ks in (("exact", exact, (1, 4)), ("model", learned, (1,))):
         for k in ks:
-            record[f"{name} k={k}"] = [true_ppl(samplers.sample_random_init(denoiser, x, mask_id, V + 1, calls, k,
-                                                                             generator).tokens)
+            record[f"{name} k={k}"] = [_true_ppl(P, gibbs(denoiser, x, mask_id, V + 1, calls, k, generator).tokens, masks)
                                        for calls in record["calls"]]
-        record[f"{name} one at a time"] = true_ppl(samplers.sample_one_at_a_time(denoiser, x, mask_id, generator).tokens)
+        one_by_one = samplers.sample_one_at_a_time(denoiser, x, mask_id, generator).tokens
+        record[f"{name} one at a time"] = _true_ppl(P, one_by_one, masks)
     return record
 
+
+def _true_ppl(P: torch.Tensor, tokens: torch.Tensor, masks: int) -> float:
+    """Perplexity under the chain of the generated tokens after the one-token prompt,
+    exp(mean over sequences of -log P(x_1 .. x_n | x_0) / n): every sequence has a positive
+    probability under a Zipf chain, so no sequence is left out."""
+    return math.exp(float((-markov.sequence_log_prob(P, tokens) / masks).mean()))
+
+
+def partial_random_init_sweep(denoiser, x: torch.Tensor, P: torch.Tensor, fractions, tokens_per_step,
+                              generator: torch.Generator) -> dict:
+    """The paper's random initialisation (``samplers.sample_partial_random_init``) for every share
+    of initialised masks in ``fractions`` and every k in ``tokens_per_step``: true perplexity under
+    the chain P and denoiser calls. Rows follow ``fractions``, columns ``tokens_per_step``; the
+    row of fraction 0 is ordinary left-to-right decoding with k tokens per step."""
+    mask_id = denoiser.mask_id
+    masks = int((x == mask_id).sum(-1).max())
+    record = {"fractions": list(fractions), "k": list(tokens_per_step), "true_ppl": [], "nfe": []}
+    for fraction in fractions:
+        runs = [samplers.sample_partial_random_init(denoiser, x, mask_id, mask_id + 1, fraction, k, generator)
+                for k in tokens_per_step]
+        record["true_ppl"].append([_true_ppl(P, run.tokens, masks) for run in runs])
+        record["nfe"].append([run.nfe for run in runs])
+    return record
+
+
+def remasking_sweep(denoiser, x: torch.Tensor, P: torch.Tensor, steps, etas, generator: torch.Generator) -> dict:
+    """Left-to-right remasking (``remdm.sample_with_remasking``) for every number of denoiser calls
+    in ``steps`` and remasking probability in ``etas``: true perplexity under the chain P and the
+    mean number of tokens decoded per call (the masks plus the remasked tokens, over the calls).
+    Rows follow ``etas`` (eta = 0: no remasking), columns ``steps``."""
+    mask_id = denoiser.mask_id
+    masks = int((x == mask_id).sum(-1).max())
+    record = {"steps": list(steps), "etas": list(etas), "true_ppl": [], "decoded_per_call": []}
+    for eta in etas:
+        runs = [remdm.sample_with_remasking(denoiser, x, mask_id, n, eta, generator) for n in steps]
+        record["true_ppl"].append([_true_ppl(P, run.tokens, masks) for run in runs])
+        record["decoded_per_call"].append([(masks + float(run.remasked.double().mean())) / n
+                                           for run, n in zip(runs, steps)])
+    return record
 
 
 # How far retraining may move the trained model's numbers: about 1.5 times the largest difference
