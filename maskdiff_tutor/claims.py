@@ -30,7 +30,7 @@ from pathlib import Path
 from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, VERDICTS, Claim, fields_of
 
 __all__ = ["CLAIMS", "VERDICTS", "Claim", "claim", "claims_of", "report", "stored_rows", "verdict_table",
-           "evidence_value", "deciding_value", "verdict_counts", "load_evidence", "record_evidence"]
+           "evidence_value", "evidence_values", "deciding_value", "verdict_counts", "load_evidence", "record_evidence"]
 
 EVIDENCE_FILE = Path(__file__).with_name("claims_evidence.json")
 RECORD_VARIABLE = "MASKDIFF_RECORD_CLAIMS"
@@ -154,6 +154,13 @@ def evidence_value(number: int, name: str, path: Path | str | None = None) -> st
         if name in fields_of(template):
             return stored[chapter][name]
     raise ValueError(f"name must be a field of claim {number}'s evidence; got {name!r}")
+
+
+def evidence_values(number: int, path: Path | str | None = None) -> dict[str, str]:
+    """Every stored number of a claim's evidence (from every chapter that measures it), by name."""
+    c = claim(number)
+    stored = load_evidence(path)
+    return {name: stored[chapter][name] for chapter, template in c.evidence.items() for name in fields_of(template)}
 
 
 def deciding_value(number: int, path: Path | str | None = None) -> str | None:

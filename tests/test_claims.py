@@ -136,6 +136,14 @@ def test_the_verdict_chapter_renders_the_whole_table():
     assert claims.verdict_table().text in shown
 
 
+def test_evidence_values_are_every_field_of_a_claims_evidence():
+    for c in CLAIMS.values():
+        values = claims.evidence_values(c.number)
+        assert set(values) == {name for template in c.evidence.values() for name in fields_of(template)}
+        for name, text in values.items():
+            assert claims.evidence_value(c.number, name) == text
+
+
 def test_deciding_values_are_stored():
     for c in CLAIMS.values():
         if c.deciding:
