@@ -37,8 +37,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
                "objectives", "blockwise", "train", "samplers", "remasking", "remdm", "block_decoding", "corpus",
-               "device",
-               "claims", "claim_registry", "experiments", "notebook")
+               "device", "claims", "claim_registry", "experiments", "notebook")
 
 __all__ = ["__version__", *_SUBMODULES]
 

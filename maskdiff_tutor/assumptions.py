@@ -216,11 +216,11 @@ def eq15_sides(lang: Language, n: int, s: float) -> tuple[np.ndarray, np.ndarray
 
 def eq16_sides(lang: Language, n: int, s: float) -> tuple[np.ndarray, np.ndarray]:
     """Both sides of Eq. 16 as the paper writes it, for every history g = (T_1..T_(n-3)), n >= 3,
-    as arrays (N,)*(n-3)   [eq-16]:
+    as arrays (N,)*(n-3)   [eq-16]::
 
-    left:  sum over T_(n-2) of [(omega1 - omega2) max_u P(T_(n-1) = u | T_(n-2), g) + omega2]
-           times P(T_(n-2) | g);
-    right: (omega1 - omega2) [(omega1 - omega2) max_w P(T_(n-2) = w | g) + omega2] + omega2.
+        left:  sum over T_(n-2) of [(omega1 - omega2) max_u P(T_(n-1) = u | T_(n-2), g) + omega2]
+               times P(T_(n-2) | g);
+        right: (omega1 - omega2) [(omega1 - omega2) max_w P(T_(n-2) = w | g) + omega2] + omega2.
     """
     n = _check_position(lang, n, 3)
     omega1, omega2 = omegas(s, lang.vocab_size)

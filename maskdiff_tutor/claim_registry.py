@@ -121,7 +121,10 @@ CLAIMS: dict[int, Claim] = _claims(
           "holds loosely", "steep, but the length of the fall is set by the exponent, not a constant 15",
           {"distance_bound": "Exact Zipf chains: 99% of the fall is done by n = {task_n99_max_s231} for every s up to "
                              "2.31, but only by n = {task_n99_s3} at s = 3; floors range from {task_floor_min} to "
-                             "{task_floor_max}, set by how much mass the most frequent tokens carry."},
+                             "{task_floor_max}, set by how much mass the most frequent tokens carry.",
+           "blocks": "A character-level model trained on Tiny Shakespeare: top probability {text_top_n1} one "
+                     "character after the prompt, {text_top_n15} at 15; 90% of its fall done by n = {text_n90}, "
+                     "then flat at {text_floor}."},
           deciding="distance_bound:task_n99_max_s231"),
     Claim(7, "Observation 3", "The true curve ends below the bound's limit.",
           "holds", "always, as a theorem under Assumption H; the floor of the bound is far from tight, so it "
@@ -129,7 +132,7 @@ CLAIMS: dict[int, Claim] = _claims(
           {"distance_bound": "The exact chain ends at max(pi) = {max_pi}, far below p* = {p_star}.",
            "parallel_sampling": "True limit max(pi) = {gt_limit} against p* = {gt_bound_limit}."},
           deciding="parallel_sampling:gt_limit"),
-    Claim(8, "3.2.4 (conjecture)", "Far masks homogenise into frequent tokens; at large distances their "
+    Claim(8, "3.2.4, conjecture", "Far masks homogenise into frequent tokens; at large distances their "
                                    "distributions become almost identical.",
           "holds", "a theorem for ergodic chains; seen on the trained model",
           {"parallel_sampling": "With the exact denoiser the far masks predict the most frequent token after a share "
@@ -144,7 +147,7 @@ CLAIMS: dict[int, Claim] = _claims(
                              "probabilities below Eq. 18's floor p* = {t2_p_star}, which Eq. 17 cannot give.",
            "parallel_sampling": "True perplexity rises from {ppl_k1} (one token per step) to {ppl_k2} (two) and "
                                 "{ppl_kall} (all at once) with exact marginals."},
-          deciding="parallel_sampling:ppl_k2"),
+          deciding="distance_bound:t2_k_ours"),
     Claim(10, "3.3", "Remasking gives neither parallelism nor acceleration.",
           "does not hold", "on the exact chain remasking reaches a given quality in about half the calls, though "
                            "never the language's own sooner; trained models are not measured yet",
@@ -165,14 +168,15 @@ CLAIMS: dict[int, Claim] = _claims(
           deciding="parallel_sampling:pri_f50_k8"),
     Claim(12, "3.4.1", "With one token per step, confidence decoding is nearly left to right; left to right is "
                        "the best order in general.",
-          "holds loosely", "greedy confidence decoding after a prompt is (nearly) left to right, sampled decoding is "
-                           "not; one token per step in any order fixed before the token is drawn samples exactly, so "
-                           "left to right only ties for best",
+          "holds loosely", "greedy confidence decoding after a prompt is nearly left to right on the chain, less so "
+                           "on text, and sampled decoding is not; one token per step in any order fixed before the "
+                           "token is drawn samples exactly, so left to right only ties for best",
           {"generation_order": "Exact denoiser: greedy confidence decoding is left to right on a first-order chain "
                                "meeting Assumptions 3-4 (rank correlation {rho_conf_chain}); sampled confidence "
                                "decoding takes the leftmost mask in a share {left_conf_sampled} of its steps.",
            "blocks": "Greedy confidence decoding after a prompt: leftmost share {bl_greedy_left} for the trained "
-                     "random-masking model; sampled decoding from nothing: {chain_random_left}."},
+                     "random-masking model on the chain, {text_greedy_left} on Tiny Shakespeare (rank correlation "
+                     "of position and step {text_greedy_rho}); sampled decoding from nothing: {chain_random_left}."},
           deciding="blocks:bl_greedy_left"),
     Claim(13, "3.4.1", "Reverse-order generation comes from the end-of-text token in long sequences.",
           "holds", "with an absorbing end-of-text token",
@@ -190,9 +194,9 @@ CLAIMS: dict[int, Claim] = _claims(
           "does not hold", "with 4 tokens per step blocks of 4 are the worst setting measured, even with the exact "
                            "denoiser",
           {"blocks": "Four tokens per step with the exact denoiser: true PPL {chain_exact_b4_k4} in blocks of 4 "
-                     "against {chain_exact_whole_k4} in one block; one token per step in random order barely "
-                     "depends on the block ({chain_random_b4_rand} in blocks of 4, {chain_random_whole_rand} in "
-                     "one)."},
+                     "against {chain_exact_whole_k4} in one block; the trained random-masking model, one token per "
+                     "step in random order, barely depends on the block ({chain_random_b4_rand} in blocks of 4, "
+                     "{chain_random_whole_rand} in one)."},
           deciding="blocks:chain_exact_b4_k4"),
     Claim(16, "3.4.2", "Blockwise reverse-order training matches that inference and is cheaper to learn.",
           "holds loosely", "block-causal training in blocks of 4 beats random masking decoded in blocks of 4 (one "

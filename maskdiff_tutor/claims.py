@@ -29,7 +29,8 @@ from pathlib import Path
 
 from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, VERDICTS, Claim, fields_of
 
-__all__ = ["CLAIMS", "VERDICTS", "Claim", "claim", "claims_of", "report", "stored_rows", "verdict_table",
+__all__ = ["CLAIMS", "VERDICTS", "Claim", "Table", "claim", "claims_of", "needed_fields", "format_evidence",
+           "chapter_rows", "report", "stored_rows", "verdict_table",
            "evidence_value", "evidence_values", "deciding_value", "verdict_counts", "load_evidence", "record_evidence"]
 
 EVIDENCE_FILE = Path(__file__).with_name("claims_evidence.json")

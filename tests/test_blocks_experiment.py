@@ -158,6 +158,11 @@ def test_greedy_confidence_after_a_prompt(result):
     trained = result.metrics["models"]["random"]["greedy_after_prompt"]
     assert 0 <= trained["leftmost_share"] <= 1 and trained["ppl"] > 1
     assert "greedy_after_prompt" not in result.metrics["models"]["blockwise B=4"]
+    # the top probability of each mask before the first step, by distance from the prompt
+    for entry in (exact, trained):
+        top = entry["top_by_distance"]
+        assert len(top) == SMALL.seq_len - 1 and all(0 < p <= 1 for p in top)
+    assert exact["top_by_distance"][-1] < exact["top_by_distance"][0]  # the exact curve decays (Eq. 17)
 
 
 def test_decoding_finds_one_record_and_names_what_exists(result):

@@ -36,6 +36,7 @@ from .. import block_decoding, corpus, markov, remasking
 from ..blockwise import semi_autoregressive_nelbo
 from ..denoiser import Denoiser, DenoiserConfig
 from ..device import evaluation_dtype, pick_device
+from ..forward_process import denoiser_probs
 from ..schedules import LinearSchedule
 from ..train import TrainConfig, forward_tokens_per_sequence, train, training_loss
 from . import trained_models
@@ -320,11 +321,16 @@ def _decode_all(model, objective, block, cfg: Scale, language: Language, generat
 def _greedy_after_prompt(model, cfg: Scale, language: Language, device) -> dict:
     """Greedy confidence decoding (LLaDA at temperature 0), one token per step, the rest of the
     sequence as one block, after the first token of each held-out sequence: the setting of the
-    paper's Section 3.4.1. How left to right its order is, and the reference NLL of the result."""
+    paper's Section 3.4.1. How left to right its order is, and the reference NLL of the result.
+    Also, before the first step, the mean top probability of the mask at each distance n = 1..L-1
+    from the prompt (the paper's Figure 3 and Observation 2, on this model)."""
     prompt = language.valid[:, :1].to(device)  # (M, 1)
+    masked = torch.cat([prompt, torch.full((prompt.shape[0], cfg.seq_len - 1), language.mask_id, device=device)], 1)
+    top = denoiser_probs(model(masked), language.mask_id).max(-1).values[:, 1:]  # (M, L - 1): distances 1..L-1
     decoded = remasking.generate(model, prompt, cfg.seq_len - 1, language.mask_id, tokens_per_step=1, greedy=True)
     nll = -language.log_prob(decoded.tokens.cpu()) / cfg.seq_len
     return {"prompts": prompt.shape[0], "nll": _mean(nll), "ppl": math.exp(_mean(nll)),
+            "top_by_distance": top.double().mean(0).cpu().tolist(),
             **order_statistics(decoded.order.cpu(), slice(1, None))}
 
 
