@@ -233,16 +233,21 @@ def exact_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, schedule: Sc
     schedule; an integer gives the T-step NELBO (Eq. 10) under ``schedule``. ``weighted=False``
     gives the unweighted loss instead (not a bound; Section 3.2.1).
     """
+    _check_exact(x0, schedule, mask_id)
+    patterns = mask_patterns(x0.shape[1])  # (P, L)
+    coeff = pattern_coefficients(x0.shape[1], schedule, num_steps, weighted)[patterns.sum(-1)]  # (P,)
+    # sum over patterns M of c_|M| sum_{l in M} -log p_theta(x_0^l | x_0 with M masked)
+    return (coeff * _pattern_nlls(denoiser, x0, mask_id, patterns)).sum(-1)
+
+
+def _check_exact(x0: torch.Tensor, schedule: Schedule | None, mask_id: int) -> None:
+    """Check the input of an exact (enumerating) computation; the schedule is optional there."""
     if schedule is not None:
         _check(x0, schedule, mask_id)
     else:
         check_tokens("x0", x0, None, mask_id, allow_mask=False)
         if x0.ndim != 2:
             raise ValueError(f"x0 must have shape (B, L); got {tuple(x0.shape)}")
-    patterns = mask_patterns(x0.shape[1])  # (P, L)
-    coeff = pattern_coefficients(x0.shape[1], schedule, num_steps, weighted)[patterns.sum(-1)]  # (P,)
-    # sum over patterns M of c_|M| sum_{l in M} -log p_theta(x_0^l | x_0 with M masked)
-    return (coeff * _pattern_nlls(denoiser, x0, mask_id, patterns)).sum(-1)
 
 
 def _pattern_nlls(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, patterns: torch.Tensor) -> torch.Tensor:
@@ -290,12 +295,7 @@ def exact_estimator_variance(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
     ``second_moment_coefficients`` d_k and ``pattern_coefficients`` c_k. The variance is infinite
     where d_1 is and some single-mask pattern has S_M > 0.
     """
-    if schedule is not None:
-        _check(x0, schedule, mask_id)
-    else:
-        check_tokens("x0", x0, None, mask_id, allow_mask=False)
-        if x0.ndim != 2:
-            raise ValueError(f"x0 must have shape (B, L); got {tuple(x0.shape)}")
+    _check_exact(x0, schedule, mask_id)
     patterns = mask_patterns(x0.shape[1])  # (P, L)
     k = patterns.sum(-1)  # (P,)
     nll = _pattern_nlls(denoiser, x0, mask_id, patterns)  # (B, P)
