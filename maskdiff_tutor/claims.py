@@ -147,21 +147,19 @@ def stored_rows(chapter: str, path: Path | str | None = None) -> Table:
     return chapter_rows(chapter, stored[chapter])
 
 
-def evidence_value(number: int, name: str, path: Path | str | None = None) -> str:
-    """One stored number of a claim's evidence, as the book prints it."""
-    c = claim(number)
-    stored = load_evidence(path)
-    for chapter, template in c.evidence.items():
-        if name in fields_of(template):
-            return stored[chapter][name]
-    raise ValueError(f"name must be a field of claim {number}'s evidence; got {name!r}")
-
-
 def evidence_values(number: int, path: Path | str | None = None) -> dict[str, str]:
     """Every stored number of a claim's evidence (from every chapter that measures it), by name."""
     c = claim(number)
     stored = load_evidence(path)
     return {name: stored[chapter][name] for chapter, template in c.evidence.items() for name in fields_of(template)}
+
+
+def evidence_value(number: int, name: str, path: Path | str | None = None) -> str:
+    """One stored number of a claim's evidence, as the book prints it."""
+    values = evidence_values(number, path)
+    if name not in values:
+        raise ValueError(f"name must be a field of claim {number}'s evidence ({sorted(values)}); got {name!r}")
+    return values[name]
 
 
 def deciding_value(number: int, path: Path | str | None = None) -> str | None:
