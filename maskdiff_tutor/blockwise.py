@@ -10,7 +10,7 @@ Book chapter "Blocks". Two schemes:
 - Block-causal (BD3-LM's choice): a clean block attends only to clean blocks up to itself, and a
   noisy block to itself and the clean blocks before it. The prefix no longer depends on the noisy
   block, so all blocks train in ONE pass over [x_t, x_0] (2L tokens) with the mask of
-  ``block_attention_mask`` (``blockwise_loss``); the loop with ``causal_prefix=True`` is its
+  ``attention_masks.vectorised_mask`` (``blockwise_loss``); the loop with ``causal_prefix=True`` is its
   reference, and the tests prove the two equal.
 
 Both use the same noise: ``sample_block_noise`` gives each block its own time t and masks it at
@@ -22,41 +22,11 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_logits, check_positive_int, check_tokens
+from .attention_masks import block_attention_mask, number_of_blocks, vectorised_mask
 from .forward_process import sample_xt
 from .nelbo import sample_times
 from .objectives import LossParts, masked_nll
 from .schedules import Schedule
-
-
-def number_of_blocks(seq_len: int, block_length: int) -> int:
-    check_positive_int("block_length", block_length)
-    if seq_len % block_length:
-        raise ValueError(f"the sequence length ({seq_len}) must be divisible by block_length ({block_length})")
-    return seq_len // block_length
-
-
-def block_attention_mask(query_block: torch.Tensor, query_clean: torch.Tensor, key_block: torch.Tensor,
-                         key_clean: torch.Tensor) -> torch.Tensor:
-    """The block-causal rule for any arrangement of tokens: (Q, K) boolean, True = may attend.
-
-    A clean token attends to clean tokens of its own and earlier blocks; a noisy token attends to
-    noisy tokens of its own block and clean tokens of earlier blocks.     [eq-block-causal]
-    """
-    qb, kb = query_block.unsqueeze(-1), key_block.unsqueeze(0)  # (Q, 1), (1, K)
-    qc, kc = query_clean.unsqueeze(-1), key_clean.unsqueeze(0)  # (Q, 1), (1, K)
-    clean_to_clean = qc & kc & (kb <= qb)
-    noisy_to_noisy = ~qc & ~kc & (kb == qb)
-    noisy_to_clean = ~qc & kc & (kb < qb)
-    return clean_to_clean | noisy_to_noisy | noisy_to_clean
-
-
-def vectorised_mask(seq_len: int, block_length: int) -> torch.Tensor:
-    """The (2L, 2L) mask for the input [x_t, x_0] of ``blockwise_loss``."""
-    number_of_blocks(seq_len, block_length)
-    block = torch.arange(seq_len) // block_length  # (L,)
-    blocks = torch.cat([block, block])  # (2L,)
-    clean = torch.cat([torch.zeros(seq_len, dtype=torch.bool), torch.ones(seq_len, dtype=torch.bool)])  # (2L,)
-    return block_attention_mask(blocks, clean, blocks, clean)
 
 
 def sample_block_noise(x0: torch.Tensor, block_length: int, schedule: Schedule, mask_id: int,

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_mask_id, check_same_shape, check_time_order, check_times, check_tokens
+from .clean_distribution import clean_probs
 from .schedules import Schedule
 
 
@@ -137,10 +138,7 @@ def _reveal(x_t, x0_probs, s, t, schedule, mask_id, vocab_size):
 def denoiser_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
     """The denoiser's distribution over clean tokens: softmax of the logits with the mask's
     logit removed (a clean token is never the mask). Shape (B, L, V) in and out."""
-    check_mask_id(mask_id, logits.shape[-1])
-    logits = logits.double().clone()
-    logits[..., mask_id] = float("-inf")
-    return torch.softmax(logits, dim=-1)
+    return clean_probs(logits, mask_id)
 
 
 def categorical_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_logits, check_tokens
+from .clean_distribution import clean_logits
 from .forward_process import sample_xt
 from .nelbo import sample_times
 from .schedules import Schedule
@@ -39,7 +40,7 @@ def masked_nll(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor, mas
     A clean token is never the mask, so the mask's logit is removed from the softmax. Half
     precision logits (autocast) are raised to float32; float64 logits stay float64."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    logits = logits.index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
+    logits = clean_logits(logits, mask_id)
     nll = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # (B, L)
     return torch.where(masked, nll, torch.zeros_like(nll))
 
