@@ -203,6 +203,12 @@ class ChainDenoiser:
 
     where a missing left neighbour is replaced by the distribution of x_i itself,
     (initial P^i)[v], and a missing right one by 1.
+
+    A context the chain cannot produce (for instance a token after end-of-text, reached when
+    several tokens are decoded at once) has probability 0, and the conditional is undefined
+    there. This denoiser then uses the book's convention of conditioning on the left neighbour
+    alone, (P^(d_l))[a, v], so that a decoder can finish the sequence; the sequence itself has
+    probability 0 whatever follows.
     """
 
     def __init__(self, P: torch.Tensor, max_len: int, initial: torch.Tensor | None = None):
@@ -238,6 +244,10 @@ class ChainDenoiser:
         to_right = torch.where((right < L).unsqueeze(-1), self.powers[(right - pos).clamp(min=0), :, right_tok],
                                torch.ones(()))  # (B, L, V)
         probs = from_left * to_right  # (B, L, V)
+        # Where the two neighbours cannot both occur (the context has probability 0 and the
+        # conditional is undefined), condition on the left neighbour alone: the chain's own direction.
+        impossible = probs.sum(-1, keepdim=True) == 0  # (B, L, 1)
+        probs = torch.where(impossible, from_left, probs)
         probs = probs / probs.sum(-1, keepdim=True)
         return torch.cat([probs, torch.zeros(B, L, 1, dtype=torch.float64)], dim=-1)  # (B, L, V + 1)
 
