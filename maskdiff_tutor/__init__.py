@@ -19,10 +19,12 @@ Modules (one concept of the paper each):
 - ``objectives``       the weighted (NELBO) and unweighted training losses      (Eq. 13, Section 3.2.1)
 - ``blockwise``        blockwise training: block-causal one-pass loss and its loop (Section 3.4.2)
 - ``train``            one train() function
-- ``samplers``         all-at-once, one-token-per-step, beam search           (Section 3.2.2)
-- ``remasking``        confidence, margin, entropy, threshold and semi-AR block decoding (Sections 3.3-3.4)
-- ``remdm``            remasking in the ReMDM sense: decoded tokens masked again (Section 3.3, claim 10)
-- ``block_decoding``   semi-AR decoding of a block-causal model, with an exact KV cache (Section 3.4.2)
+- ``clean_distribution`` the denoiser's distribution over clean tokens (the mask's logit removed)
+- ``attention_masks``  block-causal attention, shared by blockwise training and decoding (Section 3.4.2)
+- ``decoding``         the one unmasking loop, its scores, Gumbel sampling and selection (Sections 3.2.2-3.4)
+- ``decoders``         every decoder as a preset of that loop: all at once, one at a time, left to right,
+                       LLaDA/Fast-dLLM/Dream generate, block-causal with a KV cache, random initialisation,
+                       ReMDM remasking; and beam search, Gibbs from a random start
 - ``corpus``           real text: local files or Hugging Face datasets, char and BPE tokenizers
 - ``device``           device choice and seeding, in one place
 - ``claims``           the paper's 16 claims, one verdict each, rendered in every chapter
@@ -36,7 +38,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
-               "objectives", "blockwise", "train", "samplers", "remasking", "remdm", "block_decoding", "corpus",
+               "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "decoding", "decoders", "corpus",
                "device", "claims", "claim_registry", "experiments", "notebook")
 
 __all__ = ["__version__", *_SUBMODULES]

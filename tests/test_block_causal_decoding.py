@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskdiff_tutor import block_decoding
+from maskdiff_tutor import decoders
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 
 MASK = 20
@@ -24,7 +24,7 @@ def model(rotary=False, seed=0):
 def test_cached_equals_uncached(rotary, prompt_length, schedule):
     net = model(rotary)
     prompt = torch.randint(0, MASK, (3, prompt_length), generator=torch.Generator().manual_seed(1))
-    runs = [block_decoding.generate_block_causal(net, prompt, 24, MASK, 6, use_cache=cache, **schedule)
+    runs = [decoders.generate_block_causal(net, prompt, 24, MASK, 6, use_cache=cache, **schedule)
             for cache in (True, False)]
     assert torch.equal(runs[0].tokens, runs[1].tokens)
     assert torch.equal(runs[0].order, runs[1].order)
@@ -35,7 +35,7 @@ def test_cached_equals_uncached(rotary, prompt_length, schedule):
 def test_sampling_with_the_same_generator_is_identical_with_and_without_cache():
     net = model()
     prompt = torch.randint(0, MASK, (4, 3), generator=torch.Generator().manual_seed(2))
-    runs = [block_decoding.generate_block_causal(net, prompt, 16, MASK, 4, use_cache=cache, greedy=False,
+    runs = [decoders.generate_block_causal(net, prompt, 16, MASK, 4, use_cache=cache, temperature=1.0,
                                                  generator=torch.Generator().manual_seed(0)) for cache in (True, False)]
     assert torch.equal(runs[0].tokens, runs[1].tokens)
 
@@ -43,7 +43,7 @@ def test_sampling_with_the_same_generator_is_identical_with_and_without_cache():
 def test_blocks_are_decoded_in_order_and_the_prompt_is_kept():
     net = model()
     prompt = torch.tensor([[3, 4]])
-    out = block_decoding.generate_block_causal(net, prompt, 12, MASK, 4, tokens_per_step=2)
+    out = decoders.generate_block_causal(net, prompt, 12, MASK, 4, tokens_per_step=2)
     assert out.tokens[0, :2].tolist() == [3, 4] and (out.tokens != MASK).all()
     blocks = out.order[0, 2:].view(3, 4)
     assert (blocks[:-1].max(-1).values < blocks[1:].min(-1).values).all()
@@ -53,16 +53,17 @@ def test_blocks_are_decoded_in_order_and_the_prompt_is_kept():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(gen_length=10, block_length=4), "divisible"),
     (dict(gen_length=8, block_length=4, tokens_per_step=5), "tokens_per_step"),
-    (dict(gen_length=8, block_length=4, tokens_per_step=None), "exactly one"),
+    (dict(gen_length=8, block_length=4, tokens_per_step=2, threshold=0.5), "at most one"),
+    (dict(gen_length=8, block_length=4, threshold=2.0), "threshold"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        block_decoding.generate_block_causal(model(), torch.tensor([[1]]), mask_id=MASK, **kwargs)
+        decoders.generate_block_causal(model(), torch.tensor([[1]]), mask_id=MASK, **kwargs)
 
 
 def test_prompt_with_the_mask_is_refused():
     with pytest.raises(ValueError, match="prompt"):
-        block_decoding.generate_block_causal(model(), torch.tensor([[1, MASK]]), 4, MASK, 4)
+        decoders.generate_block_causal(model(), torch.tensor([[1, MASK]]), 4, MASK, 4)
 
 
 def test_step_refuses_time_conditioned_models():
@@ -82,7 +83,7 @@ def test_literal_scheme_decoding_equals_block_causal_only_for_one_layer(layers_e
     # one layer: the noisy block sees the same keys either way; deeper, the prefix itself sees the block
     net = _one_layer() if layers_equal else model()
     prompt = torch.randint(0, MASK, (3, 2), generator=torch.Generator().manual_seed(1))
-    runs = [block_decoding.generate_block_causal(net, prompt, 12, MASK, 4, use_cache=False, causal_prefix=causal)
+    runs = [decoders.generate_block_causal(net, prompt, 12, MASK, 4, use_cache=False, causal_prefix=causal)
             for causal in (True, False)]
     close = torch.allclose(runs[0].confidence, runs[1].confidence, atol=1e-6, equal_nan=True)
     assert close == layers_equal
@@ -92,9 +93,9 @@ def test_literal_scheme_decoding_equals_block_causal_only_for_one_layer(layers_e
 
 def test_literal_scheme_cannot_be_cached():
     with pytest.raises(ValueError, match="use_cache=True needs causal_prefix=True"):
-        block_decoding.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK, 4, causal_prefix=False)
+        decoders.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK, 4, causal_prefix=False)
 
 
 def test_mask_id_outside_the_vocabulary_is_refused():
     with pytest.raises(ValueError, match="mask_id"):
-        block_decoding.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK + 1, 4)
+        decoders.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK + 1, 4)

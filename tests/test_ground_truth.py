@@ -13,11 +13,12 @@ import pytest
 import torch
 from helpers import ci_scale
 
-from maskdiff_tutor import markov, samplers, zipf
+from maskdiff_tutor import decoders, markov, zipf
 from maskdiff_tutor.experiments import ground_truth
 
 SMALL = ground_truth.Scale(vocab_size=12, s=2.0, function_words=2, seq_len=9, train_sequences=500, preset="toy",
-                           steps=20, batch_size=16, lr=3e-3, samples=300, tokens_per_step=(1, 2, 8))
+                           steps=20, batch_size=16, lr=3e-3, samples=300, tokens_per_step=(1, 2, 8),
+                           remask_steps=(2, 4, 8))
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_sample_left_to_right_decodes_the_leftmost_k_masks_each_step():
     exact = markov.ChainDenoiser(P, 9)
     x = torch.full((5, 9), exact.mask_id)
     x[:, 0] = 3
-    decoded = samplers.sample_left_to_right(exact, x, exact.mask_id, 3, torch.Generator().manual_seed(0))
+    decoded = decoders.sample_left_to_right(exact, x, exact.mask_id, 3, torch.Generator().manual_seed(0))
     assert decoded.nfe == 3
     assert decoded.order[0].tolist() == [-1, 0, 0, 0, 1, 1, 1, 2, 2]
     assert (decoded.tokens[:, 0] == 3).all() and (decoded.tokens != exact.mask_id).all()
@@ -99,7 +100,7 @@ def test_sample_left_to_right_with_k_1_follows_the_chain():
     exact = markov.ChainDenoiser(P, 2)
     x = torch.full((20000, 2), exact.mask_id)
     x[:, 0] = 4
-    tokens = samplers.sample_left_to_right(exact, x, exact.mask_id, 1, torch.Generator().manual_seed(0)).tokens
+    tokens = decoders.sample_left_to_right(exact, x, exact.mask_id, 1, torch.Generator().manual_seed(0)).tokens
     freq = torch.bincount(tokens[:, 1], minlength=SMALL.vocab_size).double() / 20000
     std = (P[4] * (1 - P[4]) / 20000).sqrt()
     assert ((freq - P[4]).abs() <= 4 * std + 1e-12).all()
@@ -107,7 +108,7 @@ def test_sample_left_to_right_with_k_1_follows_the_chain():
 
 def test_sample_left_to_right_rejects_bad_tokens_per_step():
     with pytest.raises(ValueError, match="tokens_per_step"):
-        samplers.sample_left_to_right(lambda x: torch.zeros(*x.shape, 4), torch.full((1, 3), 3), 3, 0)
+        decoders.sample_left_to_right(lambda x: torch.zeros(*x.shape, 4), torch.full((1, 3), 3), 3, 0)
 
 
 def test_seeded_runs_repeat_exactly(result):

@@ -1,10 +1,10 @@
 """Tests of the two random-start samplers of Section 3.3.
 
-samplers.sample_gibbs_from_random_start (formerly sample_random_init): its law after n steps
+decoders.sample_gibbs_from_random_start: its law after n steps
 equals the random-scan Gibbs chain computed exactly over all sequences, it converges to the true
 joint with k = 1 and an exact denoiser, and its bookkeeping and errors.
 
-samplers.sample_partial_random_init (the paper's SEDD-inspired strategy): with no initialised
+decoders.sample_partial_random_init (the paper's SEDD-inspired strategy): with no initialised
 masks it is left-to-right decoding draw for draw; the random tokens are masked again and never
 reach the output; its law on a tiny chain matches an enumeration; calls and errors."""
 
@@ -18,7 +18,8 @@ import torch
 from helpers import RandomLogits
 
 from maskdiff_tutor.markov import ChainDenoiser, sequence_log_prob, stationary_distribution, zipf_chain
-from maskdiff_tutor.samplers import _clean_log_probs, sample_random_init
+from maskdiff_tutor.clean_distribution import clean_log_probs
+from maskdiff_tutor.decoders import sample_gibbs_from_random_start
 
 V, L, N = 3, 3, 40_000
 
@@ -51,7 +52,7 @@ def _gibbs_law(denoiser, steps: int) -> torch.Tensor:
         for i in range(L):
             remasked = state.clone()
             remasked[i] = denoiser.mask_id
-            probs = _clean_log_probs(denoiser, remasked[None], denoiser.mask_id)[0, i].exp()  # (V + 1,)
+            probs = clean_log_probs(denoiser(remasked[None]), denoiser.mask_id)[0, i].exp()  # (V + 1,)
             for v in range(V):
                 moved = state.clone()
                 moved[i] = v
@@ -70,7 +71,7 @@ def _tv(p, q) -> float:
 def test_law_after_n_steps_is_the_exact_gibbs_law(chain, steps):
     P, denoiser = chain
     x = torch.full((N, L), denoiser.mask_id)
-    decoded = sample_random_init(denoiser, x, denoiser.mask_id, V + 1, steps, 1, torch.Generator().manual_seed(steps))
+    decoded = sample_gibbs_from_random_start(denoiser, x, denoiser.mask_id, V + 1, steps, 1, torch.Generator().manual_seed(steps))
     assert _tv(_empirical(decoded.tokens), _gibbs_law(denoiser, steps)) < 0.015  # Monte Carlo error ~0.005
 
 
@@ -78,7 +79,7 @@ def test_converges_to_the_true_joint_only_as_steps_grow(chain):
     P, denoiser = chain
     truth = sequence_log_prob(P, _all_sequences(), stationary_distribution(P)).exp()  # (V^L,)
     x = torch.full((N, L), denoiser.mask_id)
-    tv = {n: _tv(_empirical(sample_random_init(denoiser, x, denoiser.mask_id, V + 1, n, 1,
+    tv = {n: _tv(_empirical(sample_gibbs_from_random_start(denoiser, x, denoiser.mask_id, V + 1, n, 1,
                                                 torch.Generator().manual_seed(n)).tokens), truth) for n in (1, 30)}
     assert tv[30] < 0.015
     assert tv[1] > 0.1  # after as many calls as an exact ancestral sampler needs (L = 3) it is far off
@@ -89,7 +90,7 @@ def test_given_tokens_stay_and_bookkeeping(chain):
     P, denoiser = chain
     m = denoiser.mask_id
     x = torch.tensor([[0, m, 2], [m, m, m], [1, 1, 1]])
-    decoded = sample_random_init(denoiser, x, m, V + 1, 5, 1, torch.Generator().manual_seed(0))
+    decoded = sample_gibbs_from_random_start(denoiser, x, m, V + 1, 5, 1, torch.Generator().manual_seed(0))
     assert decoded.nfe == 5
     assert torch.equal(decoded.tokens[x != m], x[x != m])
     assert not (decoded.tokens == m).any()
@@ -102,14 +103,14 @@ def test_given_tokens_stay_and_bookkeeping(chain):
 def test_two_positions_per_step_are_redrawn_together():
     model, m = RandomLogits(8, 7), 6
     x = torch.full((4, 6), m)
-    decoded = sample_random_init(model, x, m, 7, 1, 2, torch.Generator().manual_seed(0))
+    decoded = sample_gibbs_from_random_start(model, x, m, 7, 1, 2, torch.Generator().manual_seed(0))
     assert ((decoded.order == 0).sum(-1) == 2).all() and ((decoded.order == -2).sum(-1) == 4).all()
 
 
 def test_same_seed_same_result():
     model, m = RandomLogits(8, 7), 6
     x = torch.full((3, 8), m)
-    runs = [sample_random_init(model, x, m, 7, 4, 2, torch.Generator().manual_seed(9)).tokens for _ in range(2)]
+    runs = [sample_gibbs_from_random_start(model, x, m, 7, 4, 2, torch.Generator().manual_seed(9)).tokens for _ in range(2)]
     assert torch.equal(*runs)
 
 
@@ -122,13 +123,13 @@ def test_same_seed_same_result():
 def test_bad_arguments_raise(kwargs, match):
     args = dict(steps=2, tokens_per_step=1, vocab_size=7) | kwargs
     with pytest.raises(ValueError, match=match):
-        sample_random_init(RandomLogits(8, 7), torch.full((2, 4), 6), 6, args["vocab_size"], args["steps"],
+        sample_gibbs_from_random_start(RandomLogits(8, 7), torch.full((2, 4), 6), 6, args["vocab_size"], args["steps"],
                            args["tokens_per_step"])
 
 
-# --- the paper's strategy: samplers.sample_partial_random_init -------------------------------------
+# --- the paper's strategy: decoders.sample_partial_random_init -------------------------------------
 
-from maskdiff_tutor.samplers import sample_left_to_right, sample_partial_random_init  # noqa: E402
+from maskdiff_tutor.decoders import sample_left_to_right, sample_partial_random_init  # noqa: E402
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -168,7 +169,7 @@ def test_initialised_tokens_are_masked_again_and_outputs_come_from_the_denoiser(
     masks are decoded from that very call, and no random token survives."""
     model, m, fraction, k = RandomLogits(12, 7), 6, 0.5, 2
     x = torch.full((3, 12), m)
-    decoded = sample_partial_random_init(model, x, m, 7, fraction, k, torch.Generator().manual_seed(3), greedy=True)
+    decoded = sample_partial_random_init(model, x, m, 7, fraction, k, torch.Generator().manual_seed(3), temperature=0)
     for step, (seen,) in enumerate(model.calls):
         earlier, later = decoded.order < step, decoded.order >= step  # (B, L)
         assert torch.equal(seen[earlier], decoded.tokens[earlier])
@@ -192,7 +193,7 @@ def test_random_tokens_never_reach_the_output():
         return logits
 
     x = torch.full((20, 16), m)
-    decoded = sample_partial_random_init(always_zero, x, m, 7, 0.75, 3, torch.Generator().manual_seed(0), greedy=True)
+    decoded = sample_partial_random_init(always_zero, x, m, 7, 0.75, 3, torch.Generator().manual_seed(0), temperature=0)
     assert (decoded.tokens == 0).all()
 
 
@@ -231,8 +232,3 @@ def test_partial_random_init_bad_arguments_raise(kwargs, match):
     args = dict(vocab_size=7, init_fraction=0.5, tokens_per_step=1) | kwargs
     with pytest.raises(ValueError, match=match):
         sample_partial_random_init(RandomLogits(8, 7), torch.full((2, 4), 6), 6, **args)
-
-
-def test_old_name_is_the_gibbs_sampler():
-    from maskdiff_tutor import samplers
-    assert samplers.sample_random_init is samplers.sample_gibbs_from_random_start

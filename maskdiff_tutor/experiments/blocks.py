@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .. import block_decoding, corpus, markov, remasking
+from .. import corpus, decoders, decoding, markov
 from ..blockwise import semi_autoregressive_nelbo
 from ..denoiser import Denoiser, DenoiserConfig
 from ..device import evaluation_dtype, pick_device
@@ -43,7 +43,7 @@ from . import trained_models
 from .generation_order import order_statistics
 from .result import ExperimentResult, environment
 
-ORDERS = {"confidence": remasking.confidence, "random": remasking.random_score}
+ORDERS = {"confidence": decoding.confidence, "random": decoding.random_score}
 
 
 @dataclass(frozen=True)
@@ -298,12 +298,12 @@ def _decode_all(model, objective, block, cfg: Scale, language: Language, generat
     prompt = torch.empty(cfg.samples, 0, dtype=torch.long, device=device)
     records = []
     for b, k, order in _decodings(objective, block, cfg):
-        common = dict(tokens_per_step=k, score=ORDERS[order], generator=generator, greedy=False)
+        common = dict(tokens_per_step=k, score=ORDERS[order], generator=generator, temperature=1.0)
         if objective == "random":
-            decoded = remasking.generate(model, prompt, cfg.seq_len, language.mask_id, block_length=b, **common)
+            decoded = decoders.generate(model, prompt, cfg.seq_len, language.mask_id, block_length=b, **common)
         else:
             literal = objective == "blockwise_literal"
-            decoded = block_decoding.generate_block_causal(model, prompt, cfg.seq_len, language.mask_id, b,
+            decoded = decoders.generate_block_causal(model, prompt, cfg.seq_len, language.mask_id, b,
                                                            use_cache=not literal, causal_prefix=not literal, **common)
         tokens = decoded.tokens.cpu()
         nll = -language.log_prob(tokens) / cfg.seq_len  # (S,) reference NLL per token
@@ -327,7 +327,7 @@ def _greedy_after_prompt(model, cfg: Scale, language: Language, device) -> dict:
     prompt = language.valid[:, :1].to(device)  # (M, 1)
     masked = torch.cat([prompt, torch.full((prompt.shape[0], cfg.seq_len - 1), language.mask_id, device=device)], 1)
     top = denoiser_probs(model(masked), language.mask_id).max(-1).values[:, 1:]  # (M, L - 1): distances 1..L-1
-    decoded = remasking.generate(model, prompt, cfg.seq_len - 1, language.mask_id, tokens_per_step=1, greedy=True)
+    decoded = decoders.generate(model, prompt, cfg.seq_len - 1, language.mask_id, tokens_per_step=1)
     nll = -language.log_prob(decoded.tokens.cpu()) / cfg.seq_len
     return {"prompts": prompt.shape[0], "nll": _mean(nll), "ppl": math.exp(_mean(nll)),
             "top_by_distance": top.double().mean(0).cpu().tolist(),

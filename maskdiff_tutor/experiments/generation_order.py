@@ -19,14 +19,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .. import markov, remasking
+from .. import decoders, decoding, markov
 from ..device import pick_device
 from .result import ExperimentResult, environment
 
-# name -> (score, greedy): confidence is tried greedy (LLaDA at temperature 0) and sampled
-DECODINGS = {"confidence, greedy": (remasking.confidence, True), "confidence, sampled": (remasking.confidence, False),
-             "margin, sampled": (remasking.margin, False), "entropy, sampled": (remasking.negative_entropy, False),
-             "random order, sampled": (remasking.random_score, False)}
+# name -> (score, temperature): confidence is tried greedy (LLaDA at temperature 0) and sampled
+DECODINGS = {"confidence, greedy": (decoding.confidence, 0.0), "confidence, sampled": (decoding.confidence, 1.0),
+             "margin, sampled": (decoding.margin, 1.0), "entropy, sampled": (decoding.negative_entropy, 1.0),
+             "random order, sampled": (decoding.random_score, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,10 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         prompts = torch.multinomial(pi / pi.sum(), cfg.samples, replacement=True, generator=generator).unsqueeze(1)
         for length in cfg.lengths:
             exact = markov.ChainDenoiser(P, length + 1, initial=pi / pi.sum())
-            for name, (score, greedy) in DECODINGS.items():
+            for name, (score, temperature) in DECODINGS.items():
                 for k in cfg.tokens_per_step:
-                    decoded = remasking.generate(exact, prompts, length, exact.mask_id, score=score, tokens_per_step=k,
-                                                 generator=generator, greedy=greedy)
+                    decoded = decoders.generate(exact, prompts, length, exact.mask_id, score=score, tokens_per_step=k,
+                                                generator=generator, temperature=temperature)
                     nll = -markov.sequence_log_prob(P, decoded.tokens) / length  # (B,), inf if impossible
                     possible = torch.isfinite(nll)
                     row = {"true_ppl": math.exp(float(nll[possible].mean())) if possible.any() else None,
@@ -104,5 +104,5 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
                         row["example_order"] = decoded.order[0, 1:].tolist()
                     metrics[f"{language} | L={length} | {name} | k={k}"] = row
     config = {"scale": asdict(cfg), "eos_id": eos_id, "denoiser": "exact (markov.ChainDenoiser)",
-              "sampling": "Gumbel in float64 (greedy=False)"}
+              "sampling": "Gumbel in float64 at temperature 1 (sampled) or 0 (greedy)"}
     return ExperimentResult("generation_order", scale, seed, config, metrics, {}, environment(device, started))

@@ -11,12 +11,12 @@ denoiser is trained on sequences sampled from it; then, against the chain's exac
 - decoding k tokens per step left to right, for k = 1 .. all: the true perplexity under the
   chain of what was generated, from the exact marginals and from the trained model, beside the
   decoder's own probability (Metric 1-2 measured) and the Table 2 bound;
-- random-scan Gibbs from a random start (``samplers.sample_gibbs_from_random_start``, stored
+- random-scan Gibbs from a random start (``decoders.sample_gibbs_from_random_start``, stored
   under "random_init"): the true perplexity after as many denoiser calls as one-token-per-step
   decoding needs, and after several times more, with one and with four tokens redrawn per call;
-- the paper's SEDD-inspired random initialisation (``samplers.sample_partial_random_init``) for
+- the paper's SEDD-inspired random initialisation (``decoders.sample_partial_random_init``) for
   several shares of initialised masks and tokens per call, exact denoiser;
-- left-to-right remasking (``remdm.sample_with_remasking``, claim 10): true perplexity against
+- left-to-right remasking (``decoders.sample_with_remasking``, claim 10): true perplexity against
   denoiser calls for several remasking probabilities, exact denoiser.
 """
 
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .. import markov, remdm, samplers, zipf
+from .. import decoders, markov, zipf
 from ..denoiser import Denoiser, DenoiserConfig
 from ..device import evaluation_dtype, pick_device
 from ..forward_process import denoiser_probs
@@ -56,7 +56,7 @@ class Scale:
     variant_samples: int = 200  # sequences per setting of the two sweeps below (the first prompts)
     init_fractions: tuple = (0.0, 0.1, 0.25, 0.5, 0.75)  # the paper's random initialisation: shares initialised
     init_tokens_per_step: tuple = (1, 4, 8)  # ... and masks decoded per call
-    remask_steps: tuple = (4, 6, 8, 12, 16, 32)  # remasking: denoiser calls (NFE)
+    remask_steps: tuple = (4, 6, 8, 12, 16, 32)  # remasking: denoiser calls (NFE), at most L - 1
     remask_etas: tuple = (0.0, 0.1, 0.4)  # ... and remasking probabilities per token and step
 
 
@@ -71,7 +71,7 @@ SCALES = {
     "gpu": Scale(vocab_size=512, s=1.1, function_words=8, seq_len=129, train_sequences=500_000, preset="small",
                  steps=20_000, batch_size=256, lr=1e-3, samples=20_000,
                  tokens_per_step=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128), variant_samples=1000,
-                 init_tokens_per_step=(1, 2, 4, 8, 16), remask_steps=(4, 8, 16, 32, 64, 128, 256)),
+                 init_tokens_per_step=(1, 2, 4, 8, 16), remask_steps=(4, 8, 16, 32, 64, 128)),
 }
 
 
@@ -92,6 +92,8 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}; got {scale!r}")
     started, cfg, device = time.time(), SCALES[scale], pick_device(device)
+    if max(cfg.remask_steps) > cfg.seq_len - 1:
+        raise ValueError(f"remask_steps must not exceed the {cfg.seq_len - 1} masks of a sequence; got {cfg.remask_steps}")
     generator = torch.Generator().manual_seed(seed)
     P = markov.zipf_chain(cfg.vocab_size, cfg.s, generator, function_words=cfg.function_words)
     pi = markov.stationary_distribution(P)
@@ -159,7 +161,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         for name, denoiser in (("exact", exact), ("model", learned)):
             ppl, confidence_ppl, nfe = [], [], []
             for k in cfg.tokens_per_step:
-                decoded = samplers.sample_left_to_right(denoiser, x, mask_id, k, generator)
+                decoded = decoders.sample_left_to_right(denoiser, x, mask_id, k, generator)
                 nll = -markov.sequence_log_prob(P, decoded.tokens) / (L - 1)  # (samples,) true NLL per token
                 ppl.append(math.exp(float(nll.mean())))
                 nfe.append(decoded.nfe)
@@ -201,14 +203,14 @@ def _random_init_sweep(exact, learned, x, P, mask_id, V, sweeps, generator) -> d
     n in ``sweeps``, with k = 1 and 4 tokens redrawn per call (exact denoiser) and k = 1 (trained
     model); beside it, one token per step in a random order, which needs exactly L - 1 calls."""
     masks = int((x == mask_id).sum(-1).max())
-    gibbs = samplers.sample_gibbs_from_random_start
+    gibbs = decoders.sample_gibbs_from_random_start
     one_call = gibbs(exact, x, mask_id, V + 1, 1, 1, generator).tokens  # nearly the random start
     record = {"calls": [n * masks for n in sweeps], "one_call_ppl": _true_ppl(P, one_call, masks)}
     for name, denoiser, ks in (("exact", exact, (1, 4)), ("model", learned, (1,))):
         for k in ks:
             record[f"{name} k={k}"] = [_true_ppl(P, gibbs(denoiser, x, mask_id, V + 1, calls, k, generator).tokens, masks)
                                        for calls in record["calls"]]
-        one_by_one = samplers.sample_one_at_a_time(denoiser, x, mask_id, generator).tokens
+        one_by_one = decoders.sample_one_at_a_time(denoiser, x, mask_id, generator).tokens
         record[f"{name} one at a time"] = _true_ppl(P, one_by_one, masks)
     return record
 
@@ -222,7 +224,7 @@ def _true_ppl(P: torch.Tensor, tokens: torch.Tensor, masks: int) -> float:
 
 def partial_random_init_sweep(denoiser, x: torch.Tensor, P: torch.Tensor, fractions, tokens_per_step,
                               generator: torch.Generator) -> dict:
-    """The paper's random initialisation (``samplers.sample_partial_random_init``) for every share
+    """The paper's random initialisation (``decoders.sample_partial_random_init``) for every share
     of initialised masks in ``fractions`` and every k in ``tokens_per_step``: true perplexity under
     the chain P and denoiser calls. Rows follow ``fractions``, columns ``tokens_per_step``; the
     row of fraction 0 is ordinary left-to-right decoding with k tokens per step."""
@@ -230,7 +232,7 @@ def partial_random_init_sweep(denoiser, x: torch.Tensor, P: torch.Tensor, fracti
     masks = int((x == mask_id).sum(-1).max())
     record = {"fractions": list(fractions), "k": list(tokens_per_step), "true_ppl": [], "nfe": []}
     for fraction in fractions:
-        runs = [samplers.sample_partial_random_init(denoiser, x, mask_id, mask_id + 1, fraction, k, generator)
+        runs = [decoders.sample_partial_random_init(denoiser, x, mask_id, mask_id + 1, fraction, k, generator)
                 for k in tokens_per_step]
         record["true_ppl"].append([_true_ppl(P, run.tokens, masks) for run in runs])
         record["nfe"].append([run.nfe for run in runs])
@@ -238,7 +240,7 @@ def partial_random_init_sweep(denoiser, x: torch.Tensor, P: torch.Tensor, fracti
 
 
 def remasking_sweep(denoiser, x: torch.Tensor, P: torch.Tensor, steps, etas, generator: torch.Generator) -> dict:
-    """Left-to-right remasking (``remdm.sample_with_remasking``) for every number of denoiser calls
+    """Left-to-right remasking (``decoders.sample_with_remasking``) for every number of denoiser calls
     in ``steps`` and remasking probability in ``etas``: true perplexity under the chain P and the
     mean number of tokens decoded per call (the masks plus the remasked tokens, over the calls).
     Rows follow ``etas`` (eta = 0: no remasking), columns ``steps``."""
@@ -246,7 +248,7 @@ def remasking_sweep(denoiser, x: torch.Tensor, P: torch.Tensor, steps, etas, gen
     masks = int((x == mask_id).sum(-1).max())
     record = {"steps": list(steps), "etas": list(etas), "true_ppl": [], "decoded_per_call": []}
     for eta in etas:
-        runs = [remdm.sample_with_remasking(denoiser, x, mask_id, n, eta, generator) for n in steps]
+        runs = [decoders.sample_with_remasking(denoiser, x, mask_id, n, eta, generator) for n in steps]
         record["true_ppl"].append([_true_ppl(P, run.tokens, masks) for run in runs])
         record["decoded_per_call"].append([(masks + float(run.remasked.double().mean())) / n
                                            for run, n in zip(runs, steps)])

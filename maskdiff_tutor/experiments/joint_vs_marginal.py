@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .. import nelbo, samplers
+from .. import decoders, nelbo
 from ..denoiser import Denoiser, DenoiserConfig
 from ..device import evaluation_dtype, pick_device
 from ..forward_process import denoiser_probs
@@ -114,10 +114,10 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
             i, j = int(p_first.argmax()), int(p_second.argmax())
             generator = torch.Generator().manual_seed(seed + 1)
             all_masks = torch.full((settings.samples, 5), toy.mask_id)
-            sequential = samplers.sample_one_at_a_time(denoiser, all_masks, toy.mask_id, generator)
-            at_once = samplers.sample_all_at_once(denoiser, all_masks, toy.mask_id, generator)
-            greedy, greedy_score = samplers.beam_search(denoiser, query, toy.mask_id, 1, positions=[0, 1])
-            beam, beam_score = samplers.beam_search(denoiser, query, toy.mask_id, 2, positions=[0, 1])
+            sequential = decoders.sample_one_at_a_time(denoiser, all_masks, toy.mask_id, generator)
+            at_once = decoders.sample_all_at_once(denoiser, all_masks, toy.mask_id, generator)
+            greedy, greedy_score = decoders.beam_search(denoiser, query, toy.mask_id, 1, positions=[0, 1])
+            beam, beam_score = decoders.beam_search(denoiser, query, toy.mask_id, 2, positions=[0, 1])
             product = torch.outer(p_first, p_second)  # (2, 2) product of the model's marginals
             metrics[name] = {
                 "P(A)": float(p_first[0]), "P(B)": float(p_second[0]),

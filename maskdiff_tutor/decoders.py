@@ -1,0 +1,491 @@
+"""Every decoder of the book, each a preset of the one unmasking loop (``decoding.unmask``).
+
+Book chapters "Joint versus marginal", "Parallel sampling", "Generation order" and "Blocks"
+(paper Sections 3.2.2-3.4). Each function below says only what differs from the loop: the
+score, how many positions a step commits, the blocks, how the logits are read. All take any
+denoiser callable ``x (B, L) -> logits (B, L, V)`` (or, for ``generate_block_causal``, a
+``BlockCausalModel``) and the mask id, and return a ``decoding.Decoded``.
+
+============================== ============================ ==================== =================
+decoder                        score                        per step             blocks
+============================== ============================ ==================== =================
+``sample_all_at_once``         (any)                        every mask           one
+``sample_one_at_a_time``       ``random_score``             1                    one
+``sample_left_to_right``       ``leftmost``                 k                    one
+``generate``                   ``confidence`` (or any)      k, LLaDA steps,      semi-AR blocks
+                                                            or a threshold
+``generate_block_causal``      ``confidence`` (or any)      as ``generate``      blocks, block-causal
+                                                                                 model, KV cache
+``sample_partial_random_init`` ``leftmost``                 k                    one; random tokens
+                                                                                 in view (Section 3.3)
+``sample_with_remasking``      ``leftmost``                 a linear schedule    one; decoded tokens
+                                                                                 masked again (ReMDM)
+============================== ============================ ==================== =================
+
+Two decoders are not unmasking loops and are written out here: ``beam_search`` (the most probable
+completion under the model's own left-to-right conditionals) and
+``sample_gibbs_from_random_start`` (random-scan Gibbs from random tokens).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from ._checks import check_logits, check_positive_int, check_tokens
+from .attention_masks import prefix_and_block_mask
+from .clean_distribution import clean_log_probs
+from .decoding import (Decoded, DenoiserReader, check_sequences, check_temperature, confidence, draw, leftmost,
+                       random_score, transfer_counts, uniform, unmask)
+
+
+# --- one block over the whole sequence -------------------------------------------------------------
+
+def sample_all_at_once(denoiser, x: torch.Tensor, mask_id: int, generator: torch.Generator | None = None,
+                       temperature: float = 1.0) -> Decoded:
+    """Fill every mask of x (B, L) from one denoiser call: each mask independently from its own
+    marginal (its argmax at temperature 0). The result follows the product of the marginals, not
+    their joint (Section 3.2.2)."""
+    check_sequences("x", x, mask_id)
+    return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])], count=max(x.shape[1], 1),
+                  score=leftmost, temperature=check_temperature(temperature), generator=generator)
+
+
+def sample_one_at_a_time(denoiser, x: torch.Tensor, mask_id: int, generator: torch.Generator | None = None,
+                         temperature: float = 1.0) -> Decoded:
+    """Fill the masks of x (B, L) one per denoiser call, each drawn from its conditional given
+    everything decoded so far, the position chosen uniformly at random among the masks left:
+    ancestral sampling in a random order (the limit of many small diffusion steps). For left to
+    right, use ``sample_left_to_right(..., tokens_per_step=1)``.
+
+    With an exact denoiser at temperature 1 this samples the true joint of the masked positions
+    (chain rule)."""
+    check_sequences("x", x, mask_id)
+    return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])], count=1,
+                  score=random_score, temperature=check_temperature(temperature), generator=generator)
+
+
+def sample_left_to_right(denoiser, x: torch.Tensor, mask_id: int, tokens_per_step: int = 1,
+                         generator: torch.Generator | None = None, temperature: float = 1.0) -> Decoded:
+    """Fill the masks of x (B, L) from left to right, ``tokens_per_step`` at a time: each step
+    decodes the leftmost k masks together, each from its own marginal (Section 3.3's parallel
+    sampling). k = 1 is autoregressive decoding; k >= the number of masks is all at once.
+    The last step of a sequence may decode fewer than k."""
+    check_sequences("x", x, mask_id)
+    check_positive_int("tokens_per_step", tokens_per_step)
+    return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])],
+                  count=tokens_per_step, score=leftmost, temperature=check_temperature(temperature),
+                  generator=generator)
+
+
+# --- confidence-ordered decoding in semi-autoregressive blocks -------------------------------------
+
+def _schedule(gen_length: int, block_length: int | None, tokens_per_step: int | None, threshold: float | None,
+              steps: int | None):
+    """Check a generation schedule; return (block_length, count or None, threshold or None)."""
+    check_positive_int("gen_length", gen_length)
+    block_length = gen_length if block_length is None else check_positive_int("block_length", block_length)
+    if gen_length % block_length:
+        raise ValueError(f"gen_length ({gen_length}) must be divisible by block_length ({block_length})")
+    given = [name for name, value in (("tokens_per_step", tokens_per_step), ("threshold", threshold),
+                                      ("steps", steps)) if value is not None]
+    if len(given) > 1:
+        raise ValueError(f"give at most one of tokens_per_step (k per step), threshold and steps; got {given}")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be a number in (0, 1] (a score to reach); got {threshold!r}")
+        return block_length, None, float(threshold)
+    if steps is not None:
+        blocks = gen_length // block_length
+        check_positive_int("steps", steps)
+        if steps % blocks or not blocks <= steps <= gen_length:
+            raise ValueError(f"steps ({steps}) must be a multiple of the number of blocks ({blocks}) and at most "
+                             f"gen_length ({gen_length}), so that every step of every block decodes a token")
+        per_block = steps // blocks
+        return block_length, lambda i, open_, masks: transfer_counts(masks, per_block)[:, i], None
+    k = 1 if tokens_per_step is None else check_positive_int("tokens_per_step", tokens_per_step)
+    if k > block_length:
+        raise ValueError(f"tokens_per_step ({k}) must not exceed the masks of a block (block_length = {block_length})")
+    return block_length, k, None
+
+
+def _check_prompt(prompt: torch.Tensor, mask_id) -> None:
+    check_sequences("prompt", prompt, mask_id)
+    check_tokens("prompt", prompt, None, mask_id, allow_mask=False)
+
+
+def _with_masks(prompt: torch.Tensor, gen_length: int, mask_id: int) -> torch.Tensor:
+    masks = torch.full((prompt.shape[0], gen_length), mask_id, dtype=prompt.dtype, device=prompt.device)
+    return torch.cat([prompt, masks], dim=1)  # (B, P + G)
+
+
+def _blocks(prompt_length: int, gen_length: int, block_length: int) -> list[tuple[int, int]]:
+    return [(start, start + block_length) for start in range(prompt_length, prompt_length + gen_length, block_length)]
+
+
+def generate(denoiser, prompt: torch.Tensor, gen_length: int, mask_id: int, *, score=confidence,
+             tokens_per_step: int | None = None, threshold: float | None = None, steps: int | None = None,
+             block_length: int | None = None, temperature: float = 0.0,
+             generator: torch.Generator | None = None) -> Decoded:
+    """Generate ``gen_length`` tokens after ``prompt`` (B, P) by score-ordered decoding: LLaDA's
+    ``generate()``, Fast-dLLM's threshold, Dream's margin and entropy orders.
+
+    Each step reads the whole sequence (attention stays bidirectional), draws a token at every
+    mask, and commits the best-scored masks of the current block; the others stay masked (this
+    is what LLaDA calls low-confidence remasking).
+
+    Args:
+        denoiser: callable x (B, L) -> logits (B, L, V).
+        prompt: token ids (B, P) without the mask; P may be 0.
+        gen_length: number of tokens to generate.
+        mask_id: the mask token.
+        score: ranks the masks, surest first: ``decoding.confidence`` (clean distribution),
+            ``decoding.confidence_with_mask`` (LLaDA's full softmax), ``margin``,
+            ``negative_entropy``, ``random_score``, or any function of the same form.
+        tokens_per_step: positions committed per denoiser call (k; 1 when no schedule is given).
+        threshold: commit every mask whose score reaches it, in (0, 1], and at least the best.
+        steps: LLaDA's ``steps``: the total number of denoiser calls, a multiple of the number of
+            blocks; each block gets steps / blocks calls, each committing the same number of
+            masks, the remainder spread over its first calls. At most one of ``tokens_per_step``,
+            ``threshold`` and ``steps``.
+        block_length: semi-AR block size, dividing ``gen_length``; positions of later blocks are
+            not committed before the current block is full. None: one block.
+        temperature: 0 takes each position's argmax (LLaDA's default); T > 0 samples from
+            softmax(log p / T) with float64 Gumbel noise.
+        generator: the random stream for sampling and ``random_score``.
+
+    With ``score=confidence_with_mask`` and ``steps`` this is LLaDA's ``generate()`` (without
+    classifier-free guidance) token for token, at any temperature with the same noise, except
+    that a position whose argmax is the mask token gets the best clean token instead of the mask.
+
+    Returns ``Decoded`` with the tokens (B, P + gen_length), the number of denoiser calls, the step
+    at which each position was decoded (``order``, -1 for the prompt) and its score then
+    (``confidence``, NaN for the prompt).
+    """
+    block_length, count, threshold = _schedule(gen_length, block_length, tokens_per_step, threshold, steps)
+    _check_prompt(prompt, mask_id)
+    x = _with_masks(prompt, gen_length, mask_id)
+    return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, _blocks(prompt.shape[1], gen_length, block_length),
+                  count=count, threshold=threshold, score=score, temperature=check_temperature(temperature),
+                  generator=generator)
+
+
+# --- a block-causal model, with or without a KV cache ----------------------------------------------
+
+class BlockCausalModel(Protocol):
+    """What ``generate_block_causal`` needs of a model (the package's ``Denoiser`` has it).
+
+    ``model(x, attn_mask=..., position_ids=...)`` returns logits (B, L, V) for tokens x (B, L)
+    at ``position_ids`` (L,), attending where ``attn_mask`` (L, L) is True (None: everywhere).
+    ``model.step(x, position_ids, past_kv)`` runs tokens x (B, n) attending to the cached keys
+    and values ``past_kv`` (per layer (k, v)) and to each other, and returns (logits (B, n, V),
+    the per-layer (k, v) of these n tokens). ``model.config.vocab_size`` is V."""
+
+    config: object
+
+    def __call__(self, x: torch.Tensor, *, attn_mask: torch.Tensor | None,
+                 position_ids: torch.Tensor) -> torch.Tensor: ...
+
+    def step(self, x: torch.Tensor, position_ids: torch.Tensor,
+             past_kv: list | None = None) -> tuple[torch.Tensor, list]: ...
+
+
+class BlockCausalReader:
+    """Reads a block-causal model on the current block only. With the cache, the keys and values of
+    finished blocks are computed once and each step runs the block alone; without it, each step
+    runs [prefix, block] with the block-causal mask (``causal_prefix``) or full attention (the
+    paper's literal scheme)."""
+
+    def __init__(self, model: BlockCausalModel, prompt: torch.Tensor, mask_id: int, block_length: int,
+                 length: int, use_cache: bool, causal_prefix: bool):
+        self.model, self.mask_id, self.block_length = model, mask_id, block_length
+        self.prompt_length, self.use_cache, self.causal_prefix = prompt.shape[1], use_cache, causal_prefix
+        self.positions = torch.arange(length, device=prompt.device)  # (L,)
+        self.cache: list | None = None  # per layer (k, v) buffers (B, H, L, hd), filled up to `cached`
+        self.cached = 0
+        self.past: list | None = None  # views of the filled part of the buffers
+        self.block, self.block_views = None, None
+        if use_cache and self.prompt_length:
+            self._append(model.step(prompt, self.positions[:self.prompt_length])[1])
+
+    def _append(self, kv: list) -> None:
+        """Write the keys and values of the next tokens into the cache buffers."""
+        n = kv[0][0].shape[2]
+        if self.cache is None:
+            length = self.positions.numel()
+            self.cache = [(k.new_empty(*k.shape[:2], length, k.shape[3]), v.new_empty(*v.shape[:2], length, v.shape[3]))
+                          for k, v in kv]
+        for (k_cache, v_cache), (k, v) in zip(self.cache, kv):
+            k_cache[:, :, self.cached:self.cached + n] = k
+            v_cache[:, :, self.cached:self.cached + n] = v
+        self.cached += n
+        self.past = [(k[:, :, :self.cached], v[:, :, :self.cached]) for k, v in self.cache]
+
+    def __call__(self, tokens: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, int]:
+        if self.use_cache:
+            if self.block != (start, end):  # views of the block, made once per block
+                self.block, self.block_views = (start, end), (tokens[:, start:end], self.positions[start:end])
+            logits = self.model.step(*self.block_views, self.past)[0]  # (B, b, V)
+        else:
+            mask = prefix_and_block_mask(self.prompt_length, self.block_length, start).to(tokens.device) \
+                if self.causal_prefix else None
+            logits = self.model(tokens[:, :end], attn_mask=mask, position_ids=self.positions[:end])[:, start:]
+        if not isinstance(logits, torch.Tensor) or logits.shape[:2] != (tokens.shape[0], end - start):
+            check_logits(logits, tokens[:, start:end], self.mask_id)  # raises with the shapes
+        return logits, start
+
+    def block_done(self, tokens: torch.Tensor, start: int, end: int) -> None:
+        if self.use_cache and end < self.positions.numel():  # the finished block becomes clean context
+            self._append(self.model.step(tokens[:, start:end], self.positions[start:end], self.past)[1])
+
+
+@torch.no_grad()
+def generate_block_causal(model: BlockCausalModel, prompt: torch.Tensor, gen_length: int, mask_id: int,
+                          block_length: int, *, tokens_per_step: int | None = None, threshold: float | None = None,
+                          steps: int | None = None, score=confidence, use_cache: bool = True,
+                          causal_prefix: bool = True, temperature: float = 0.0,
+                          generator: torch.Generator | None = None) -> Decoded:
+    """Generate ``gen_length`` tokens after ``prompt`` (B, P), block by block, with a model trained
+    block-causally (``blockwise``, paper Section 3.4.2); see ``generate`` for the schedule
+    (``tokens_per_step``, ``threshold``, ``steps``), ``score`` and ``temperature``.
+
+    A block-causal model sees, for the block it denoises, the clean blocks before it, and clean
+    blocks never look ahead; so once a block is decoded its keys and values are final. With
+    ``use_cache`` they are computed once and each step runs the current block alone; without it,
+    each step runs [prefix, block] with the block-causal mask, the reference that the cached path
+    reproduces exactly. (LLaDA's ``block_length`` only restricts which positions are committed and
+    keeps full attention, so nothing can be cached exactly there.)
+
+    Args:
+        model: a ``BlockCausalModel`` such as ``Denoiser``; P + gen_length <= its max_seq_len.
+        block_length: size of each block, dividing ``gen_length``. The prompt is one clean block.
+        use_cache: keep the keys and values of finished blocks (True) or recompute the prefix
+            every step (False).
+        causal_prefix: True for a block-causal model; False for a model trained by the paper's
+            literal scheme (``objective="blockwise_literal"``): each step runs [prefix, block]
+            with full attention, so the prefix changes with the block and nothing can be cached
+            (``use_cache`` must be False).
+    """
+    if use_cache and not causal_prefix:
+        raise ValueError("use_cache=True needs causal_prefix=True: with full attention the prefix's keys and "
+                         "values change with every step; pass use_cache=False")
+    block_length, count, threshold = _schedule(gen_length, block_length, tokens_per_step, threshold, steps)
+    _check_prompt(prompt, mask_id)
+    vocab_size = model.config.vocab_size
+    if mask_id >= vocab_size:
+        raise ValueError(f"mask_id must be an int in [0, {vocab_size - 1}] (the model's vocab_size = {vocab_size}); "
+                         f"got {mask_id!r}")
+    check_tokens("prompt", prompt, vocab_size, mask_id, allow_mask=False)
+    read = BlockCausalReader(model, prompt, mask_id, block_length, prompt.shape[1] + gen_length, use_cache,
+                             causal_prefix)
+    return unmask(read, _with_masks(prompt, gen_length, mask_id), mask_id,
+                  _blocks(prompt.shape[1], gen_length, block_length), count=count, threshold=threshold, score=score,
+                  temperature=check_temperature(temperature), generator=generator)
+
+
+# --- what the denoiser sees, changed: the paper's random initialisation ----------------------------
+
+def _check_vocab(vocab_size: int, mask_id: int) -> None:
+    check_positive_int("vocab_size", vocab_size, minimum=2)
+    if not 0 <= mask_id < vocab_size:
+        raise ValueError(f"mask_id must be one of the vocab_size = {vocab_size} ids; got {mask_id}")
+
+
+def random_tokens(shape, vocab_size: int, mask_id: int, generator, device) -> torch.Tensor:
+    """Tokens drawn uniformly from the ``vocab_size`` ids other than the mask: (shape)."""
+    start = (uniform(shape, generator, device) * (vocab_size - 1)).long()  # in [0, V - 1)
+    return start + (start >= mask_id).long()  # skip the mask id
+
+
+def sample_partial_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_size: int, init_fraction: float,
+                               tokens_per_step: int = 1, generator: torch.Generator | None = None,
+                               temperature: float = 1.0) -> Decoded:
+    """The SEDD-inspired random initialisation of Section 3.3, as the paper describes it.
+
+    Each step (one denoiser call) of decoding x (B, L):
+
+    1. of the masks still open, a share ``init_fraction`` (floor(init_fraction * masks left),
+       chosen uniformly at random) is filled with tokens drawn uniformly from the ``vocab_size``
+       ids other than the mask: the sparse random signals;
+    2. the denoiser reads the sequence with these tokens in place, and the leftmost
+       ``tokens_per_step`` of the masks that were *not* initialised are decoded, each from its own
+       marginal given everything it sees (fewer when fewer are left);
+    3. the initialised positions become masks again: their random tokens never reach the output.
+
+    This repeats until every mask is filled. With ``init_fraction = 0`` it is
+    ``sample_left_to_right`` with the same ``tokens_per_step``, draw for draw from the same
+    generator. As the initialised share is left out of each step, the last steps may decode fewer
+    than ``tokens_per_step`` masks, so the number of calls can exceed ceil(masks / k).
+
+    Args:
+        vocab_size: number of ids the denoiser's logits cover, the mask included.
+        init_fraction: the share of open masks initialised at random in each step, in [0, 1).
+        tokens_per_step: masks decoded per denoiser call (at most).
+    """
+    check_sequences("x", x, mask_id)
+    _check_vocab(vocab_size, mask_id)
+    if isinstance(init_fraction, bool) or not isinstance(init_fraction, (int, float)) or not 0 <= init_fraction < 1:
+        raise ValueError(f"init_fraction must be a number in [0, 1) (the share of open masks initialised at "
+                         f"random each step); got {init_fraction!r}")
+    check_positive_int("tokens_per_step", tokens_per_step)
+
+    def view(tokens, open_, generator):
+        if init_fraction == 0:
+            return tokens, open_
+        count = (init_fraction * open_.sum(-1, keepdim=True).double()).floor().long()  # (B, 1) < masks left
+        priority = torch.where(open_, uniform(open_.shape, generator, open_.device), 2.0)  # (B, L)
+        initialised = open_ & (priority.argsort(-1).argsort(-1) < count)  # (B, L) a random share of the masks
+        noise = random_tokens(open_.shape, vocab_size, mask_id, generator, open_.device)
+        return torch.where(initialised, noise, tokens), open_ & ~initialised
+
+    return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])], count=tokens_per_step,
+                  score=leftmost, temperature=check_temperature(temperature), generator=generator, view=view)
+
+
+# --- decoded tokens masked again: remasking in the ReMDM sense -------------------------------------
+
+def sample_with_remasking(denoiser, x: torch.Tensor, mask_id: int, steps: int, eta: float,
+                          generator: torch.Generator | None = None, temperature: float = 1.0) -> Decoded:
+    """Fill the masks of x (B, L) in exactly ``steps`` denoiser calls, remasking as it goes: the
+    book's minimal version of ReMDM (Wang et al., 2025), named "left-to-right remasking" to keep
+    it apart from ReMDM's own samplers, for claim 10 (Section 3.3).
+
+    With N masks in a sequence, step i (i = 0 .. steps - 1) leaves floor(N (steps - i - 1) / steps)
+    of them masked: a linear schedule that ends with none. Each step makes one denoiser call on
+    the current sequence; then
+
+    - each token decoded in an earlier step is masked again with probability ``eta``
+      (independently; if more are drawn than the masks the schedule leaves after this step, those
+      with the smallest draws are kept): ReMDM's constant ("cap") schedule, and
+    - the leftmost masks are decoded, each from its own marginal, as many as the schedule asks
+      plus one for each token remasked in this step.
+
+    A remasked token is decoded again in a later call, from what the denoiser sees then. The last
+    step remasks nothing, so every mask is filled. With ``eta = 0`` and ``steps = N / k`` this is
+    ``sample_left_to_right`` with k tokens per step, draw for draw from the same generator.
+
+    Args:
+        steps: denoiser calls (the NFE), fixed in advance; at most the fewest masks of a sequence,
+            so that every call decodes at least one token.
+        eta: probability of remasking each decoded token in each step, in [0, 1).
+
+    ``order`` holds the last step that decoded each position (-1: given) and ``remasked`` (B,)
+    how many times a decoded token was masked again.
+    """
+    check_sequences("x", x, mask_id)
+    check_positive_int("steps", steps)
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta < 1:
+        raise ValueError(f"eta must be a number in [0, 1) (the probability of remasking a decoded token "
+                         f"per step); got {eta!r}")
+    total = (x == mask_id).sum(-1)  # (B,) N, the masks to fill
+    fewest = int(total[total > 0].min()) if bool((total > 0).any()) else 0
+    if steps > max(fewest, 1):
+        raise ValueError(f"steps ({steps}) must not exceed the masks of any sequence (the fewest here: {fewest}): "
+                         f"with more calls than masks, some calls would decode nothing")
+
+    def left_after(i):  # (B,) masks the schedule leaves after step i
+        return (total * (steps - i - 1)) // steps
+
+    def remask(i, tokens, given, generator):
+        if eta == 0:
+            return torch.zeros_like(given)
+        draws = uniform(tokens.shape, generator, tokens.device)  # (B, L)
+        candidate = (tokens != mask_id) & ~given & (draws < eta)
+        rank = torch.where(candidate, draws, 2.0).argsort(-1).argsort(-1)  # (B, L): 0 for the smallest draw
+        return candidate & (rank < left_after(i).unsqueeze(-1))  # at most the masks left after this step
+
+    return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])],
+                  count=lambda i, open_, masks: open_.sum(-1) - left_after(i), score=leftmost,
+                  temperature=check_temperature(temperature), generator=generator, remask=remask)
+
+
+# --- not unmasking loops ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def beam_search(denoiser, x: torch.Tensor, mask_id: int, beam_width: int = 2,
+                positions: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The most probable completion of masks of one sequence x (1, L) under the model's own
+    sequential conditionals, decoding them left to right and keeping the ``beam_width`` best
+    partial sequences by sum of log-probabilities. Returns (tokens (1, L), log-probability ()).
+
+    Args:
+        positions: the masked positions to decode (default: all); the others stay masked, so the
+            score is the model's joint probability of just these positions given x.
+
+    With ``beam_width = 1`` it is greedy left-to-right decoding."""
+    check_sequences("x", x, mask_id)
+    check_positive_int("beam_width", beam_width)
+    if x.shape[0] != 1:
+        raise ValueError(f"x must hold one sequence, shape (1, L); got {tuple(x.shape)}")
+    masked = (x[0] == mask_id).nonzero().flatten().tolist()
+    positions = masked if positions is None else sorted(positions)
+    if not set(positions) <= set(masked):
+        raise ValueError(f"positions must be masked positions of x, a subset of {masked}; got {positions}")
+    beams, scores = x.clone(), torch.zeros(1, dtype=torch.float64, device=x.device)  # (K, L), (K,)
+    for position in positions:
+        logits = denoiser(beams)
+        check_logits(logits, beams, mask_id)
+        log_probs = clean_log_probs(logits, mask_id)[:, position]  # (K, V)
+        if torch.isnan(log_probs).any():
+            raise ValueError(f"the denoiser's logits give no distribution at position {position}")
+        candidates = scores.unsqueeze(-1) + log_probs  # (K, V)
+        best = candidates.flatten().topk(min(beam_width, int(torch.isfinite(candidates).sum())))
+        parent, token = best.indices // log_probs.shape[-1], best.indices % log_probs.shape[-1]
+        beams = beams[parent].clone()
+        beams[:, position] = token
+        scores = best.values
+    return beams[:1], scores[0]
+
+
+@torch.no_grad()
+def sample_gibbs_from_random_start(denoiser, x: torch.Tensor, mask_id: int, vocab_size: int, steps: int,
+                                   tokens_per_step: int = 1, generator: torch.Generator | None = None) -> Decoded:
+    """Random-scan Gibbs from a random start: a relative of Section 3.3's SEDD-inspired random
+    initialisation that this book adds (the paper's own strategy is
+    ``sample_partial_random_init``).
+
+    Every mask of x (B, L) starts as a token drawn uniformly from the ``vocab_size`` ids other
+    than the mask, as a uniform-noise diffusion (SEDD) starts from random text. Each of ``steps``
+    denoiser calls re-masks ``tokens_per_step`` of those positions, chosen uniformly at random,
+    and redraws them from the denoiser given everything else.
+
+    With k = 1 and an exact denoiser this is a random-scan Gibbs sampler: the true joint is its
+    stationary law, but it only gets there as the steps grow, whereas ``sample_one_at_a_time`` is
+    exact after as many calls as there are masks. With k > 1 the k positions are redrawn from their
+    marginals, the parallel error of Section 3.2.2 again.
+
+    Args:
+        vocab_size: number of ids the denoiser's logits cover, the mask included.
+        steps: denoiser calls (the NFE); each redraws ``tokens_per_step`` positions.
+
+    ``order`` holds the last step that wrote each position (-1: given; -2: never redrawn, still its
+    random start) and ``confidence`` the probability it was written with (NaN if never).
+    """
+    check_sequences("x", x, mask_id)
+    _check_vocab(vocab_size, mask_id)
+    check_positive_int("steps", steps)
+    check_positive_int("tokens_per_step", tokens_per_step)
+    open_ = x == mask_id  # (B, L) the positions this sampler writes
+    most = int(open_.sum(-1).max()) if x.numel() else 0
+    if tokens_per_step > max(most, 1):
+        raise ValueError(f"tokens_per_step ({tokens_per_step}) must not exceed the number of masks in a "
+                         f"sequence (at most {most} here)")
+    tokens = torch.where(open_, random_tokens(x.shape, vocab_size, mask_id, generator, x.device), x)
+    order = torch.where(open_, -2, -1)
+    scores = torch.full(x.shape, float("nan"), dtype=torch.float64, device=x.device)
+    for step in range(steps):
+        priority = torch.where(open_, uniform(x.shape, generator, x.device), -1.0)  # (B, L)
+        top = priority.topk(min(tokens_per_step, x.shape[1]), dim=-1).indices  # (B, k)
+        chosen = torch.zeros_like(open_).scatter(-1, top, True) & open_  # (B, L)
+        remasked = torch.where(chosen, mask_id, tokens)
+        logits = denoiser(remasked)
+        check_logits(logits, remasked, mask_id)
+        log_probs = clean_log_probs(logits, mask_id)  # (B, L, V)
+        if (torch.isnan(log_probs).any(-1) & chosen).any():
+            raise ValueError("the denoiser's logits give no distribution at a position being redrawn")
+        picks, picked_log_prob = draw(log_probs, 1.0, generator)  # (B, L), (B, L)
+        tokens = torch.where(chosen, picks, tokens)
+        order = torch.where(chosen, step, order)
+        scores = torch.where(chosen, picked_log_prob.exp(), scores)
+    return Decoded(tokens, nfe=steps, order=order, confidence=scores)

@@ -1,0 +1,377 @@
+"""Tests of the one unmasking loop (``decoding``) and of what every decoder inherits from it:
+
+- LLaDA's ``generate()`` reproduced token for token: a reference written here from LLaDA's
+  published algorithm (GSAI-ML/LLaDA, generate.py, without classifier-free guidance), at
+  temperature 0 and with Gumbel noise, with its step schedule, blocks and full-softmax confidence;
+- the step schedule, the per-row counts of ``select``, the temperature;
+- logits that give no distribution are refused, naming the row and position, and no decoder hangs;
+- property-based tests (hypothesis) over shapes, prompts, blocks, k, thresholds, temperatures and
+  scores: every decoder ends within its number of calls, fills every mask, never emits the mask,
+  and its ``order`` and ``nfe`` agree with its tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import RandomLogits
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from maskdiff_tutor import decoders, decoding, markov
+from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
+
+V, MASK = 12, 11  # ids 0..10 are tokens, 11 is the mask
+
+
+def llada_reference(model, prompt, steps, gen_length, block_length, temperature, mask_id, generator=None):
+    """LLaDA's generate() with cfg_scale = 0 and remasking = "low_confidence", written as its
+    published algorithm reads: the argmax of the (noised) logits over the whole vocabulary, its
+    probability under the full softmax as the confidence, positions after the current block and
+    already decoded positions at -inf, and per row the top-n by confidence, n from a schedule that
+    splits each block's masks evenly over steps // blocks steps, the remainder to the first ones."""
+    B, P = prompt.shape
+    x = torch.full((B, P + gen_length), mask_id, dtype=torch.long)
+    x[:, :P] = prompt
+    blocks = gen_length // block_length
+    per_block = steps // blocks
+    for b in range(blocks):
+        end = P + (b + 1) * block_length
+        masks = (x[:, end - block_length:end] == mask_id).sum(1).tolist()
+        schedule = [[m // per_block + (i < m % per_block) for i in range(per_block)] for m in masks]
+        for i in range(per_block):
+            is_mask = x == mask_id
+            logits = model(x)
+            if temperature == 0:
+                noisy = logits
+            else:
+                u = torch.rand(logits.shape, dtype=torch.float64, generator=generator)
+                noisy = logits.double().exp() / (-torch.log(u)) ** temperature
+            x0 = noisy.argmax(-1)
+            confidence = torch.softmax(logits, -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+            confidence[:, end:] = -math.inf
+            x0 = torch.where(is_mask, x0, x)
+            confidence = torch.where(is_mask, confidence, -math.inf)
+            for row in range(B):
+                chosen = confidence[row].topk(schedule[row][i]).indices
+                x[row, chosen] = x0[row, chosen]
+    return x
+
+
+class MaskCarriesMass:
+    """A random transformer in float64 whose mask logit sits between ``mask_offset`` and
+    ``mask_offset + 2`` below the best clean logit, by an amount that varies with the context: the
+    mask is never the argmax but takes a varying share of the full softmax, so confidence with and
+    without the mask rank positions differently."""
+
+    def __init__(self, seed, mask_offset=0.7):
+        torch.manual_seed(seed)
+        self.net = Denoiser(DenoiserConfig(vocab_size=V, max_seq_len=40, d_model=32, n_layers=2, n_heads=2)).double()
+        self.net.eval()
+        self.mask_offset = mask_offset
+
+    def __call__(self, x):
+        with torch.no_grad():
+            logits = 8 * self.net(x)  # (B, L, V) float64, sharper than at initialisation
+        below_best = self.mask_offset + 2 * torch.sigmoid(logits[..., MASK])  # varies with the context
+        mask_logit = logits[..., :MASK].max(-1).values - below_best
+        return torch.cat([logits[..., :MASK], mask_logit.unsqueeze(-1)], -1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("gen_length, block_length, steps", [(10, 10, 10), (10, 10, 4), (10, 5, 4), (12, 4, 6),
+                                                             (12, 6, 10), (8, 8, 1)])
+def test_generate_is_llada_token_for_token_at_temperature_zero(seed, gen_length, block_length, steps):
+    model = MaskCarriesMass(seed)
+    prompt = torch.randint(0, MASK, (3, 4), generator=torch.Generator().manual_seed(seed))
+    expected = llada_reference(model, prompt, steps, gen_length, block_length, 0.0, MASK)
+    got = decoders.generate(model, prompt, gen_length, MASK, steps=steps, block_length=block_length,
+                            score=decoding.confidence_with_mask, temperature=0)
+    assert torch.equal(got.tokens, expected)
+    assert got.nfe == steps
+
+
+def test_llada_confidence_is_not_the_clean_confidence_on_this_model():
+    # the test above could not tell the two scores apart if they ranked positions alike
+    differs = 0
+    for seed in range(3):
+        model = MaskCarriesMass(seed)
+        prompt = torch.randint(0, MASK, (3, 4), generator=torch.Generator().manual_seed(seed))
+        runs = [decoders.generate(model, prompt, 12, MASK, steps=4, score=score)
+                for score in (decoding.confidence, decoding.confidence_with_mask)]
+        differs += int(not torch.equal(runs[0].order, runs[1].order))
+    assert differs >= 1
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 1.7])
+def test_generate_is_llada_token_for_token_with_the_same_gumbel_noise(temperature):
+    model = MaskCarriesMass(3, mask_offset=math.inf)  # sampling could draw a mask that carried mass
+    prompt = torch.randint(0, MASK, (2, 3), generator=torch.Generator().manual_seed(5))
+    expected = llada_reference(model, prompt, 6, 12, 4, temperature, MASK, torch.Generator().manual_seed(11))
+    got = decoders.generate(model, prompt, 12, MASK, steps=6, block_length=4, score=decoding.confidence_with_mask,
+                            temperature=temperature, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(got.tokens, expected)
+
+
+def test_where_llada_would_write_the_mask_the_best_clean_token_is_written():
+    model = MaskCarriesMass(0, mask_offset=-5.0)  # the mask is everywhere the argmax of the full softmax
+    prompt = torch.randint(0, MASK, (2, 3), generator=torch.Generator().manual_seed(0))
+    got = decoders.generate(model, prompt, 6, MASK, steps=3, score=decoding.confidence_with_mask)
+    assert not (got.tokens == MASK).any()
+    assert (llada_reference(model, prompt, 3, 6, 6, 0.0, MASK) == MASK).any()  # LLaDA's own loop leaves masks
+
+
+# --- the parts of the loop ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("masks, steps, expected", [(10, 4, [3, 3, 2, 2]), (8, 8, [1] * 8), (5, 1, [5]),
+                                                    (7, 3, [3, 2, 2]), (0, 2, [0, 0])])
+def test_transfer_counts_spread_the_remainder_over_the_first_steps(masks, steps, expected):
+    counts = decoding.transfer_counts(torch.tensor([masks]), steps)
+    assert counts[0].tolist() == expected and int(counts.sum()) == masks
+
+
+def test_select_takes_a_count_per_row():
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.7], [0.4, 0.3, 0.2, 0.1], [0.5, 0.5, 0.5, 0.5]], dtype=torch.float64)
+    open_ = torch.tensor([[True, True, True, True], [False, True, True, True], [True, True, True, True]])
+    commit = decoding.select(scores, open_, torch.tensor([2, 1, 3]))
+    assert commit.tolist() == [[False, True, False, True], [False, True, False, False], [True, True, True, False]]
+
+
+def test_draw_at_temperature_zero_is_the_argmax_and_sampling_follows_the_tempered_law():
+    p = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
+    token, log_prob = decoding.draw(p.log(), 0.0)
+    assert token.item() == 0 and log_prob.item() == pytest.approx(math.log(0.6))
+    n, temperature = 40_000, 2.0
+    tokens, log_probs = decoding.draw(p.log().expand(n, 3), temperature, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(log_probs, p.log()[tokens])
+    tempered = p ** (1 / temperature) / (p ** (1 / temperature)).sum()
+    freq = torch.bincount(tokens, minlength=3).double() / n
+    assert ((freq - tempered).abs() <= 4 * torch.sqrt(tempered * (1 - tempered) / n)).all()
+
+
+# --- never stuck, never silently wrong ---------------------------------------------------------------
+
+def _nan_at(row, position, value=float("nan")):
+    def denoiser(x):
+        logits = torch.zeros(*x.shape, 5)
+        logits[row, position, 2] = value
+        return logits
+    return denoiser
+
+
+DECODERS = {
+    "all at once": lambda d, x, m: decoders.sample_all_at_once(d, x, m),
+    "one at a time": lambda d, x, m: decoders.sample_one_at_a_time(d, x, m),
+    "left to right": lambda d, x, m: decoders.sample_left_to_right(d, x, m, 2),
+    "partial random init": lambda d, x, m: decoders.sample_partial_random_init(d, x, m, 5, 0.3),
+    "remasking": lambda d, x, m: decoders.sample_with_remasking(d, x, m, 3, 0.2),
+    "generate": lambda d, x, m: decoders.generate(d, x[:, :1], x.shape[1] - 1, m),
+    "generate threshold": lambda d, x, m: decoders.generate(d, x[:, :1], x.shape[1] - 1, m, threshold=0.5),
+    "gibbs": lambda d, x, m: decoders.sample_gibbs_from_random_start(d, x, m, 5, 1, 4),
+    "beam search": lambda d, x, m: decoders.beam_search(d, x[:1], m),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("mask_id", [0, 4])
+def test_logits_without_a_distribution_are_refused_naming_the_row_and_position(name, value, mask_id):
+    x = torch.full((2, 5), mask_id)
+    x[:, 0] = 1 if mask_id == 0 else 0
+    match = "row 0, position 3" if name not in ("beam search", "gibbs") else "no distribution"
+    with pytest.raises(ValueError, match=match):
+        DECODERS[name](_nan_at(0, 3, value), x, mask_id)
+
+
+def test_a_denoiser_that_only_favours_the_mask_is_refused():
+    def only_the_mask(x):  # every clean token at -inf
+        logits = torch.full((*x.shape, 5), -math.inf)
+        logits[..., 0] = 0.0
+        return logits
+    with pytest.raises(ValueError, match="row 0, position 1"):
+        decoders.generate(only_the_mask, torch.tensor([[1]]), 4, 0)
+
+
+def test_nan_outside_the_positions_being_decoded_is_tolerated():
+    x = torch.tensor([[1, 4, 4]])
+    got = decoders.sample_left_to_right(_nan_at(0, 0), x, 4, 1)  # position 0 is given
+    assert (got.tokens != 4).all()
+
+
+@pytest.mark.parametrize("mask_id", [0, 3])
+def test_a_score_of_minus_infinity_everywhere_still_decodes_one_position_per_step(mask_id):
+    def hopeless(prediction, generator=None):
+        return torch.full(prediction.chosen.shape, -math.inf, dtype=torch.float64)
+    model = RandomLogits(7, 6, 0)
+    prompt = torch.tensor([[1 if mask_id == 0 else 0]])
+    got = decoders.generate(model, prompt, 6, mask_id, score=hopeless, tokens_per_step=2)
+    assert got.nfe == 3 and not (got.tokens == mask_id).any()
+    assert got.order[0, 1:].tolist() == [0, 0, 1, 1, 2, 2]  # ties: the leftmost first
+
+
+def test_a_score_returning_nan_is_refused():
+    with pytest.raises(ValueError, match="returned NaN"):
+        decoders.generate(RandomLogits(5, 6), torch.tensor([[1]]), 4, 5,
+                          score=lambda p, g=None: torch.full(p.chosen.shape, math.nan, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("mask_id, match", [(-1, "mask_id must be a non-negative int"),
+                                            (2.0, "mask_id must be a non-negative int"),
+                                            (9, "mask_id 9 is not an (id|index) of the (model's vocabulary of|denoiser's V =) 6")])
+def test_mask_id_is_checked(mask_id, match):
+    with pytest.raises(ValueError, match=match):
+        decoders.sample_left_to_right(lambda t: torch.zeros(*t.shape, 6), torch.full((1, 4), 9), mask_id)
+
+
+def test_tokens_outside_the_model_vocabulary_are_refused():
+    x = torch.tensor([[7, 5, 5]])
+    with pytest.raises(ValueError, match=r"x holds ids outside \[0, 5\]"):
+        decoders.sample_left_to_right(lambda t: torch.zeros(*t.shape, 6), x, 5)
+
+
+# --- the exact chain at an impossible context ------------------------------------------------------
+
+def test_chain_denoiser_conditions_on_the_left_where_the_context_is_impossible():
+    P = markov.with_end_of_text(markov.zipf_chain(5, 1.5, torch.Generator().manual_seed(0)), 4)
+    exact = markov.ChainDenoiser(P, 6)
+    x = torch.tensor([[4, exact.mask_id, 1]])  # end-of-text, then a token after it: probability 0
+    probs = exact.conditional_probs(x)[0, 1, :5]
+    torch.testing.assert_close(probs, P[4], rtol=0, atol=1e-15)
+    decoded = decoders.generate(exact, torch.tensor([[1]]), 5, exact.mask_id, tokens_per_step=5, temperature=1.0,
+                                generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(decoded.confidence[:, 1:]).all()
+
+
+# --- properties of every decoder -----------------------------------------------------------------
+
+SCORES = [decoding.confidence, decoding.confidence_with_mask, decoding.margin, decoding.negative_entropy,
+          decoding.random_score, decoding.leftmost]
+
+
+def _check_decoded(decoded, x, mask_id, max_calls, calls):
+    given = x != mask_id
+    assert not (decoded.tokens == mask_id).any()
+    assert torch.equal(decoded.tokens[given], x[given])
+    assert decoded.nfe == calls <= max_calls
+    assert torch.equal(decoded.order == -1, given)  # every mask was decoded at some step
+    assert (decoded.order < decoded.nfe).all()
+    if x.shape[0] == 1 and decoded.remasked is None:  # every step commits at least one position
+        assert set(decoded.order[given.logical_not()].tolist()) == set(range(decoded.nfe))
+
+
+class Counting:
+    def __init__(self, denoiser):
+        self.denoiser, self.calls = denoiser, 0
+
+    def __call__(self, x, **kwargs):
+        self.calls += 1
+        return self.denoiser(x, **kwargs)
+
+
+@st.composite
+def problems(draw):
+    batch = draw(st.integers(1, 3))
+    length = draw(st.integers(1, 9))
+    vocab = draw(st.integers(2, 7))
+    mask_id = draw(st.integers(0, vocab - 1))
+    seed = draw(st.integers(0, 2**16))
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab - 1, (batch, length), generator=g)
+    tokens = tokens + (tokens >= mask_id).long()  # never the mask
+    masked = torch.rand(batch, length, generator=g) < draw(st.floats(0.0, 1.0))
+    return torch.where(masked, mask_id, tokens), vocab, mask_id, seed
+
+
+SETTINGS = dict(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings(**SETTINGS)
+@given(problems(), st.integers(1, 10), st.sampled_from([0.0, 0.4, 1.0, 2.5]))
+def test_property_samplers_over_the_whole_sequence(problem, k, temperature):
+    x, vocab, mask_id, seed = problem
+    masks = int((x == mask_id).sum(-1).max())
+    for name, run, max_calls in [
+        ("all at once", lambda d: decoders.sample_all_at_once(d, x, mask_id, None, temperature), min(masks, 1)),
+        ("one at a time", lambda d: decoders.sample_one_at_a_time(d, x, mask_id, torch.Generator().manual_seed(seed),
+                                                                  temperature), masks),
+        ("left to right", lambda d: decoders.sample_left_to_right(d, x, mask_id, k, None, temperature),
+         math.ceil(masks / k)),
+        ("partial init", lambda d: decoders.sample_partial_random_init(d, x, mask_id, vocab, 0.5, k,
+                                                                       torch.Generator().manual_seed(seed),
+                                                                       temperature), masks),
+    ]:
+        model = Counting(RandomLogits(x.shape[1], vocab, seed))
+        _check_decoded(run(model), x, mask_id, max_calls, model.calls)
+
+
+@settings(**SETTINGS)
+@given(problems(), st.integers(1, 9), st.floats(0.0, 0.95))
+def test_property_remasking_makes_exactly_its_calls(problem, steps, eta):
+    x, vocab, mask_id, seed = problem
+    total = (x == mask_id).sum(-1)
+    fewest = int(total[total > 0].min()) if (total > 0).any() else 0
+    model = Counting(RandomLogits(x.shape[1], vocab, seed))
+    if steps > max(fewest, 1):
+        with pytest.raises(ValueError, match="must not exceed the masks"):
+            decoders.sample_with_remasking(model, x, mask_id, steps, eta, torch.Generator().manual_seed(seed))
+        return
+    decoded = decoders.sample_with_remasking(model, x, mask_id, steps, eta, torch.Generator().manual_seed(seed))
+    _check_decoded(decoded, x, mask_id, steps if fewest else 0, model.calls)
+    assert decoded.nfe == (steps if fewest else 0)
+
+
+@st.composite
+def generations(draw):
+    batch, prompt_length = draw(st.integers(1, 3)), draw(st.integers(0, 4))
+    block_length, blocks = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    vocab = draw(st.integers(2, 7))
+    mask_id = draw(st.integers(0, vocab - 1))
+    seed = draw(st.integers(0, 2**16))
+    tokens = torch.randint(0, vocab - 1, (batch, prompt_length), generator=torch.Generator().manual_seed(seed))
+    prompt = tokens + (tokens >= mask_id).long()
+    gen_length = block_length * blocks
+    schedule = draw(st.sampled_from(["k", "threshold", "steps"]))
+    if schedule == "k":
+        kwargs, max_calls = dict(tokens_per_step=draw(st.integers(1, block_length))), None
+        max_calls = blocks * math.ceil(block_length / kwargs["tokens_per_step"])
+    elif schedule == "threshold":
+        kwargs, max_calls = dict(threshold=draw(st.floats(0.01, 1.0))), gen_length
+    else:
+        per_block = draw(st.integers(1, block_length))
+        kwargs, max_calls = dict(steps=per_block * blocks), per_block * blocks
+    kwargs.update(score=draw(st.sampled_from(SCORES)), temperature=draw(st.sampled_from([0.0, 0.7, 1.0])),
+                  block_length=block_length, generator=torch.Generator().manual_seed(seed))
+    return prompt, gen_length, vocab, mask_id, seed, kwargs, max_calls
+
+
+@settings(**SETTINGS)
+@given(generations())
+def test_property_generate(case):
+    prompt, gen_length, vocab, mask_id, seed, kwargs, max_calls = case
+    model = Counting(RandomLogits(prompt.shape[1] + gen_length, vocab, seed))
+    decoded = decoders.generate(model, prompt, gen_length, mask_id, **kwargs)
+    x = torch.cat([prompt, torch.full((prompt.shape[0], gen_length), mask_id)], 1)
+    _check_decoded(decoded, x, mask_id, max_calls, model.calls)
+    if "steps" in kwargs:
+        assert decoded.nfe == kwargs["steps"]
+    block = kwargs["block_length"]
+    for row in decoded.order[:, prompt.shape[1]:]:  # blocks are filled one after another
+        steps = row.view(-1, block)
+        assert (steps[:-1].max(-1).values < steps[1:].min(-1).values).all()
+
+
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(generations(), st.booleans())
+def test_property_block_causal_decoding(case, use_cache):
+    prompt, gen_length, vocab, mask_id, seed, kwargs, max_calls = case
+    torch.manual_seed(seed)
+    net = Denoiser(DenoiserConfig(vocab_size=vocab, max_seq_len=32, d_model=16, n_layers=1, n_heads=2)).eval()
+    model = Counting(net)
+    model.config, model.step = net.config, net.step
+    block = kwargs.pop("block_length")
+    decoded = decoders.generate_block_causal(model, prompt, gen_length, mask_id, block, use_cache=use_cache, **kwargs)
+    x = torch.cat([prompt, torch.full((prompt.shape[0], gen_length), mask_id)], 1)
+    assert not (decoded.tokens == mask_id).any() and torch.equal(decoded.tokens[:, :prompt.shape[1]], prompt)
+    assert decoded.nfe <= max_calls and torch.equal(decoded.order == -1, x != mask_id)
