@@ -133,7 +133,7 @@ SCORE_RESOLUTION = 1e-9  # scores closer than this are ties, and the leftmost of
 
 
 def select(scores: torch.Tensor, open_: torch.Tensor, count: int | torch.Tensor | None = None,
-           threshold: float | None = None) -> torch.Tensor:
+           threshold: float | None = None, every_row_open: bool = False) -> torch.Tensor:
     """Which open positions to commit: the ``count`` best by score (an int, or one per sequence
     (B,)), or every one whose score is at or above ``threshold`` and at least the best.
     Returns commit (B, n), a subset of ``open_`` with at least one position in every row that has
@@ -142,12 +142,15 @@ def select(scores: torch.Tensor, open_: torch.Tensor, count: int | torch.Tensor 
     Scores are compared to ``SCORE_RESOLUTION`` and ties go to the leftmost position. An exact
     denoiser gives symmetric positions exactly equal scores, which floating point reproduces only
     to the last bits, and those bits differ between CPUs (AVX2, AVX-512); ranking the raw floats
-    would let them choose the position, and so the generated text, differently on each machine."""
+    would let them choose the position, and so the generated text, differently on each machine.
+
+    ``every_row_open`` promises that every row has an open position (it saves one operation)."""
     n = scores.shape[-1]
     level = torch.div(scores, SCORE_RESOLUTION).round_().clamp_(-2.0**40, 2.0**40)  # (B, n) whole numbers, float64
     if isinstance(count, int) and count == 1:  # argmax returns the first of equal maxima: the leftmost
         best = torch.where(open_, level, -torch.inf).argmax(-1, keepdim=True)  # (B, 1)
-        return (_positions(n, scores.device) == best).logical_and_(open_)
+        commit = _positions(n, scores.device) == best
+        return commit if every_row_open else commit.logical_and_(open_)
     # level * n + (n - 1 - position): whole numbers below 2^53, exact in float64, no two equal
     key = torch.where(open_, torch.add(_tie_break(n, scores.device), level, alpha=n), -torch.inf)
     if threshold is not None:
@@ -276,7 +279,9 @@ def unmask(read: Reader, x: torch.Tensor, mask_id: int, blocks: list[tuple[int, 
         masks = open_.sum(-1)  # (B,) at the block's start
         # k per step and nothing else changes the masks: every row is done after ceil(most masks / k) steps
         known = k_fixed is not None and view is None and remask is None
-        steps_left = -(-int(masks.max()) // k_fixed) if known and masks.numel() else None
+        steps_left = (-(-int(masks.max()) // k_fixed) if masks.numel() else 0) if known else None
+        # ... and if every row has as many masks, every row has an open position until the last step
+        every_row_open = known and masks.numel() > 0 and bool(masks.min() == masks.max())
         i = 0
         while steps_left != 0 if known else bool(open_.any()):
             decodable, seen = open_, tokens
@@ -310,7 +315,7 @@ def unmask(read: Reader, x: torch.Tensor, mask_id: int, blocks: list[tuple[int, 
                     k = k + again.sum(-1)
                 if isinstance(k, int) and k < 1 or isinstance(k, torch.Tensor) and bool(((k < 1) & decodable.any(-1)).any()):
                     raise ValueError(f"step {i} of the block [{start}, {end}) was asked to commit no position")
-            commit = select(score_now, decodable, k, threshold)  # (B, b)
+            commit = select(score_now, decodable, k, threshold, every_row_open)  # (B, b)
             torch.where(commit, chosen, block_tokens, out=block_tokens)
             block_order.masked_fill_(commit, step)
             torch.where(commit, checked, block_scores, out=block_scores)
