@@ -12,10 +12,12 @@ import argparse
 import importlib
 import inspect
 import json
+import os
 import pathlib
 import sys
 
 from .experiments import book
+from .experiments.result import write_atomically
 
 # command name -> (module, one-line description); each module has run(scale, device, seed, progress)
 EXPERIMENTS = {
@@ -96,21 +98,53 @@ def main(argv: list[str] | None = None) -> int:
         return _book_models(args)
     module = importlib.import_module(EXPERIMENTS[args.experiment][0])
     try:
+        # the places the run writes to are checked before any work, not after it
+        check_output_file("--out", args.out)
+        if getattr(args, "save_models", None) is not None:
+            check_output_folder("--save-models", args.save_models)
         extra = {name: getattr(args, name) for name in ("text", "save_models", "models")
                  if getattr(args, name, None) is not None}
         result = module.run(scale=args.scale, device=args.device, seed=args.seed, progress=not args.no_progress,
                             **extra)
-    except ValueError as error:
+        path = result.save(args.out)
+    except (ValueError, OSError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
         return 2
-    path = result.save(args.out)
     print(f"saved {path} ({result.environment.get('wall_seconds')} s on {result.environment.get('device')})")
     return 0
+
+
+def check_output_file(flag: str, path: str) -> None:
+    """Raise ValueError unless a file can be written at ``path`` (its folder is created if missing)."""
+    target = pathlib.Path(path)
+    if target.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give the path of a JSON file")
+    _check_writable_folder(flag, path, target.parent)
+
+
+def check_output_folder(flag: str, path: str) -> None:
+    """Raise ValueError unless ``path`` is, or can become, a writable folder."""
+    target = pathlib.Path(path)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{flag} {path} is a file; give a folder")
+    _check_writable_folder(flag, path, target)
+
+
+def _check_writable_folder(flag: str, path: str, folder: pathlib.Path) -> None:
+    existing = folder
+    while not existing.exists():  # the nearest folder that exists must let us create the rest
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {path}: {existing} is a file, so the folder {folder} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: the folder {existing} is not writable")
 
 
 def _book_models(args) -> int:
     experiments = [n.replace("-", "_") for n in args.only] if args.only else list(book.EXPERIMENTS)
     try:
+        if args.out is not None:
+            (check_output_file if args.check or args.spread else check_output_folder)("--out", args.out)
         if not (args.check or args.spread):
             for name in experiments:
                 folder = None if args.out is None else pathlib.Path(args.out) / name
@@ -126,13 +160,11 @@ def _book_models(args) -> int:
             else:
                 reports.append(book.spread(name, device=args.device, progress=not args.no_progress))
                 print(book.format_spread(reports[-1]), flush=True)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
         return 2
     if args.out is not None:
-        path = pathlib.Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(reports, indent=1) + "\n")
+        write_atomically(args.out, json.dumps(reports, indent=1, allow_nan=False) + "\n")
     return 0 if all(report.get("passed", True) for report in reports) else 1
 
 

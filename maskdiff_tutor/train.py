@@ -75,10 +75,14 @@ class TrainConfig:
             check_positive_int(name, getattr(self, name))
         for name in ("warmup_steps", "checkpoint_every"):
             check_positive_int(name, getattr(self, name), minimum=0)
-        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip < 0 or self.weight_decay < 0:
-            raise ValueError("lr must be > 0, min_lr_ratio in [0, 1], grad_clip >= 0 and weight_decay >= 0; "
-                             f"got lr={self.lr}, min_lr_ratio={self.min_lr_ratio}, grad_clip={self.grad_clip}, "
-                             f"weight_decay={self.weight_decay}")
+        for name, allowed, ok in (("lr", "a finite number > 0", lambda v: v > 0),
+                                  ("min_lr_ratio", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+                                  ("grad_clip", "a finite number >= 0 (0: no clipping)", lambda v: v >= 0),
+                                  ("weight_decay", "a finite number >= 0", lambda v: v >= 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not ok(value):
+                raise ValueError(f"{name} must be {allowed}; got {value!r}")
 
     def lr_at(self, step: int) -> float:
         """Learning rate for optimiser step ``step`` (0-based): warm-up, then cosine decay."""

@@ -40,10 +40,45 @@ def _check_counts(name: str, values, minimum: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+DIRECT_TERMS = 100_000  # power sums up to this many terms are summed term by term
+
+
+def _power_sum(s: float, a: int, N: int, c: float = 1.0) -> float:
+    """sum_{r=a}^{N} (c / r)^s in float64, in time and memory independent of N: the first
+    ``DIRECT_TERMS`` terms one by one, the rest by the Euler-Maclaurin formula for f(x) = (c/x)^s
+    (integral, end corrections and three Bernoulli terms; with the tail starting beyond r = 10^5
+    its remainder is below 10^-30 of the sum)."""
+    if a > N:
+        return 0.0
+    last_direct = min(N, a + DIRECT_TERMS - 1)
+    ranks = np.arange(a, last_direct + 1, dtype=np.float64)
+    total = float(np.sum(ranks ** -s if c == 1 else (c / ranks) ** s))
+    if last_direct == N:
+        return total
+    lo, hi = float(last_direct + 1), float(N)  # the tail: r = lo .. hi
+
+    def f(x):
+        return (c / x) ** s
+
+    t = (1 - s) * math.log(hi / lo)
+    ratio = math.expm1(t) / t if t != 0 else 1.0  # (e^t - 1) / t, exact near s = 1
+    integral = c * (c / lo) ** (s - 1) * math.log(hi / lo) * ratio  # c^s (hi^(1-s) - lo^(1-s)) / (1-s)
+    ends = (f(lo) + f(hi)) / 2
+
+    def derivative(x, order):  # d^order/dx^order of (c/x)^s, for odd order 1, 3, 5
+        rising = math.prod(s + j for j in range(order))
+        return -rising * f(x) / x**order
+
+    bernoulli = ((2, 1 / 6), (4, -1 / 30), (6, 1 / 42))  # (2k, B_2k)
+    corrections = sum(b / math.factorial(k) * (derivative(hi, k - 1) - derivative(lo, k - 1)) for k, b in bernoulli)
+    return total + integral + ends + corrections
+
+
 def harmonic(s: float, N: int) -> float:
-    """The generalised harmonic number H_{N,s} = sum_{r=1}^{N} r^(-s)."""
+    """The generalised harmonic number H_{N,s} = sum_{r=1}^{N} r^(-s), in time and memory
+    independent of N (see ``_power_sum``)."""
     s, N = _check_zipf(s, N)
-    return float(np.sum(np.arange(1, N + 1, dtype=np.float64) ** -s))
+    return _power_sum(s, 1, N)
 
 
 def zipf_pmf(s: float, N: int) -> np.ndarray:
@@ -67,9 +102,13 @@ def bound_step(p_prev, s: float, N: int):
 
 
 def bound_limit(s: float, N: int) -> float:
-    """p* = omega2 / (1 - (omega1 - omega2)), the fixed point of the recursion   [eq-18]."""
-    omega1, omega2 = omegas(s, N)
-    return omega2 / (1 - (omega1 - omega2))
+    """p* = omega2 / (1 - (omega1 - omega2)), the fixed point of the recursion   [eq-18].
+
+    Computed as 1 / (2 + sum_{r=3}^{N} (2/r)^s), the same number without the cancellation in
+    1 - (omega1 - omega2): multiply numerator and denominator by H_{N,s} / 2^(-s). For large s,
+    omega1 - omega2 rounds to 1 and the paper's form would divide by zero; this one tends to 1/2."""
+    s, N = _check_zipf(s, N)
+    return 1.0 / (2.0 + _power_sum(s, 3, N, 2.0))
 
 
 def top_probability_bound(n, s: float, N: int) -> np.ndarray:

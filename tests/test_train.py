@@ -294,12 +294,14 @@ def test_bad_non_negative_ints_raise(name, value):
         TrainConfig(**{name: value})
 
 
-@pytest.mark.parametrize("name, value", [("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")),
-                                         ("min_lr_ratio", -0.1), ("min_lr_ratio", 1.5),
-                                         ("min_lr_ratio", float("nan")),
-                                         ("grad_clip", -1.0), ("weight_decay", -0.1)])
+@pytest.mark.parametrize("name, value", [("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")), ("lr", float("inf")),
+                                         ("lr", "0.1"), ("min_lr_ratio", -0.1), ("min_lr_ratio", 1.5),
+                                         ("min_lr_ratio", float("nan")), ("grad_clip", -1.0),
+                                         ("grad_clip", float("nan")), ("grad_clip", float("inf")),
+                                         ("weight_decay", -0.1), ("weight_decay", float("nan")),
+                                         ("weight_decay", float("inf")), ("weight_decay", True)])
 def test_bad_optimiser_values_raise(name, value):
-    with pytest.raises(ValueError, match=rf"got .*{name}={value}"):
+    with pytest.raises(ValueError, match=rf"^{name} must be .*; got {value!r}$".replace("(", r"\(").replace(")", r"\)")):
         TrainConfig(**{name: value})
 
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from maskdiff_tutor import zipf
 from maskdiff_tutor.zipf import (
     bound_limit,
     bound_step,
@@ -362,3 +363,34 @@ def test_bad_probabilities_raise(p):
 def test_bad_ppl_column_raises(ppl):
     with pytest.raises(ValueError, match="^ppl must be a column"):
         implied_probabilities(ppl)
+
+
+# --- sums in time and memory independent of N; the limit without cancellation -------------------
+
+@pytest.mark.parametrize("s", [0.5, 0.99, 1.0, 1.01, 1.1, 2.31, 5.0])
+@pytest.mark.parametrize("N", [100_000, 100_001, 400_000])
+def test_harmonic_beyond_the_direct_terms_matches_an_exact_sum(s, N):
+    direct = math.fsum((np.arange(1, N + 1, dtype=np.float64) ** -s).tolist())  # correctly rounded sum
+    assert zipf.harmonic(s, N) == pytest.approx(direct, rel=2e-15)
+
+
+def test_harmonic_of_an_enormous_vocabulary_is_cheap_and_right():
+    # H_{N,1} = ln N + Euler's gamma + 1/(2N) - ..., H_{N,2} -> pi^2/6 - 1/N + ...
+    N = 10**18
+    assert zipf.harmonic(1.0, N) == pytest.approx(math.log(N) + 0.5772156649015329, rel=1e-15)
+    assert zipf.harmonic(2.0, N) == pytest.approx(math.pi**2 / 6, rel=1e-15)
+
+
+@pytest.mark.parametrize("s", [0.5, 1.1, 2.31, 10.0])
+@pytest.mark.parametrize("N", [2, 3, 50, 130_000])
+def test_bound_limit_is_the_papers_fixed_point(s, N):
+    omega1, omega2 = zipf.omegas(s, N)
+    assert zipf.bound_limit(s, N) == pytest.approx(omega2 / (1 - (omega1 - omega2)), rel=1e-13)
+
+
+@pytest.mark.parametrize("s", [53.0, 60.0, 300.0, 2000.0])
+def test_bound_limit_for_large_s_tends_to_one_half(s):
+    # the paper's form divides 0 by 0 here in float64: omega1 - omega2 rounds to 1
+    p_star = zipf.bound_limit(s, 130_000)
+    assert 0.5 - 1e-9 < p_star <= 0.5
+    assert zipf.bound_limit(s, 2) == 0.5  # two tokens: p* = 1/2 exactly

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import os
 import pathlib
 import platform
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -24,23 +28,85 @@ class ExperimentResult:
     environment: dict = field(default_factory=dict)  # versions, hardware, wall time
 
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Write the result as JSON (parent folders created)."""
+        """Write the result as strict JSON (parent folders created), atomically: a temporary file
+        in the same folder, then a rename, so a failed write never leaves half a file or destroys
+        an earlier result at ``path``. A non-finite number (NaN, +-inf) is written as null and
+        named, with its place, in ``environment["non_finite_values"]``."""
         path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2, default=_jsonable) + "\n")
+        record = _strict(_plain(asdict(self)), "", found := [])
+        if found:
+            record["environment"] = {**record["environment"], "non_finite_values": found}
+        write_atomically(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
         return path
 
     @classmethod
     def load(cls, path: str | pathlib.Path) -> "ExperimentResult":
-        return cls(**json.loads(pathlib.Path(path).read_text()))
+        """Read a result written by ``save``; a file that is not one raises ``ValueError`` naming it."""
+        path = pathlib.Path(path)
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such result file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a readable JSON result ({error})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: a result is a JSON object; got {type(record).__name__}")
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        missing, unknown = sorted(set(fields) - set(record)), sorted(set(record) - set(fields))
+        if missing or unknown:
+            raise ValueError(f"{path}: not an experiment result (missing {missing}, unknown {unknown})")
+        for name, kind in (("experiment", str), ("scale", str), ("seed", int), ("config", dict), ("metrics", dict),
+                           ("curves", dict), ("environment", dict)):
+            if not isinstance(record[name], kind) or isinstance(record[name], bool):
+                raise ValueError(f"{path}: {name!r} must be a JSON {_JSON_NAMES[kind]}; got {record[name]!r:.60}")
+        return cls(**record)
 
 
-def _jsonable(value):
+_JSON_NAMES = {str: "string", int: "integer", dict: "object"}
+
+
+def write_atomically(path: str | pathlib.Path, text: str) -> pathlib.Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        pathlib.Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _plain(value):
+    """Tensors and numpy scalars as plain Python values, recursively."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
     if isinstance(value, torch.Tensor):
         return value.tolist()
-    if hasattr(value, "item"):
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
     raise TypeError(f"cannot store {type(value).__name__} in a result")
+
+
+def _strict(value, where: str, found: list):
+    """``value`` with every non-finite float replaced by None, each one's place appended to ``found``."""
+    if isinstance(value, dict):
+        return {key: _strict(item, f"{where}.{key}" if where else str(key), found) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_strict(item, f"{where}[{i}]", found) for i, item in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(f"{where}: {value}")
+        return None
+    return value
 
 
 def environment(device: torch.device, started: float) -> dict:

@@ -1,0 +1,156 @@
+"""Each bad input, with the error it must give: one line that names the argument (or the file)
+and says what is allowed, raised before any work is done."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from maskdiff_tutor import cli, decoders, zipf
+from maskdiff_tutor.experiments.result import ExperimentResult
+from maskdiff_tutor.train import TrainConfig
+
+NAN, INF = float("nan"), float("inf")
+
+BAD_CALLS = [
+    # (what, call, the error it must give)
+    ("TrainConfig lr = inf", lambda: TrainConfig(lr=INF), r"^lr must be a finite number > 0; got inf$"),
+    ("TrainConfig lr = nan", lambda: TrainConfig(lr=NAN), r"^lr must be a finite number > 0; got nan$"),
+    ("TrainConfig grad_clip = nan", lambda: TrainConfig(grad_clip=NAN),
+     r"^grad_clip must be a finite number >= 0 \(0: no clipping\); got nan$"),
+    ("TrainConfig weight_decay = inf", lambda: TrainConfig(weight_decay=INF),
+     r"^weight_decay must be a finite number >= 0; got inf$"),
+    ("zipf s = 0", lambda: zipf.harmonic(0, 10), r"^s \(the Zipf exponent\) must be a finite number > 0; got 0$"),
+    ("zipf N = 1", lambda: zipf.bound_limit(1.1, 1), r"^N \(the vocabulary size\) must be an int >= 2; got 1$"),
+    ("generate threshold = 0", lambda: decoders.generate(lambda x: torch.zeros(*x.shape, 4), torch.tensor([[1]]), 2, 3,
+                                                         threshold=0.0),
+     r"^threshold must be a number in \(0, 1\] \(a score to reach\); got 0.0$"),
+    ("generate temperature = -1", lambda: decoders.generate(lambda x: torch.zeros(*x.shape, 4), torch.tensor([[1]]), 2,
+                                                            3, temperature=-1.0),
+     r"^temperature must be a finite number >= 0 \(0: the argmax\); got -1.0$"),
+    ("decoder mask_id = -1", lambda: decoders.sample_left_to_right(lambda x: torch.zeros(*x.shape, 4),
+                                                                   torch.tensor([[1, 3]]), -1),
+     r"^mask_id must be a non-negative int \(the mask token's id\); got -1$"),
+    ("decoder NaN logits", lambda: decoders.sample_left_to_right(lambda x: torch.full((*x.shape, 4), NAN),
+                                                                 torch.tensor([[1, 3]]), 3),
+     r"row 0, position 1"),
+]
+
+
+@pytest.mark.parametrize("what, call, error", BAD_CALLS, ids=[case[0] for case in BAD_CALLS])
+def test_bad_call_gives_its_error(what, call, error):
+    with pytest.raises(ValueError, match=error):
+        call()
+
+
+# --- result files --------------------------------------------------------------------------------
+
+def _result(**metrics):
+    return ExperimentResult("demo", "ci", 0, {"k": 1}, metrics, {}, {})
+
+
+@pytest.mark.parametrize("text, error", [
+    (None, r"no such result file"),
+    ("{not json", r"not a readable JSON result"),
+    ("[1, 2]", r"a result is a JSON object; got list"),
+    ('{"experiment": "x"}', r"not an experiment result \(missing \['config', 'curves', 'environment', 'metrics', "
+                            r"'scale', 'seed'\], unknown \[\]\)"),
+])
+def test_a_file_that_is_not_a_result_is_named_in_the_error(tmp_path, text, error):
+    path = tmp_path / "r.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ValueError, match=rf"^{path}: {error}"):
+        ExperimentResult.load(path)
+
+
+def test_a_result_field_of_the_wrong_kind_is_named(tmp_path):
+    path = _result().save(tmp_path / "r.json")
+    record = json.loads(path.read_text())
+    record["seed"] = "zero"
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=rf"^{path}: 'seed' must be a JSON integer; got 'zero'"):
+        ExperimentResult.load(path)
+
+
+def test_results_are_strict_json_and_non_finite_values_are_named(tmp_path):
+    path = _result(ppl=[1.5, NAN, INF], nested={"x": -INF}).save(tmp_path / "r.json")
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+    loaded = ExperimentResult.load(path)
+    assert loaded.metrics == {"ppl": [1.5, None, None], "nested": {"x": None}}
+    assert loaded.environment["non_finite_values"] == ["metrics.ppl[1]: nan", "metrics.ppl[2]: inf",
+                                                       "metrics.nested.x: -inf"]
+
+
+def test_a_failed_write_keeps_the_earlier_result(tmp_path, monkeypatch):
+    path = _result(value=1.0).save(tmp_path / "r.json")
+    before = path.read_text()
+
+    def broken_dump(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "fsync", lambda fd: broken_dump())
+    with pytest.raises(OSError, match="disk full"):
+        _result(value=2.0).save(path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left behind
+
+
+# --- the command line checks where it writes before any work ----------------------------------------
+
+def _cli(capsys, *argv):
+    code = cli.main(list(argv))
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_out_that_is_a_folder_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("maskdiff_tutor.experiments.joint_vs_marginal.run",
+                        lambda **kwargs: pytest.fail("the run started"))
+    code, err = _cli(capsys, "joint-vs-marginal", "--out", str(tmp_path))
+    assert code == 2 and err == [f"maskdiff-tutor: error: --out {tmp_path} is a folder; give the path of a JSON file"]
+
+
+def test_out_below_a_file_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("maskdiff_tutor.experiments.joint_vs_marginal.run",
+                        lambda **kwargs: pytest.fail("the run started"))
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "r.json"
+    code, err = _cli(capsys, "joint-vs-marginal", "--out", str(out))
+    assert code == 2 and err == [f"maskdiff-tutor: error: --out {out}: {tmp_path / 'file'} is a file, so the folder "
+                                 f"{tmp_path / 'file'} cannot be created"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_out_in_a_read_only_folder_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("maskdiff_tutor.experiments.joint_vs_marginal.run",
+                        lambda **kwargs: pytest.fail("the run started"))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, err = _cli(capsys, "joint-vs-marginal", "--out", str(locked / "r.json"))
+    finally:
+        locked.chmod(0o700)
+    assert code == 2 and err == [f"maskdiff-tutor: error: --out {locked / 'r.json'}: the folder {locked} is not writable"]
+
+
+def test_save_models_that_is_a_file_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    def never(scale="ci", device=None, seed=0, progress=False, save_models=None, models=None):
+        pytest.fail("the run started")
+    monkeypatch.setattr("maskdiff_tutor.experiments.ground_truth.run", never)
+    (tmp_path / "models").write_text("")
+    code, err = _cli(capsys, "ground-truth", "--out", str(tmp_path / "r.json"),
+                     "--save-models", str(tmp_path / "models"))
+    assert code == 2 and err == [f"maskdiff-tutor: error: --save-models {tmp_path / 'models'} is a file; give a folder"]
+
+
+def test_a_good_out_lets_the_run_start_and_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("maskdiff_tutor.experiments.joint_vs_marginal.run", lambda **kwargs: _result(value=math.pi))
+    out = tmp_path / "new" / "folder" / "r.json"
+    code, _ = _cli(capsys, "joint-vs-marginal", "--out", str(out))
+    assert code == 0 and ExperimentResult.load(out).metrics == {"value": math.pi}
