@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # training has said where its checkpoint is, if it had one
+        return 130
     print(f"saved {path} ({result.environment.get('wall_seconds')} s on {result.environment.get('device')})")
     return 0
 

@@ -9,8 +9,14 @@ the loss stops being finite. Returns a ``History`` the book can plot.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import pathlib
+import signal
+import sys
+import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -150,49 +156,68 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.98))
     history, start = History(), 0
+    running, count = 0.0, 0  # the loss summed since the last history entry, and over how many steps
     if resume:
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = _load_checkpoint(checkpoint, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         history, start = History(**state["history"]), state["step"]
+        running, count = state["running_loss"], state["running_steps"]
     step_model = torch.compile(model) if config.compile else model
     bar = _progress_bar(config.steps, start, progress)
-    running, count = 0.0, 0
     model.train()
-    for step in range(start, config.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr_at(step)
-        index = torch.randint(data.shape[0], (config.batch_size,), generator=generator).to(device)  # (B,)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            parts = training_loss(step_model, data[index], config, schedule, mask_id, generator, pad_id, time_input)
-        if not torch.isfinite(parts.loss):
-            raise FloatingPointError(f"the loss became {parts.loss.item()} at step {step + 1}; lower the learning "
-                                     f"rate (lr = {config.lr}) or check the data and the schedule")
-        optimizer.zero_grad(set_to_none=True)
-        parts.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
-        optimizer.step()
-        running, count = running + parts.loss.item(), count + 1
-        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            history.step.append(step + 1)
-            history.loss.append(running / count)
-            history.lr.append(config.lr_at(step))
-            history.grad_norm.append(float(grad_norm))
-            history.tokens.append((step + 1) * config.batch_size * data.shape[1])
-            running, count = 0.0, 0
-            if bar is not None:
-                bar.set_postfix(loss=f"{history.loss[-1]:.4f}")
-        if bar is not None:
-            bar.update(1)
-        if checkpoint is not None and ((config.checkpoint_every and (step + 1) % config.checkpoint_every == 0)
-                                       or step + 1 == config.steps):
-            _save_checkpoint(checkpoint, model, optimizer, generator, history, step + 1)
+    with _deferred_interrupt() as interrupted:
+        for step in range(start, config.steps):
+            running, count = _step(step, model, step_model, optimizer, data, config, schedule, mask_id, generator,
+                                   pad_id, time_input, device, history, running, count, bar)
+            due = config.checkpoint_every and (step + 1) % config.checkpoint_every == 0
+            if checkpoint is not None and (due or step + 1 == config.steps or interrupted()):
+                _save_checkpoint(checkpoint, model, optimizer, generator, history, step + 1, running, count, device)
+            if interrupted():
+                if bar is not None:
+                    bar.close()
+                where = f"checkpoint saved to {checkpoint}; train(..., resume=True) continues" if checkpoint \
+                    else "no checkpoint file was given, so nothing was saved"
+                print(f"training interrupted after step {step + 1} of {config.steps}: {where}", file=sys.stderr)
+                raise KeyboardInterrupt
     if bar is not None:
         bar.close()
     model.eval()
     return history
+
+
+def _step(step, model, step_model, optimizer, data, config, schedule, mask_id, generator, pad_id, time_input, device,
+          history, running, count, bar):
+    """One optimiser step and its bookkeeping; returns the running loss sum and count."""
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr_at(step)
+    index = torch.randint(data.shape[0], (config.batch_size,), generator=generator).to(device)  # (B,)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        parts = training_loss(step_model, data[index], config, schedule, mask_id, generator, pad_id, time_input)
+    if not torch.isfinite(parts.loss):
+        raise FloatingPointError(f"the loss became {parts.loss.item()} at step {step + 1}; lower the learning "
+                                 f"rate (lr = {config.lr}) or check the data and the schedule")
+    optimizer.zero_grad(set_to_none=True)
+    parts.loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
+    optimizer.step()
+    running, count = running + parts.loss.item(), count + 1
+    if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+        history.step.append(step + 1)
+        history.loss.append(running / count)
+        history.lr.append(config.lr_at(step))
+        history.grad_norm.append(float(grad_norm))
+        history.tokens.append((step + 1) * config.batch_size * data.shape[1])
+        running, count = 0.0, 0
+        if bar is not None:
+            bar.set_postfix(loss=f"{history.loss[-1]:.4f}")
+    if bar is not None:
+        bar.update(1)
+    return running, count
 
 
 def training_loss(model, x0: torch.Tensor, config: TrainConfig, schedule: Schedule, mask_id: int,
@@ -224,8 +249,51 @@ def _progress_bar(total: int, start: int, enabled: bool):
     return tqdm(total=total, initial=start, desc="training", unit="step")
 
 
-def _save_checkpoint(path, model, optimizer, generator, history, step):
+def _save_checkpoint(path, model, optimizer, generator, history, step, running, count, device):
+    """Everything a run needs to continue exactly, written atomically (a temporary file in the same
+    folder, then a rename): a kill during the write leaves the previous checkpoint whole."""
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+             "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+             "history": history.to_dict(), "step": step, "running_loss": running, "running_steps": count}
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "history": history.to_dict(), "step": step}, path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(state, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        pathlib.Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _load_checkpoint(path, device) -> dict:
+    """A checkpoint written by ``_save_checkpoint``, loaded with ``weights_only=True`` (no code runs)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises several kinds for a file that is not a checkpoint
+        raise ValueError(f"{path}: not a training checkpoint that can be loaded ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
+    needed = {"model", "optimizer", "generator", "torch_rng", "history", "step", "running_loss", "running_steps"}
+    if not isinstance(state, dict) or not needed <= set(state):
+        raise ValueError(f"{path}: not a training checkpoint of this package (it lacks "
+                         f"{sorted(needed - set(state)) if isinstance(state, dict) else 'everything'})")
+    return state
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Within the block, Ctrl-C (SIGINT) only sets a flag, which the training loop reads after each
+    step: the step finishes, a checkpoint is written, and then the loop stops. Yields a function that
+    tells whether Ctrl-C was pressed. Outside the main thread signals cannot be caught; there the
+    flag stays False and Ctrl-C interrupts as usual."""
+    pressed = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
