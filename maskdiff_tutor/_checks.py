@@ -22,11 +22,18 @@ def check_time_order(s: torch.Tensor, t: torch.Tensor) -> None:
 
 
 def check_tokens(name: str, x: torch.Tensor, vocab_size: int | None, mask_id: int, allow_mask: bool) -> None:
-    """Raise unless ``x`` is an integer tensor with ids in [0, vocab_size) (no upper limit
-    where ``vocab_size`` is None) and, where ``allow_mask`` is False, no mask token."""
-    if not isinstance(x, torch.Tensor) or x.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise ValueError(f"{name} must be an integer torch.Tensor of token ids; got {type(x).__name__}"
-                         + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""))
+    """Raise unless ``x`` is a tensor of token ids in the package's one token dtype, torch.long
+    (int64, what ``torch.nn.functional.one_hot``, embeddings and indexing take), with ids in
+    [0, vocab_size) (no upper limit where ``vocab_size`` is None), and, where ``allow_mask`` is
+    False, no mask token; and unless ``mask_id`` is a non-negative int, inside the vocabulary
+    where it is known."""
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.int64:
+        raise ValueError(f"{name} must be a torch.long (int64) tensor of token ids; got {type(x).__name__}"
+                         + (f" of dtype {x.dtype} (convert it with .long())" if isinstance(x, torch.Tensor) else ""))
+    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or mask_id < 0:
+        raise ValueError(f"mask_id must be a non-negative int (the mask token's id); got {mask_id!r}")
+    if vocab_size is not None and mask_id >= vocab_size:
+        raise ValueError(f"mask_id must be an int in [0, {vocab_size - 1}] (vocab_size = {vocab_size}); got {mask_id}")
     if x.numel() and x.min() < 0:
         raise ValueError(f"{name} holds negative ids; token ids are >= 0")
     if vocab_size is not None and x.numel() and x.max() >= vocab_size:

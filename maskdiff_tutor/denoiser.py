@@ -205,8 +205,8 @@ class Denoiser(nn.Module):
 
     def _check_input(self, x_t, t, attn_mask, position_ids):
         c = self.config
-        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"x_t must be an integer tensor of shape (B, L); got "
+        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.dtype != torch.int64:
+            raise ValueError(f"x_t must be a torch.long (int64) tensor of shape (B, L); got "
                              f"{getattr(x_t, 'dtype', type(x_t).__name__)} of shape {tuple(getattr(x_t, 'shape', ()))}")
         if position_ids.shape != (x_t.shape[1],):
             raise ValueError(f"position_ids must have shape (L,) = ({x_t.shape[1]},); got {tuple(position_ids.shape)}")

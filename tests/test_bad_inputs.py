@@ -12,9 +12,16 @@ import torch
 
 from maskdiff_tutor import cli, decoders, zipf
 from maskdiff_tutor.experiments.result import ExperimentResult
-from maskdiff_tutor.train import TrainConfig
+from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
+from maskdiff_tutor.forward_process import sample_xt
+from maskdiff_tutor.schedules import LinearSchedule
+from maskdiff_tutor.train import TrainConfig, train
 
 NAN, INF = float("nan"), float("inf")
+
+
+def _tiny_model():
+    return Denoiser(DenoiserConfig(vocab_size=9, max_seq_len=3, d_model=8, n_layers=1, n_heads=2))
 
 BAD_CALLS = [
     # (what, call, the error it must give)
@@ -35,6 +42,17 @@ BAD_CALLS = [
     ("decoder mask_id = -1", lambda: decoders.sample_left_to_right(lambda x: torch.zeros(*x.shape, 4),
                                                                    torch.tensor([[1, 3]]), -1),
      r"^mask_id must be a non-negative int \(the mask token's id\); got -1$"),
+    ("int32 token ids to sample_xt", lambda: sample_xt(torch.zeros(1, 3, dtype=torch.int32), 0.5, LinearSchedule(), 5),
+     r"^x0 must be a torch.long \(int64\) tensor of token ids; got Tensor of dtype torch.int32 \(convert it with "
+     r"\.long\(\)\)$"),
+    ("negative mask_id to sample_xt", lambda: sample_xt(torch.zeros(1, 3, dtype=torch.long), 0.5, LinearSchedule(), -1),
+     r"^mask_id must be a non-negative int \(the mask token's id\); got -1$"),
+    ("uint8 data to train", lambda: train(_tiny_model(), torch.zeros(4, 3, dtype=torch.uint8), 8, TrainConfig(steps=1),
+                                          progress=False),
+     r"^data must be a torch.long \(int64\) tensor of token ids"),
+    ("mask_id outside the model's vocabulary to train", lambda: train(_tiny_model(), torch.zeros(4, 3, dtype=torch.long),
+                                                                      9, TrainConfig(steps=1), progress=False),
+     r"^mask_id must be an int in \[0, 8\] \(vocab_size = 9\); got 9$"),
     ("decoder NaN logits", lambda: decoders.sample_left_to_right(lambda x: torch.full((*x.shape, 4), NAN),
                                                                  torch.tensor([[1, 3]]), 3),
      r"row 0, position 1"),

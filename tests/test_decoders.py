@@ -275,7 +275,7 @@ def test_beam_search_x_that_is_not_two_dimensional_raises():
 
 @pytest.mark.parametrize("sampler", [sample_all_at_once, sample_one_at_a_time])
 def test_x_that_is_not_token_ids_raises(sampler):
-    with pytest.raises(ValueError, match="x must be an integer"):
+    with pytest.raises(ValueError, match=r"x must be a torch.long \(int64\) tensor"):
         sampler(RandomLogits(5, 7), torch.full((2, 5), 6.0), 6, _gen(0))
 
 

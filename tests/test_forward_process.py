@@ -408,9 +408,9 @@ def test_x0_containing_the_mask_raises():
 
 def test_bad_token_tensors_raise():
     sch = LinearSchedule()
-    with pytest.raises(ValueError, match="^x0 must be an integer torch.Tensor"):
+    with pytest.raises(ValueError, match=r"^x0 must be a torch.long \(int64\) tensor of token ids"):
         sample_xt(torch.zeros(2, 3), 0.5, sch, MASK)
-    with pytest.raises(ValueError, match="^x0 must be an integer torch.Tensor"):
+    with pytest.raises(ValueError, match=r"^x0 must be a torch.long \(int64\) tensor of token ids"):
         forward_probs([[0, 1]], 0.5, sch, MASK, V)
     with pytest.raises(ValueError, match="^x0 holds negative ids"):
         sample_xt(torch.tensor([[0, -1]]), 0.5, sch, MASK)

@@ -131,7 +131,7 @@ def test_zero_weight_rows_are_absent():
 
 
 def test_attributes():
-    data = torch.tensor([[0, 1, 1]], dtype=torch.int32)
+    data = torch.tensor([[0, 1, 1]])
     oracle = OracleDenoiser.from_data(data, mask_id=2, vocab_size=4)
     assert oracle.seq_len == 3 and oracle.mask_id == 2 and oracle.vocab_size == 4
     assert oracle.data.dtype == torch.int64
@@ -158,7 +158,7 @@ def test_data_ids_outside_the_vocabulary_raise():
         OracleDenoiser.from_data(torch.tensor([[0, 5]]), mask_id=2, vocab_size=3)
     with pytest.raises(ValueError, match="^data holds negative ids"):
         OracleDenoiser.from_data(torch.tensor([[0, -1]]), mask_id=2, vocab_size=3)
-    with pytest.raises(ValueError, match="^data must be an integer torch.Tensor"):
+    with pytest.raises(ValueError, match=r"^data must be a torch.long \(int64\) tensor of token ids"):
         OracleDenoiser.from_data(torch.tensor([[0.0, 1.0]]), mask_id=2, vocab_size=3)
 
 
@@ -198,7 +198,7 @@ def test_x_t_of_the_wrong_length_or_ids_raises():
         oracle.consistent(torch.tensor([[2]]))
     with pytest.raises(ValueError, match="^x_t holds ids outside"):
         oracle(torch.tensor([[0, 3]]))
-    with pytest.raises(ValueError, match="^x_t must be an integer torch.Tensor"):
+    with pytest.raises(ValueError, match=r"^x_t must be a torch.long \(int64\) tensor of token ids"):
         oracle(torch.tensor([[0.0, 1.0]]))
 
 
