@@ -63,6 +63,21 @@ def check_logits(logits, x: torch.Tensor, mask_id: int) -> None:
         raise ValueError(f"mask_id {mask_id} is not an index of the denoiser's V = {logits.shape[-1]} logits")
 
 
+def read_json(path, what: str):
+    """The JSON in the file at ``path``; a file that is missing, unreadable or not JSON raises
+    ValueError naming the file and ``what`` it should hold."""
+    import json
+    import pathlib
+
+    path = pathlib.Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file (expected {what})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not readable as {what} ({type(error).__name__}: {error})") from None
+
+
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{name_a} and {name_b} must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")

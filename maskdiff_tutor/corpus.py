@@ -18,7 +18,7 @@ import pathlib
 
 import torch
 
-from ._checks import check_positive_int
+from ._checks import check_positive_int, read_json
 
 MASK_TOKEN = "[MASK]"
 
@@ -28,7 +28,10 @@ def load_text(path: str | pathlib.Path) -> str:
     path = pathlib.Path(path)
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"path {str(path)!r} is not readable as UTF-8 text ({type(error).__name__}: {error})") from None
     if not text:
         raise ValueError(f"path {str(path)!r} is empty")
     return text
@@ -119,13 +122,18 @@ class BPETokenizer:
 
 def load_tokenizer(path: str | pathlib.Path):
     """Load a tokenizer written by ``save`` of either class."""
-    record = json.loads(pathlib.Path(path).read_text())
-    if record.get("kind") == "char":
-        return CharTokenizer(record["chars"])
-    if record.get("kind") == "bpe":
-        from tokenizers import Tokenizer
+    record = read_json(path, "a tokenizer saved by maskdiff_tutor")
+    kind = record.get("kind") if isinstance(record, dict) else None
+    try:
+        if kind == "char":
+            return CharTokenizer(record["chars"])
+        if kind == "bpe":
+            from tokenizers import Tokenizer
 
-        return BPETokenizer(Tokenizer.from_str(record["tokenizer"]))
+            return BPETokenizer(Tokenizer.from_str(record["tokenizer"]))
+    except (KeyError, TypeError, ValueError, Exception) as error:
+        raise ValueError(f"{path}: a {kind} tokenizer record that cannot be read ({type(error).__name__}: {error})") \
+            from None
     raise ValueError(f"{path} is not a tokenizer saved by maskdiff_tutor (kind must be 'char' or 'bpe')")
 
 

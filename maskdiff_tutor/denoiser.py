@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._checks import read_json
+
 
 @dataclass(frozen=True)
 class DenoiserConfig:
@@ -256,14 +258,22 @@ def load_denoiser(directory: str | pathlib.Path, device: str | torch.device = "c
     for path in (config_path, weights_path):
         if not path.is_file():
             raise ValueError(f"directory {str(directory)!r} has no {path.name}; save with save_denoiser")
-    fields = json.loads(config_path.read_text())
+    fields = read_json(config_path, "a DenoiserConfig as JSON")
     known = {f.name for f in dataclasses.fields(DenoiserConfig)}
+    if not isinstance(fields, dict):
+        raise ValueError(f"{config_path}: a model config is a JSON object; got {type(fields).__name__}")
     if set(fields) - known:
         raise ValueError(f"{config_path} has unknown fields {sorted(set(fields) - known)}")
-    model = Denoiser(DenoiserConfig(**fields))
+    try:
+        model = Denoiser(DenoiserConfig(**fields))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{config_path}: {error}") from None
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
-    with safe_open(str(weights_path), framework="pt") as f:
-        stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    try:
+        with safe_open(str(weights_path), framework="pt") as f:
+            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except Exception as error:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({type(error).__name__}: {error})") from None
     wrong = [f"{n}: file {stored[n]}, config {expected[n]}" for n in stored if n in expected and stored[n] != expected[n]]
     if wrong:
         raise ValueError(f"{weights_path} does not match {config_path}: shapes differ for " + "; ".join(wrong[:5]))

@@ -172,3 +172,33 @@ def test_a_good_out_lets_the_run_start_and_is_written(tmp_path, capsys, monkeypa
     out = tmp_path / "new" / "folder" / "r.json"
     code, _ = _cli(capsys, "joint-vs-marginal", "--out", str(out))
     assert code == 0 and ExperimentResult.load(out).metrics == {"value": math.pi}
+
+
+# --- files the package reads name themselves in their errors ----------------------------------------
+
+def test_files_that_cannot_be_read_are_named(tmp_path):
+    from maskdiff_tutor import corpus
+    from maskdiff_tutor.denoiser import load_denoiser, save_denoiser
+
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"^path '{latin}' is not readable as UTF-8 text"):
+        corpus.load_text(latin)
+    broken = tmp_path / "tokenizer.json"
+    broken.write_text("{broken")
+    with pytest.raises(ValueError, match=rf"^{broken}: not readable as a tokenizer saved by maskdiff_tutor"):
+        corpus.load_tokenizer(broken)
+    broken.write_text('{"kind": "char"}')
+    with pytest.raises(ValueError, match=rf"^{broken}: a char tokenizer record that cannot be read"):
+        corpus.load_tokenizer(broken)
+    folder = save_denoiser(_tiny_model(), tmp_path / "model")
+    (folder / "config.json").write_text('{"vocab_size": 9, "max_seq_len": 3, "d_model": 8, "n_layers": 1, "n_heads": 3}')
+    with pytest.raises(ValueError, match=rf"^{folder / 'config.json'}: "):
+        load_denoiser(folder)
+    (folder / "config.json").write_text("[1]")
+    with pytest.raises(ValueError, match=rf"^{folder / 'config.json'}: a model config is a JSON object"):
+        load_denoiser(folder)
+    save_denoiser(_tiny_model(), folder)
+    (folder / "model.safetensors").write_bytes(b"damaged")
+    with pytest.raises(ValueError, match=rf"^{folder / 'model.safetensors'}: not a readable safetensors file"):
+        load_denoiser(folder)

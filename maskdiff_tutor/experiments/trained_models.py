@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import read_json
 from ..denoiser import load_denoiser, save_denoiser
 
 BOOK_MODELS = pathlib.Path(__file__).resolve().parent.parent / "book_models"  # the book's trained models
@@ -122,9 +123,10 @@ def load(folder: str | pathlib.Path, experiment: str, settings: dict,
     if not path.is_file():
         raise ValueError(f"models folder {str(folder)!r} has no {RECORD}; write it with the experiment's save_models "
                          "(or `maskdiff-tutor book-models` for the book's)")
-    record = json.loads(path.read_text())
-    if record.get("experiment") != experiment:
-        raise ValueError(f"models folder {str(folder)!r} holds models of experiment {record.get('experiment')!r}, "
+    record = read_json(path, "the record of a set of trained models")
+    if not isinstance(record, dict) or record.get("experiment") != experiment:
+        held = record.get("experiment") if isinstance(record, dict) else None
+        raise ValueError(f"models folder {str(folder)!r} holds models of experiment {held!r}, "
                          f"not {experiment!r}")
     difference = _first_difference(record.get("settings"), _normalised(settings))
     if difference is not None:
