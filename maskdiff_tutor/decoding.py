@@ -219,9 +219,7 @@ class DenoiserReader:
 
 
 def check_sequences(name: str, x, mask_id) -> None:
-    """x must be token ids (B, L) and mask_id a non-negative int."""
-    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or mask_id < 0:
-        raise ValueError(f"mask_id must be a non-negative int (the mask token's id); got {mask_id!r}")
+    """x must be token ids (B, L) and mask_id a non-negative int (``check_tokens``)."""
     check_tokens(name, x, None, mask_id, allow_mask=True)
     if x.ndim != 2:
         raise ValueError(f"{name} must have shape (B, L); got {tuple(x.shape)}")

@@ -137,11 +137,10 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
     if not isinstance(data, torch.Tensor) or data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:
         raise ValueError(f"data must be a non-empty integer tensor of shape (N, L); got "
                          f"{tuple(getattr(data, 'shape', ()))}")
-    if isinstance(data, torch.Tensor) and data.dtype == torch.int64 and isinstance(mask_id, int) and \
-            (data == mask_id).any():
-        raise ValueError(f"data contains mask_id {mask_id}: the mask must lie outside the data's vocabulary")
     vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)  # known for the package's Denoiser
-    check_tokens("data", data, vocab_size, mask_id, allow_mask=False)
+    check_tokens("data", data, vocab_size, mask_id, allow_mask=True)
+    if (data == mask_id).any():
+        raise ValueError(f"data contains mask_id {mask_id}: the mask must lie outside the data's vocabulary")
     time_input = bool(getattr(getattr(model, "config", None), "time_conditioning", False))
     if config.objective != "random":
         if pad_id is not None or time_input:

@@ -72,8 +72,8 @@ def _result(**metrics):
 
 
 @pytest.mark.parametrize("text, error", [
-    (None, r"no such result file"),
-    ("{not json", r"not a readable JSON result"),
+    (None, r"no such file \(expected an experiment result\)"),
+    ("{not json", r"not readable as an experiment result \(JSONDecodeError"),
     ("[1, 2]", r"a result is a JSON object; got list"),
     ('{"experiment": "x"}', r"not an experiment result \(missing \['config', 'curves', 'environment', 'metrics', "
                             r"'scale', 'seed'\], unknown \[\]\)"),

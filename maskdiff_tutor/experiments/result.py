@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from .._checks import read_json
 from ..device import hardware_description
 
 
@@ -33,7 +34,7 @@ class ExperimentResult:
         an earlier result at ``path``. A non-finite number (NaN, +-inf) is written as null and
         named, with its place, in ``environment["non_finite_values"]``."""
         path = pathlib.Path(path)
-        record = _strict(_plain(asdict(self)), "", found := [])
+        record = _strict(asdict(self), "", found := [])
         if found:
             record["environment"] = {**record["environment"], "non_finite_values": found}
         write_atomically(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
@@ -43,15 +44,10 @@ class ExperimentResult:
     def load(cls, path: str | pathlib.Path) -> "ExperimentResult":
         """Read a result written by ``save``; a file that is not one raises ``ValueError`` naming it."""
         path = pathlib.Path(path)
-        try:
-            record = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such result file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not a readable JSON result ({error})") from None
+        record = read_json(path, "an experiment result")
         if not isinstance(record, dict):
             raise ValueError(f"{path}: a result is a JSON object; got {type(record).__name__}")
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        fields = {f.name for f in dataclasses.fields(cls)}
         missing, unknown = sorted(set(fields) - set(record)), sorted(set(record) - set(fields))
         if missing or unknown:
             raise ValueError(f"{path}: not an experiment result (missing {missing}, unknown {unknown})")
@@ -82,31 +78,23 @@ def write_atomically(path: str | pathlib.Path, text: str) -> pathlib.Path:
     return path
 
 
-def _plain(value):
-    """Tensors and numpy scalars as plain Python values, recursively."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    raise TypeError(f"cannot store {type(value).__name__} in a result")
-
-
 def _strict(value, where: str, found: list):
-    """``value`` with every non-finite float replaced by None, each one's place appended to ``found``."""
+    """``value`` as plain JSON values (tensors and numpy scalars converted), with every non-finite
+    float replaced by None and its place appended to ``found``."""
     if isinstance(value, dict):
         return {key: _strict(item, f"{where}.{key}" if where else str(key), found) for key, item in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_strict(item, f"{where}[{i}]", found) for i, item in enumerate(value)]
+    if isinstance(value, torch.Tensor):
+        return _strict(value.tolist(), where, found)
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         found.append(f"{where}: {value}")
         return None
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} in a result")
 
 
 def environment(device: torch.device, started: float) -> dict:
