@@ -4,6 +4,10 @@ Runs one experiment of ``maskdiff_tutor.experiments`` and saves its result (the 
 settings, library versions and hardware that produced them) as JSON.
 ``maskdiff-tutor book-models [--check]`` trains the models the book's chapters measure (or
 retrains them and compares; ``experiments.book``).
+
+Under ``torchrun --nproc-per-node N -m maskdiff_tutor.cli ...`` training is shared by N processes
+(``train()``, DistributedDataParallel); the measurements run in every process alike, and only
+rank 0 prints and writes files.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import pathlib
 import sys
 
+from . import distributed
 from .experiments import book
 from .experiments.result import write_atomically
 
@@ -94,8 +99,20 @@ BOOK_MODELS_HELP = ("train the models the book's chapters measure (ci scale, see
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.experiment == "book-models":
-        return _book_models(args)
+    try:
+        distributed.start()
+    except (ValueError, RuntimeError) as error:
+        print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        if args.experiment == "book-models":
+            return _book_models(args)
+        return _experiment(args)
+    finally:
+        distributed.stop()
+
+
+def _experiment(args) -> int:
     module = importlib.import_module(EXPERIMENTS[args.experiment][0])
     try:
         # the places the run writes to are checked before any work, not after it
@@ -104,15 +121,18 @@ def main(argv: list[str] | None = None) -> int:
             check_output_folder("--save-models", args.save_models)
         extra = {name: getattr(args, name) for name in ("text", "save_models", "models")
                  if getattr(args, name, None) is not None}
-        result = module.run(scale=args.scale, device=args.device, seed=args.seed, progress=not args.no_progress,
-                            **extra)
+        result = module.run(scale=args.scale, device=args.device, seed=args.seed,
+                            progress=not args.no_progress and distributed.is_main(), **extra)
+        if not distributed.is_main():
+            return 0
         path = result.save(args.out)
     except (ValueError, OSError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # training has said where its checkpoint is, if it had one
         return 130
-    print(f"saved {path} ({result.environment.get('wall_seconds')} s on {result.environment.get('device')})")
+    print(f"saved {path} ({result.environment.get('wall_seconds')} s on {result.environment.get('device')}"
+          f"{f', {distributed.world_size()} processes' if distributed.world_size() > 1 else ''})")
     return 0
 
 
@@ -143,6 +163,10 @@ def _check_writable_folder(flag: str, path: str, folder: pathlib.Path) -> None:
 
 
 def _book_models(args) -> int:
+    if distributed.world_size() > 1:
+        print("maskdiff-tutor: error: book-models trains the book's small models in one process; run it "
+              "without torchrun", file=sys.stderr)
+        return 2
     experiments = [n.replace("-", "_") for n in args.only] if args.only else list(book.EXPERIMENTS)
     try:
         if args.out is not None:

@@ -31,7 +31,7 @@ class LossParts:
     weight: torch.Tensor  # (B,) the weight of each sequence: w(t) or 1
     t: torch.Tensor  # (B,) sampled times
     masked: torch.Tensor  # (B, L) True where x_t is the mask
-    num_tokens: int  # tokens that count (not padding)
+    num_tokens: float  # tokens that count (not padding); with rows=, the rows' share of the batch's
 
 
 def masked_nll(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor, mask_id: int) -> torch.Tensor:
@@ -47,7 +47,8 @@ def masked_nll(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor, mas
 
 def masked_diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, mask_id: int,
                           generator: torch.Generator | None = None, weighted: bool = True,
-                          pad_id: int | None = None, antithetic: bool = True, time_input: bool = False) -> LossParts:
+                          pad_id: int | None = None, antithetic: bool = True, time_input: bool = False,
+                          rows: slice | None = None) -> LossParts:
     """One Monte Carlo sample of the masked-diffusion loss for a batch x0 (B, L).
 
     Args:
@@ -60,6 +61,11 @@ def masked_diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, mask_id: 
         pad_id: id of padding in x0; padding is never masked and never counted.
         antithetic: low-discrepancy times (MDLM) instead of independent ones.
         time_input: call ``model(x_t, t)`` for a time-conditioned model.
+        rows: compute the loss on these rows of the batch only (one process's share under
+            ``torchrun``). The times and masks are still drawn for the whole batch, so the random
+            stream is that of one process; the loss is divided by the whole batch's token count
+            times the share of rows, so that the mean over equal shares is the whole batch's loss.
+            Its parts (``nll``, ``t``, ...) are those of the rows.
     """
     check_tokens("x0", x0, None, mask_id, allow_mask=False)
     if x0.ndim != 2 or x0.numel() == 0:
@@ -71,11 +77,17 @@ def masked_diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, mask_id: 
     masked = x_t == mask_id  # (B, L)
     if not tokens.any():
         raise ValueError(f"x0 is all padding (pad_id = {pad_id}): there is no token to learn from")
+    num_tokens = int(tokens.sum())  # of the whole batch
+    if rows is not None:
+        batch = x0.shape[0]
+        x0, x_t, t, masked = x0[rows], x_t[rows], t[rows], masked[rows]
+        if x0.shape[0] == 0:
+            raise ValueError(f"rows={rows} selects no row of a batch of {batch}")
+        num_tokens = num_tokens * x0.shape[0] / batch  # the rows' share of the batch's tokens
     logits = model(x_t, t.to(x0.device).float()) if time_input else model(x_t)  # (B, L, V)
     check_logits(logits, x_t, mask_id)
     nll = masked_nll(logits, x0, masked, mask_id)  # (B, L)
     weight = (schedule.weight(t) if weighted else torch.ones_like(t)).to(x0.device).float()  # (B,)
-    num_tokens = int(tokens.sum())
     # L = sum_b w(t_b) sum_{l masked} -log p_theta(x_0^l | x_t) / (number of tokens)     [eq-13]
     loss = (weight.unsqueeze(-1) * nll).sum() / num_tokens
     return LossParts(loss, nll.detach(), weight, t, masked, num_tokens)

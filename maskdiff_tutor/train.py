@@ -5,6 +5,9 @@ Book chapter "Joint versus marginal" and every experiment that trains. The devic
 warm-up then cosine decay of the learning rate; seeded runs that repeat exactly on the CPU,
 including across a checkpoint and resume; a progress bar; and a clear error, naming the step, when
 the loss stops being finite. Returns a ``History`` the book can plot.
+
+Under ``torchrun --nproc-per-node N`` the same call trains with PyTorch's DistributedDataParallel
+(``distributed.py``): the global batch of ``batch_size`` rows is split into N equal shares.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from . import distributed
 from ._checks import check_positive_int, check_tokens
 from .device import pick_device
 from .blockwise import number_of_blocks, blockwise_loss, blockwise_loss_loop, sample_block_noise
@@ -133,6 +137,16 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
         resume: continue from ``checkpoint`` (which must exist); the result is identical, on the
             CPU, to a run that was never interrupted.
         progress: show a progress bar.
+
+    Several processes (launched by ``torchrun``; the process group is opened here if it is not
+    yet): the model is wrapped in ``DistributedDataParallel``. Every process draws the same global
+    batch indices and the same times and masks from the shared generator (seeded ``seed``) and
+    computes the loss on its own ``batch_size / N`` rows, scaled so that DDP's mean of the
+    gradients is the gradient of the whole batch's loss: N processes follow, to float rounding,
+    the steps of one process on the same batches. Dropout is seeded ``seed + rank``. The logged
+    loss is the mean over the processes; only rank 0 shows the progress bar and writes the
+    checkpoint, which holds every process's dropout generator (so resume with the same N). Ctrl-C
+    in any process stops all of them after the same step.
     """
     if not isinstance(data, torch.Tensor) or data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:
         raise ValueError(f"data must be a non-empty integer tensor of shape (N, L); got "
@@ -150,11 +164,15 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
             number_of_blocks(data.shape[1], config.block_length)
     if resume and (checkpoint is None or not pathlib.Path(checkpoint).is_file()):
         raise ValueError(f"resume=True needs an existing checkpoint file; got {checkpoint!r}")
-    device = pick_device(device)
+    rank, world = distributed.start()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes "
+                         f"({world}, torchrun's WORLD_SIZE): each takes an equal share of the global batch")
+    device = distributed.local_device(pick_device(device))
     model.to(device)
     data = data.to(device)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout
+    generator = torch.Generator().manual_seed(seed)  # the same on every process: batches, times, masks
+    torch.manual_seed(seed + rank)  # dropout, different on every process
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.98))
     history, start = History(), 0
@@ -164,27 +182,35 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        torch_rng, cuda_rng = _rng_of_rank(state, checkpoint, rank, world)
+        torch.set_rng_state(torch_rng)
+        if device.type == "cuda" and cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, device)
         history, start = History(**state["history"]), state["step"]
         running, count = state["running_loss"], state["running_steps"]
-    step_model = torch.compile(model) if config.compile else model
-    bar = _progress_bar(config.steps, start, progress)
+    shared = model
+    if world > 1:  # after loading: DDP broadcasts rank 0's parameters and buffers
+        shared = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    step_model = torch.compile(shared) if config.compile else shared
+    share = config.batch_size // world
+    rows = slice(rank * share, (rank + 1) * share) if world > 1 else None
+    bar = _progress_bar(config.steps, start, progress and rank == 0)
     model.train()
     with _deferred_interrupt() as interrupted:
         for step in range(start, config.steps):
-            running, count = _step(step, model, step_model, optimizer, data, config, schedule, mask_id, generator,
-                                   pad_id, time_input, device, history, running, count, bar)
+            running, count, stop = _step(step, model, step_model, optimizer, data, config, schedule, mask_id,
+                                         generator, pad_id, time_input, device, history, running, count, bar, rows,
+                                         interrupted)
             due = config.checkpoint_every and (step + 1) % config.checkpoint_every == 0
-            if checkpoint is not None and (due or step + 1 == config.steps or interrupted()):
+            if checkpoint is not None and (due or step + 1 == config.steps or stop):
                 _save_checkpoint(checkpoint, model, optimizer, generator, history, step + 1, running, count, device)
-            if interrupted():
+            if stop:
                 if bar is not None:
                     bar.close()
                 where = f"checkpoint saved to {checkpoint}; train(..., resume=True) continues" if checkpoint \
                     else "no checkpoint file was given, so nothing was saved"
-                print(f"training interrupted after step {step + 1} of {config.steps}: {where}", file=sys.stderr)
+                if rank == 0:
+                    print(f"training interrupted after step {step + 1} of {config.steps}: {where}", file=sys.stderr)
                 raise KeyboardInterrupt
     if bar is not None:
         bar.close()
@@ -193,21 +219,27 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
 
 
 def _step(step, model, step_model, optimizer, data, config, schedule, mask_id, generator, pad_id, time_input, device,
-          history, running, count, bar):
-    """One optimiser step and its bookkeeping; returns the running loss sum and count."""
+          history, running, count, bar, rows, interrupted):
+    """One optimiser step and its bookkeeping; returns the running loss sum and count, and whether
+    to stop (Ctrl-C pressed in this process or, under torchrun, in any)."""
     for group in optimizer.param_groups:
         group["lr"] = config.lr_at(step)
-    index = torch.randint(data.shape[0], (config.batch_size,), generator=generator).to(device)  # (B,)
+    index = torch.randint(data.shape[0], (config.batch_size,), generator=generator).to(device)  # (B,) global batch
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        parts = training_loss(step_model, data[index], config, schedule, mask_id, generator, pad_id, time_input)
-    if not torch.isfinite(parts.loss):
-        raise FloatingPointError(f"the loss became {parts.loss.item()} at step {step + 1}; lower the learning "
+        parts = training_loss(step_model, data[index], config, schedule, mask_id, generator, pad_id, time_input, rows)
+    loss, stop = parts.loss.detach(), interrupted()
+    if rows is not None:  # every process learns the mean loss and whether any was interrupted
+        agreed = torch.stack([loss.float(), torch.tensor(float(stop), device=loss.device)])
+        torch.distributed.all_reduce(agreed)
+        loss, stop = agreed[0] / torch.distributed.get_world_size(), bool(agreed[1] > 0)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the loss became {loss.item()} at step {step + 1}; lower the learning "
                                  f"rate (lr = {config.lr}) or check the data and the schedule")
     optimizer.zero_grad(set_to_none=True)
     parts.loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
     optimizer.step()
-    running, count = running + parts.loss.item(), count + 1
+    running, count = running + loss.item(), count + 1
     if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
         history.step.append(step + 1)
         history.loss.append(running / count)
@@ -219,24 +251,29 @@ def _step(step, model, step_model, optimizer, data, config, schedule, mask_id, g
             bar.set_postfix(loss=f"{history.loss[-1]:.4f}")
     if bar is not None:
         bar.update(1)
-    return running, count
+    return running, count, stop
 
 
 def training_loss(model, x0: torch.Tensor, config: TrainConfig, schedule: Schedule, mask_id: int,
                   generator: torch.Generator | None = None, pad_id: int | None = None,
-                  time_input: bool = False) -> LossParts:
+                  time_input: bool = False, rows: slice | None = None) -> LossParts:
     """One Monte Carlo sample of ``config.objective``'s loss on the batch x0 (B, L).
 
     With ``config.weighted`` the random and blockwise losses are NELBOs (upper bounds on the NLL
-    in nats per token); left_to_right is the exact NLL of next-token prediction."""
+    in nats per token); left_to_right is the exact NLL of next-token prediction. ``rows``: the
+    noise is drawn for the whole batch and the loss computed on these rows only (one process's
+    share; see ``masked_diffusion_loss``)."""
     if config.objective == "random":
         return masked_diffusion_loss(model, x0, schedule, mask_id, generator, config.weighted, pad_id,
-                                     config.antithetic, time_input)
+                                     config.antithetic, time_input, rows)
+    rows = slice(None) if rows is None else rows
     if config.objective == "left_to_right":
+        x0 = x0[rows]
         x_t = torch.full_like(x0, mask_id)
         t = torch.ones(x0.shape, dtype=torch.float64)  # (B, L): every block (token) fully masked
         return blockwise_loss(model, x0, x_t, t, 1, schedule, mask_id, weighted=False)
     x_t, t = sample_block_noise(x0, config.block_length, schedule, mask_id, generator, config.antithetic)
+    x0, x_t, t = x0[rows], x_t[rows], t[rows]  # every block loss divides by its rows' token count
     if config.objective == "blockwise":
         return blockwise_loss(model, x0, x_t, t, config.block_length, schedule, mask_id, config.weighted)
     return blockwise_loss_loop(model, x0, x_t, t, config.block_length, schedule, mask_id, config.weighted,
@@ -253,11 +290,18 @@ def _progress_bar(total: int, start: int, enabled: bool):
 
 def _save_checkpoint(path, model, optimizer, generator, history, step, running, count, device):
     """Everything a run needs to continue exactly, written atomically (a temporary file in the same
-    folder, then a rename): a kill during the write leaves the previous checkpoint whole."""
+    folder, then a rename): a kill during the write leaves the previous checkpoint whole. Under
+    torchrun every process calls it; each one's dropout generators are gathered and rank 0 writes."""
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    every_rank = distributed.gather((torch.get_rng_state(), cuda_rng))
+    if not distributed.is_main():
+        return
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-             "torch_rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+             "torch_rng": every_rank[0][0], "cuda_rng": every_rank[0][1],
              "history": history.to_dict(), "step": step, "running_loss": running, "running_steps": count}
+    if len(every_rank) > 1:
+        state.update(world_size=len(every_rank), rank_torch_rng=[rng for rng, _ in every_rank],
+                     rank_cuda_rng=[rng for _, rng in every_rank])
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -282,6 +326,18 @@ def _load_checkpoint(path, device) -> dict:
         raise ValueError(f"{path}: not a training checkpoint of this package (it lacks "
                          f"{sorted(needed - set(state)) if isinstance(state, dict) else 'everything'})")
     return state
+
+
+def _rng_of_rank(state: dict, path, rank: int, world: int):
+    """The dropout generator states (CPU, CUDA or None) this process resumes with; a checkpoint
+    holds one pair per process of the run that wrote it, and is resumed by as many processes."""
+    saved_world = state.get("world_size", 1)
+    if saved_world != world:
+        raise ValueError(f"{path} was written by a run of {saved_world} process(es); resume it with the same "
+                         f"number (torchrun --nproc-per-node {saved_world}), not {world}")
+    if world == 1:
+        return state["torch_rng"], state.get("cuda_rng")
+    return state["rank_torch_rng"][rank], state["rank_cuda_rng"][rank]
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from .. import distributed
 from .._checks import read_json
 from ..device import hardware_description
 
@@ -104,5 +105,6 @@ def environment(device: torch.device, started: float) -> dict:
     from .. import __version__
 
     return {"maskdiff_tutor": __version__, "numpy": numpy.__version__, "python": platform.python_version(),
-            **hardware_description(device), "wall_seconds": round(time.time() - started, 2),
+            **hardware_description(device), "processes": distributed.world_size(),
+            "wall_seconds": round(time.time() - started, 2),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

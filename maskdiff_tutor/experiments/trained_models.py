@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import distributed
 from .._checks import read_json
 from ..denoiser import load_denoiser, save_denoiser
 
@@ -74,7 +75,7 @@ def train_or_load(experiment: str, settings: dict, train, save_models=None, mode
             raise ValueError("give at most one of models= (measure saved models) and save_models= (train and save)")
         return load(models, experiment, settings, device)
     trained = train()
-    if save_models is not None:
+    if save_models is not None and distributed.is_main():  # under torchrun, rank 0 writes
         save(save_models, experiment, settings, trained)
     return trained
 

@@ -1,0 +1,119 @@
+"""``train()`` under ``torchrun``: two CPU processes (gloo) take the same steps, to float rounding,
+as one process on the same global batches, for every objective; Ctrl-C in one process stops both
+after the same step and the run resumes exactly. And the helpers answer as a single process
+outside torchrun."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from maskdiff_tutor import distributed
+from maskdiff_tutor.train import TrainConfig, train
+
+sys.path.insert(0, os.path.dirname(__file__))
+import ddp_worker  # noqa: E402  (the script the two processes run)
+
+TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _torchrun(*args):
+    env = {key: value for key, value in os.environ.items() if key not in TORCHRUN_ENV}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           ddp_worker.__file__, *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={**env, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    return out, _torchrun(out)
+
+
+@pytest.mark.parametrize("case", sorted(ddp_worker.CASES))
+def test_two_processes_take_the_steps_of_one_on_the_same_global_batch(two_processes, case):
+    out, _ = two_processes
+    shared = torch.load(out / f"{case}.pt", weights_only=True)
+    assert shared["world_size"] == 2
+    train_overrides, model_overrides, pad_id = ddp_worker.CASES[case]
+    torch.set_num_threads(1)
+    alone = ddp_worker.model(**model_overrides)
+    history = train(alone, ddp_worker.data(pad_id is not None), ddp_worker.MASK, ddp_worker.config(**train_overrides),
+                    device="cpu", pad_id=pad_id, progress=False)
+    for name, value in alone.state_dict().items():
+        torch.testing.assert_close(shared["weights"][name], value, rtol=1e-4, atol=2e-6, msg=name)
+    moved = max((value - ddp_worker.model(**model_overrides).state_dict()[name]).abs().max().item()
+                for name, value in alone.state_dict().items())
+    assert moved > 1e-3  # training changed the weights, so the agreement is not trivial
+    assert shared["history"]["step"] == history.step and shared["history"]["tokens"] == history.tokens
+    torch.testing.assert_close(shared["history"]["loss"], history.loss, rtol=1e-5, atol=0)  # the mean over both
+    torch.testing.assert_close(shared["history"]["grad_norm"], history.grad_norm, rtol=1e-4, atol=0)
+
+
+def test_ctrl_c_in_one_process_stops_both_after_the_same_step_and_resumes_exactly(two_processes):
+    out, done = two_processes
+    record = torch.load(out / "dropout.pt", weights_only=True)
+    assert record["interrupted_at"] == 3
+    lines = [line for line in done.stderr.splitlines() if "training interrupted" in line]
+    assert len(lines) == 1 and "training interrupted after step 3 of 6" in lines[0]  # rank 0 alone says it
+    for name, value in record["uninterrupted"].items():
+        assert torch.equal(record["resumed"][name], value), name
+    assert record["resumed_history"] == record["uninterrupted_history"]
+
+
+def test_a_checkpoint_of_two_processes_is_not_resumed_by_one(two_processes):
+    out, _ = two_processes
+    with pytest.raises(ValueError, match=r"written by a run of 2 process\(es\); resume it with the same number "
+                                         r"\(torchrun --nproc-per-node 2\), not 1"):
+        train(ddp_worker.model(dropout=0.2), ddp_worker.data(False), ddp_worker.MASK,
+              TrainConfig(**ddp_worker.DROPOUT), device="cpu", checkpoint=out / "dropout.ckpt", resume=True,
+              progress=False)
+
+
+def test_outside_torchrun_everything_is_one_process(monkeypatch):
+    for key in TORCHRUN_ENV:
+        monkeypatch.delenv(key, raising=False)
+    assert distributed.start() == (0, 1)
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    assert distributed.gather("x") == ["x"]
+    assert distributed.local_device(torch.device("cuda", 3)) == torch.device("cuda", 3)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "two"}, r"WORLD_SIZE must be an integer \(torchrun sets it\); got 'two'"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, r"inconsistent torchrun environment: RANK=2, LOCAL_RANK=0, WORLD_SIZE=2"),
+    ({"WORLD_SIZE": "0"}, r"inconsistent torchrun environment"),
+])
+def test_a_broken_torchrun_environment_is_named(monkeypatch, env, message):
+    for key in TORCHRUN_ENV:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match=message):
+        distributed.start()
+
+
+def test_an_experiment_runs_unchanged_under_torchrun_and_rank_0_alone_writes(tmp_path, monkeypatch):
+    from maskdiff_tutor.experiments import joint_vs_marginal
+    from maskdiff_tutor.experiments.result import ExperimentResult
+
+    done = _torchrun("cli", tmp_path)
+    saved = [line for line in done.stdout.splitlines() if line.startswith("saved")]
+    assert len(saved) == 1 and saved[0].endswith(", 2 processes)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "result.json"]  # no stray temporary files
+    shared = ExperimentResult.load(tmp_path / "result.json")
+    assert shared.environment["processes"] == 2 and shared.scale == "plumbing"
+    monkeypatch.setitem(joint_vs_marginal.SCALES, "plumbing", joint_vs_marginal.Scale(**ddp_worker.PLUMBING))
+    torch.set_num_threads(1)
+    alone = joint_vs_marginal.run("plumbing", device="cpu")
+    assert alone.environment["processes"] == 1
+    for name in ("weighted", "unweighted"):  # the same training, so the same model to float rounding
+        torch.testing.assert_close(shared.curves[name]["loss"], alone.curves[name]["loss"], rtol=1e-5, atol=0)
+        for key in ("P(A)", "P(B)", "exact_nelbo_per_sequence"):
+            assert shared.metrics[name][key] == pytest.approx(alone.metrics[name][key], rel=1e-4), (name, key)
