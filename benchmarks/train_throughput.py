@@ -75,6 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default=None,
                    help="'cpu', 'cuda', 'cuda:1', 'mps'; default: the best available "
                         "(maskdiff_tutor.device.pick_device)")
+    p.add_argument("--precision", default=None, choices=("bf16", "fp32"),
+                   help="bf16: autocast to bfloat16 (CUDA only; what train() does there); fp32: float32 weights and "
+                        "activations (TF32 matrix products on CUDA); default bf16 on CUDA, fp32 elsewhere")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile both models (compile time falls in the warm-up)")
     p.add_argument("--modernbert-attention", default="global", choices=("global", "mixed"),
@@ -155,13 +158,13 @@ def build_ours(cfg: DenoiserConfig):
 class Runner:
     """One model, its optimiser and its own mask generator; ``step()`` is one training step."""
 
-    def __init__(self, name, model, info, device, compile_, seed, mask_id, schedule):
+    def __init__(self, name, model, info, device, compile_, seed, mask_id, schedule, bf16):
         self.name, self.model, self.info, self.device = name, model.to(device).train(), info, device
         self.step_model = torch.compile(model) if compile_ else model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS)
         self.generator = torch.Generator().manual_seed(seed)  # same seed for both: same times and masks
         self.mask_id, self.schedule = mask_id, schedule
-        self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+        self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
         self.times, self.losses, self.breakdown = [], [], None
 
     def step(self, x0: torch.Tensor) -> torch.Tensor:
@@ -264,6 +267,10 @@ def main(argv=None) -> dict:
     batch_size = args.batch_size or (32 if accel else 8)
     steps = args.steps or (20 if accel else 5)
     warmup = args.warmup if args.warmup is not None else (10 if accel else 2)
+    precision = args.precision or ("bf16" if accel else "fp32")
+    if precision == "bf16" and not accel:
+        raise SystemExit(f"--precision bf16 is measured on CUDA only (train() autocasts to bf16 there); "
+                         f"on {device.type} use --precision fp32")
     vocab, mask_id, pad_id = args.vocab_size, args.vocab_size - 1, args.vocab_size - 2
     cfg = DenoiserConfig.preset(args.preset, vocab_size=vocab, max_seq_len=seq_len, mlp_ratio=args.mlp_ratio)
     schedule = LinearSchedule()
@@ -275,8 +282,9 @@ def main(argv=None) -> dict:
     ours, ours_info = build_ours(cfg)
     torch.manual_seed(args.seed)
     modernbert, mb_info = build_modernbert(cfg, args.modernbert_attention)
-    runners = [Runner("ours", ours, ours_info, device, args.compile, args.seed, mask_id, schedule),
-               Runner("modernbert", modernbert, mb_info, device, args.compile, args.seed, mask_id, schedule)]
+    bf16 = precision == "bf16"
+    runners = [Runner("ours", ours, ours_info, device, args.compile, args.seed, mask_id, schedule, bf16),
+               Runner("modernbert", modernbert, mb_info, device, args.compile, args.seed, mask_id, schedule, bf16)]
 
     data_gen = torch.Generator().manual_seed(args.seed + 1)
     n_batches = 4
@@ -287,7 +295,7 @@ def main(argv=None) -> dict:
     print(f"device {device} ({hardware_description(device).get('gpu', 'cpu')}), torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, preset {args.preset}, seq_len {seq_len}, batch {batch_size}, "
           f"vocab {vocab}, warmup {warmup}, {args.repeats} x {steps} timed steps per model, "
-          f"compile {args.compile}, ModernBERT attention {args.modernbert_attention}", flush=True)
+          f"{precision}, compile {args.compile}, ModernBERT attention {args.modernbert_attention}", flush=True)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     busy_before = cpu_busy_fraction()
     if device.type == "cpu" and busy_before is not None and busy_before > 0.2:
@@ -323,7 +331,7 @@ def main(argv=None) -> dict:
         "command": " ".join([pathlib.Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else list(argv))),
         "settings": {**vars(args), "seq_len": seq_len, "batch_size": batch_size, "steps": steps, "warmup": warmup,
                      "mask_id": mask_id, "modernbert_pad_id": pad_id, "data": f"uniform ids in [0, {pad_id})",
-                     "device": str(device), "autocast": "bf16" if accel else None,
+                     "device": str(device), "precision": precision, "autocast": "bf16" if bf16 else None,
                      "tf32": accel, "optimizer": {"name": "AdamW", "lr": LR, "betas": BETAS},
                      "grad_clip": GRAD_CLIP,
                      "loss": "maskdiff_tutor.objectives.masked_diffusion_loss, LinearSchedule, weighted (w = 1/t), "

@@ -79,3 +79,16 @@ def hardware_description(device: torch.device) -> dict:
         info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                     cuda=torch.version.cuda)
     return info
+
+
+def generator_on(device: torch.device, generator: torch.Generator, seed: int) -> torch.Generator:
+    """The generator for an experiment's bulk random draws (decoding, sampling a language) on ``device``.
+
+    On the CPU it is ``generator`` itself (the stream the book's numbers come from). On a CUDA
+    device it is a CUDA generator seeded with ``seed``: a decoder draws float64 noise for every
+    sequence, open position and token at each step, and a Markov language's sampler a row of P per
+    token, which on the CPU would take longer than the model. Results on CUDA therefore use other
+    random numbers than on the CPU, and are recorded with their device."""
+    if device.type != "cuda":
+        return generator
+    return torch.Generator(device=device).manual_seed(seed)

@@ -166,16 +166,19 @@ def sample_sequences(P: torch.Tensor, num: int, length: int, generator: torch.Ge
                      initial: torch.Tensor | None = None) -> torch.Tensor:
     """Draw ``num`` sequences of ``length`` tokens from the chain: (num, length).
 
-    The first token comes from ``initial`` (V,) (default: the stationary distribution)."""
+    The first token comes from ``initial`` (V,) (default: the stationary distribution). The draws
+    are made on the generator's device (a CUDA generator samples on the GPU); the result is on P's."""
     _check_transition(P)
     check_positive_int("num", num)
     check_positive_int("length", length)
     initial = stationary_distribution(P) if initial is None else initial.double()
-    x = torch.empty(num, length, dtype=torch.long)
+    where = generator.device if generator is not None else P.device
+    rows, initial = P.to(where), initial.to(where)
+    x = torch.empty(num, length, dtype=torch.long, device=where)
     x[:, 0] = torch.multinomial(initial.expand(num, -1), 1, generator=generator).squeeze(-1)
     for i in range(1, length):
-        x[:, i] = torch.multinomial(P[x[:, i - 1]], 1, generator=generator).squeeze(-1)  # (num,)
-    return x
+        x[:, i] = torch.multinomial(rows[x[:, i - 1]], 1, generator=generator).squeeze(-1)  # (num,)
+    return x.to(P.device)
 
 
 def sequence_log_prob(P: torch.Tensor, x: torch.Tensor, initial: torch.Tensor | None = None) -> torch.Tensor:
@@ -186,9 +189,10 @@ def sequence_log_prob(P: torch.Tensor, x: torch.Tensor, initial: torch.Tensor | 
     _check_transition(P)
     if x.ndim != 2 or x.numel() == 0 or x.min() < 0 or x.max() >= P.shape[0]:
         raise ValueError(f"x must be token ids in [0, {P.shape[0] - 1}] of shape (B, L)")
+    x = x.to(P.device)  # tokens decoded on a GPU are scored where P is
     log_p = torch.log(P[x[:, :-1], x[:, 1:]]).sum(-1)  # (B,)
     if initial is not None:
-        log_p = log_p + torch.log(initial.double()[x[:, 0]])
+        log_p = log_p + torch.log(initial.double().to(P.device)[x[:, 0]])
     return log_p
 
 
@@ -209,6 +213,9 @@ class ChainDenoiser:
     there. This denoiser then uses the book's convention of conditioning on the left neighbour
     alone, (P^(d_l))[a, v], so that a decoder can finish the sequence; the sequence itself has
     probability 0 whatever follows.
+
+    It computes on the device of its input (its tables are copied there once, in float64), and
+    returns logits there: decoding on a GPU keeps every tensor on the GPU.
     """
 
     def __init__(self, P: torch.Tensor, max_len: int, initial: torch.Tensor | None = None):
@@ -224,6 +231,13 @@ class ChainDenoiser:
             powers.append(powers[-1] @ self.P)
         self.powers = torch.stack(powers)  # (max_len + 1, V, V): P^0 .. P^max_len
         self.position_marginals = self.initial @ self.powers[:max_len]  # (max_len, V): law of x_i
+        self._tables = {self.powers.device: (self.powers, self.position_marginals)}
+
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The powers and position marginals on ``device`` (copied from the CPU ones once)."""
+        if device not in self._tables:
+            self._tables[device] = (self.powers.to(device), self.position_marginals.to(device))
+        return self._tables[device]
 
     def conditional_probs(self, x_t: torch.Tensor) -> torch.Tensor:
         """p(x_i = v | unmasked tokens of x_t) for every position: (B, L, V + 1), float64."""
@@ -232,24 +246,25 @@ class ChainDenoiser:
         if x_t.numel() and (x_t.min() < 0 or x_t.max() > self.mask_id):
             raise ValueError(f"x_t holds ids outside [0, {self.mask_id}] (tokens 0..{self.vocab_size - 1}, mask {self.mask_id})")
         B, L = x_t.shape
-        pos = torch.arange(L).expand(B, L)  # (B, L)
+        powers, position_marginals = self._on(x_t.device)
+        pos = torch.arange(L, device=x_t.device).expand(B, L)  # (B, L)
         known = x_t != self.mask_id  # (B, L)
         left = torch.where(known, pos, -1).cummax(-1).values  # (B, L) nearest unmasked at or before i
         right = torch.where(known, pos, L).flip(-1).cummin(-1).values.flip(-1)  # (B, L) at or after i
         tokens = x_t.clamp(max=self.vocab_size - 1)
         left_tok = tokens.gather(-1, left.clamp(min=0))  # (B, L)
         right_tok = tokens.gather(-1, right.clamp(max=L - 1))  # (B, L)
-        from_left = torch.where((left >= 0).unsqueeze(-1), self.powers[(pos - left).clamp(max=self.max_len), left_tok],
-                                self.position_marginals[pos])  # (B, L, V)
-        to_right = torch.where((right < L).unsqueeze(-1), self.powers[(right - pos).clamp(min=0), :, right_tok],
-                               torch.ones(()))  # (B, L, V)
+        from_left = torch.where((left >= 0).unsqueeze(-1), powers[(pos - left).clamp(max=self.max_len), left_tok],
+                                position_marginals[pos])  # (B, L, V)
+        to_right = torch.where((right < L).unsqueeze(-1), powers[(right - pos).clamp(min=0), :, right_tok],
+                               torch.ones((), dtype=torch.float64, device=x_t.device))  # (B, L, V)
         probs = from_left * to_right  # (B, L, V)
         # Where the two neighbours cannot both occur (the context has probability 0 and the
         # conditional is undefined), condition on the left neighbour alone: the chain's own direction.
         impossible = probs.sum(-1, keepdim=True) == 0  # (B, L, 1)
         probs = torch.where(impossible, from_left, probs)
         probs = probs / probs.sum(-1, keepdim=True)
-        return torch.cat([probs, torch.zeros(B, L, 1, dtype=torch.float64)], dim=-1)  # (B, L, V + 1)
+        return torch.cat([probs, torch.zeros(B, L, 1, dtype=torch.float64, device=x_t.device)], dim=-1)  # (B, L, V + 1)
 
     def __call__(self, x_t: torch.Tensor) -> torch.Tensor:
         return torch.log(self.conditional_probs(x_t))

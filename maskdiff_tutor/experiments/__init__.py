@@ -4,8 +4,9 @@
 
 ``scale="ci"`` trains in a minute or two on a CPU; the book's chapters measure models trained
 at that scale once and stored with the package (``trained_models``, ``book``), passed as
-``run(..., models=folder)``. ``scale="gpu"`` is the full experiment. Results save to JSON with
-their configuration, library versions and hardware. The command line runs them:
+``run(..., models=folder)``. ``scale="gpu"`` is the larger run for a GPU; ``scripts/gpu-run.sh``
+runs all four with the GPU benchmarks, sized for under ten minutes on one H100-class GPU.
+Results save to JSON with their configuration, library versions and hardware. The command line runs them:
 ``maskdiff-tutor <experiment> --help``; ``maskdiff-tutor book-models [--check]`` makes (or
 retrains and checks) the book's models.
 """

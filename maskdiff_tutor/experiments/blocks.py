@@ -35,7 +35,7 @@ import torch
 from .. import corpus, decoders, decoding, markov
 from ..blockwise import semi_autoregressive_nelbo
 from ..denoiser import Denoiser, DenoiserConfig
-from ..device import evaluation_dtype, pick_device
+from ..device import generator_on, evaluation_dtype, pick_device
 from ..forward_process import denoiser_probs
 from ..schedules import LinearSchedule
 from ..train import TrainConfig, forward_tokens_per_sequence, train, training_loss
@@ -80,10 +80,12 @@ SCALES = {
                  preset="toy", random_steps=3000, batch_size=64, lr=4e-3, trained_blocks=(4, 8, 16),
                  literal_blocks=(8,), decode_blocks=(1, 2, 4, 8, 16, 32, 64), tokens_per_step=(1, 2, 4, 8),
                  samples=512, bound_repeats=32, judge_compute=2.0),
-    "gpu": Scale(seq_len=128, vocab_size=512, s=1.1, function_words=8, train_sequences=500_000,
-                 valid_sequences=4096, preset="small", random_steps=20_000, batch_size=256, lr=1e-3,
-                 trained_blocks=(2, 4, 8, 16, 32), literal_blocks=(4, 8), decode_blocks=(1, 2, 4, 8, 16, 32, 128),
-                 tokens_per_step=(1, 2, 4, 8), samples=4096, bound_repeats=32, judge_compute=4.0),
+    # gpu: sized with the other experiments to run side by side in scripts/gpu-run.sh's budget of
+    # under 10 minutes on one H100-class GPU (each run records its wall time)
+    "gpu": Scale(seq_len=128, vocab_size=512, s=1.1, function_words=8, train_sequences=200_000,
+                 valid_sequences=2048, preset="small", random_steps=2000, batch_size=256, lr=1e-3,
+                 trained_blocks=(4, 8), literal_blocks=(8,), decode_blocks=(1, 4, 8, 32, 128),
+                 tokens_per_step=(1, 2, 4, 8), samples=1024, bound_repeats=4, judge_compute=4.0),
 }
 
 
@@ -125,7 +127,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     generator = torch.Generator().manual_seed(seed)
     schedule = LinearSchedule()
     if text is None:
-        language, tokenizer = _chain(cfg, generator), None
+        language, tokenizer = _chain(cfg, generator, generator_on(device, generator, seed + 3)), None
     else:
         language, tokenizer = _text(cfg, pathlib.Path(text), generator)
     L, mask_id = cfg.seq_len, language.mask_id
@@ -150,6 +152,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         language = _judged(language, measured.pop("judge"), device)
 
     metrics = {"reference": _reference(language, cfg, generator), "models": {}}
+    noise = generator_on(device, generator, seed + 1)  # for the decoders
     valid = language.valid.to(device)
     for name, model in measured.items():
         objective, block, steps = runs[name]
@@ -162,17 +165,19 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
             else:
                 entry["bound"] = _bound(model, valid, objective, block, schedule, mask_id, generator,
                                         cfg.bound_repeats)
-        entry["decodings"] = _decode_all(model, objective, block, cfg, language, generator, device)
+        entry["decodings"] = _decode_all(model, objective, block, cfg, language, noise, device)
         if objective == "random":
             entry["greedy_after_prompt"] = _greedy_after_prompt(model, cfg, language, device)
         metrics["models"][name] = entry
     if text is None:  # the exact denoiser decoded the same ways: decoding error without model error
-        exact = markov.ChainDenoiser(language.description["P"], L)
+        exact = markov.ChainDenoiser(language.description["P"], L)  # computes where its input is
+        decode_on = device if device.type == "cuda" else torch.device("cpu")  # float64: not on MPS
         metrics["models"]["exact denoiser"] = {"objective": None, "block_length": None, "steps": 0, "bound": None,
                                                "decodings": _decode_all(exact, "random", None, cfg, language,
-                                                                        generator, torch.device("cpu")),
+                                                                        generator_on(decode_on, generator,
+                                                                                           seed + 2), decode_on),
                                                "greedy_after_prompt": _greedy_after_prompt(exact, cfg, language,
-                                                                                           torch.device("cpu"))}
+                                                                                           decode_on)}
     description = {k: v for k, v in language.description.items() if k != "P"}
     result_config = {"scale": asdict(cfg), "language": description, "schedule": "LinearSchedule()",
                      "forward_token_budget": budget, "model": asdict(config), "orders": list(ORDERS),
@@ -187,11 +192,12 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
                             {**environment(device, started), "training": trained.environment})
 
 
-def _chain(cfg: Scale, generator: torch.Generator) -> Language:
+def _chain(cfg: Scale, generator: torch.Generator, sampler: torch.Generator) -> Language:
+    """The Zipf chain (drawn with ``generator``) and its sequences (drawn with ``sampler``)."""
     P = markov.zipf_chain(cfg.vocab_size, cfg.s, generator, function_words=cfg.function_words)
     pi = markov.stationary_distribution(P)
-    train_data = markov.sample_sequences(P, cfg.train_sequences, cfg.seq_len, generator, initial=pi)
-    valid = markov.sample_sequences(P, cfg.valid_sequences, cfg.seq_len, generator, initial=pi)
+    train_data = markov.sample_sequences(P, cfg.train_sequences, cfg.seq_len, sampler, initial=pi)
+    valid = markov.sample_sequences(P, cfg.valid_sequences, cfg.seq_len, sampler, initial=pi)
     kind = "Zipf Markov chain, first token from its stationary distribution"
     return Language(train_data, valid, cfg.vocab_size, lambda x: markov.sequence_log_prob(P, x.cpu(), pi), None,
                     {"kind": kind, "vocab_size": cfg.vocab_size, "s": cfg.s, "function_words": cfg.function_words,

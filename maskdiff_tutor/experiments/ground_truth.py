@@ -31,7 +31,7 @@ import torch
 
 from .. import decoders, markov, zipf
 from ..denoiser import Denoiser, DenoiserConfig
-from ..device import evaluation_dtype, pick_device
+from ..device import generator_on, evaluation_dtype, pick_device
 from ..forward_process import denoiser_probs
 from ..train import TrainConfig, train
 from . import trained_models
@@ -68,10 +68,13 @@ SCALES = {
     "ci": Scale(vocab_size=32, s=2.0, function_words=2, seq_len=33, train_sequences=20_000, preset="toy",
                 steps=1800, batch_size=64, lr=4e-3, samples=500, tokens_per_step=(1, 2, 4, 8, 16, 32),
                 random_init_sweeps=(1, 2, 4), random_init_samples=100),
-    "gpu": Scale(vocab_size=512, s=1.1, function_words=8, seq_len=129, train_sequences=500_000, preset="small",
-                 steps=20_000, batch_size=256, lr=1e-3, samples=20_000,
-                 tokens_per_step=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128), variant_samples=1000,
-                 init_tokens_per_step=(1, 2, 4, 8, 16), remask_steps=(4, 8, 16, 32, 64, 128)),
+    # gpu: sized with the other experiments to run side by side in scripts/gpu-run.sh's budget of
+    # under 10 minutes on one H100-class GPU (each run records its wall time)
+    "gpu": Scale(vocab_size=512, s=1.1, function_words=8, seq_len=129, train_sequences=200_000, preset="small",
+                 steps=6000, batch_size=256, lr=1e-3, samples=4000,
+                 tokens_per_step=(1, 2, 4, 8, 16, 32, 64, 128), random_init_sweeps=(1, 2, 4),
+                 random_init_samples=500, variant_samples=500, init_tokens_per_step=(1, 4, 16),
+                 remask_steps=(8, 16, 32, 64, 128)),
 }
 
 
@@ -99,7 +102,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     pi = markov.stationary_distribution(P)
     exact = markov.ChainDenoiser(P, cfg.seq_len)
     mask_id, V, L = exact.mask_id, cfg.vocab_size, cfg.seq_len
-    data = markov.sample_sequences(P, cfg.train_sequences, L, generator)  # (N, L)
+    data = markov.sample_sequences(P, cfg.train_sequences, L, generator_on(device, generator, seed + 4))  # (N, L)
 
     model_config = DenoiserConfig.preset(cfg.preset, vocab_size=V + 1, max_seq_len=L)
 
@@ -117,8 +120,12 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     dtype = evaluation_dtype(device)
     model = trained.models["model"].to(dtype).eval()
 
-    def learned(x):  # the trained model as a CPU denoiser
-        return model(x.to(device)).double().cpu()
+    def learned(x):  # the trained model as a float64 denoiser answering on x's device
+        return model(x.to(device)).double().to(x.device)
+
+    # the sampling sweeps decode on a CUDA device when there is one (the exact denoiser too: it
+    # computes where its input is); elsewhere on the CPU (MPS has no float64)
+    decode_on = device if device.type == "cuda" else torch.device("cpu")
 
     metrics = {"chain": {"decay_rate": markov.decay_rate(P), "max_stationary": float(pi.max()),
                          "argmax_stationary": int(pi.argmax()), "omega1_omega2": list(zipf.omegas(cfg.s, V)),
@@ -156,6 +163,8 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         first = markov.sample_sequences(P, cfg.samples, 1, generator)[:, 0]  # prompts from pi
         x = torch.full((cfg.samples, L), mask_id)
         x[:, 0] = first
+        x = x.to(decode_on)
+        generator = generator_on(decode_on, generator, seed + 2)
         sweep = {"k": list(cfg.tokens_per_step), "bound_ppl": zipf.parallel_perplexity_bound(
             list(cfg.tokens_per_step), cfg.s, V).tolist()}
         for name, denoiser in (("exact", exact), ("model", learned)):
@@ -171,7 +180,8 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         metrics["parallel"] = sweep
         metrics["random_init"] = _random_init_sweep(exact, learned, x[: cfg.random_init_samples], P, mask_id, V,
                                                     cfg.random_init_sweeps, generator)
-        variants = torch.Generator().manual_seed(seed + 1)  # its own stream: the results above do not use it
+        # its own stream: the results above do not use it
+        variants = generator_on(decode_on, torch.Generator().manual_seed(seed + 1), seed + 3)
         prompts = x[: cfg.variant_samples]
         metrics["partial_random_init"] = partial_random_init_sweep(exact, prompts, P, cfg.init_fractions,
                                                                    cfg.init_tokens_per_step, variants)
@@ -187,7 +197,7 @@ def _decoder_perplexity(denoiser, x, decoded, mask_id) -> float:
     """Perplexity of the generated tokens under the decoder's own probabilities at the moment it
     chose them (the product of marginals of each step): what Metrics 1-2 describe."""
     tokens, order = decoded.tokens, decoded.order
-    log_p = torch.zeros(tokens.shape[0], dtype=torch.float64)
+    log_p = torch.zeros(tokens.shape[0], dtype=torch.float64, device=tokens.device)
     for step in range(decoded.nfe):
         current = torch.where(order >= step, mask_id, tokens)  # the sequence before this step
         current = torch.where(x != mask_id, x, current)  # the prompt is always there
