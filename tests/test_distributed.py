@@ -117,3 +117,47 @@ def test_an_experiment_runs_unchanged_under_torchrun_and_rank_0_alone_writes(tmp
         torch.testing.assert_close(shared.curves[name]["loss"], alone.curves[name]["loss"], rtol=1e-5, atol=0)
         for key in ("P(A)", "P(B)", "exact_nelbo_per_sequence"):
             assert shared.metrics[name][key] == pytest.approx(alone.metrics[name][key], rel=1e-4), (name, key)
+
+
+def test_a_global_batch_that_does_not_split_evenly_is_refused(monkeypatch):
+    monkeypatch.setattr(distributed, "start", lambda: (0, 3))
+    with pytest.raises(ValueError, match=r"^batch_size 8 must be divisible by the number of processes \(3, "
+                                         r"torchrun's WORLD_SIZE\)"):
+        train(ddp_worker.model(), ddp_worker.data(False), ddp_worker.MASK, ddp_worker.config(), device="cpu",
+              progress=False)
+
+
+def test_under_torchrun_each_process_uses_its_own_gpu_or_the_cpu(monkeypatch):
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed.local_device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert distributed.local_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"under torchrun each process uses cuda:LOCAL_RANK \(cuda:1 here\)"):
+        distributed.local_device(torch.device("cuda", 0))
+    with pytest.raises(ValueError, match=r"several processes train on 'cuda' \(NCCL\) or 'cpu' \(gloo\) only"):
+        distributed.local_device(torch.device("mps"))
+
+
+def test_rows_that_select_nothing_are_refused():
+    from maskdiff_tutor.objectives import masked_diffusion_loss
+    from maskdiff_tutor.schedules import LinearSchedule
+
+    x0 = ddp_worker.data(False)[:4]
+    with pytest.raises(ValueError, match=r"rows=slice\(4, 8, None\) selects no row of a batch of 4"):
+        masked_diffusion_loss(ddp_worker.model(), x0, LinearSchedule(), ddp_worker.MASK, rows=slice(4, 8))
+
+
+def test_the_rows_share_of_a_padded_batch_averages_to_the_whole_batch_loss():
+    from maskdiff_tutor.objectives import masked_diffusion_loss
+    from maskdiff_tutor.schedules import LinearSchedule
+
+    x0, net = ddp_worker.data(True)[:8], ddp_worker.model()
+    whole = masked_diffusion_loss(net, x0, LinearSchedule(), ddp_worker.MASK, torch.Generator().manual_seed(3),
+                                  pad_id=ddp_worker.PAD)
+    halves = [masked_diffusion_loss(net, x0, LinearSchedule(), ddp_worker.MASK, torch.Generator().manual_seed(3),
+                                    pad_id=ddp_worker.PAD, rows=rows) for rows in (slice(0, 4), slice(4, 8))]
+    assert int((x0[:4] != ddp_worker.PAD).sum()) != int((x0[4:] != ddp_worker.PAD).sum())  # unequal token counts ...
+    torch.testing.assert_close((halves[0].loss + halves[1].loss) / 2, whole.loss)  # ... yet the mean is exact
+    torch.testing.assert_close(torch.cat([h.nll for h in halves]), whole.nll)  # the same noise, split
