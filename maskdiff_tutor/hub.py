@@ -1,0 +1,352 @@
+"""Real masked diffusion language models from the Hugging Face hub, as the package's denoiser.
+
+``hub.load(name_or_path)`` returns a ``HubModel``. Called on token ids ``x (B, L)`` it returns
+logits ``(B, L, V)`` where position i predicts token i, which is the denoiser interface of every
+decoder, NELBO and experiment in the package. The model keeps its ``mask_id``, ``tokenizer``,
+end-of-text ids (``eos_ids``) and a prompt helper (``prompt_ids``, with the chat template where
+the model has one).
+
+Families (``FAMILIES``), told apart by ``model_type`` in the model's ``config.json``, which is read
+as plain JSON before any code of the model runs:
+
+- ``llada``: LLaDA 8B Base and Instruct, LLaDA 1.5 (remote code). The mask is
+  ``config.mask_token_id`` where the config names it, else ``LLADA_MASK_ID``. The adapter passes
+  no attention mask: early releases of LLaDA's code ignored it, so batch prompts of equal length
+  (the decoders here never pad).
+- ``dream``: Dream v0 7B (remote code). Its logits at position i predict token i + 1; the adapter
+  shifts them back (as Dream's own sampler does). Its forward misreads a 2-D padding mask, so none
+  is passed.
+- ``mdlm`` and ``bd3lm``: MDLM and BD3-LM trained on OpenWebText (remote code). Their forward
+  takes a noise-level argument ``timesteps`` (zeros: the released models are not time-conditioned)
+  and returns a bare tensor; the mask is the last id (``vocab_size - 1``, appended to GPT-2's
+  tokens). BD3-LM reads ``[x_t, x_0]`` side by side; the adapter passes ``[x, x]``, which is the
+  block-causal denoiser when the blocks before the one being decoded are clean (semi-AR decoding
+  in its ``block_size``). The released MDLM code imports flash-attn, which needs CUDA.
+- ``masked-lm``: any masked LM transformers knows natively (``AutoModelForMaskedLM``): ModernBERT
+  and its chat fine-tunes, BERT, RoBERTa and the like. The mask is the tokenizer's.
+
+Remote code runs only when the caller passes ``trust_remote_code=True``. The remote-code families
+were written for transformers 4.x and break on 5.x (LLaDA's and BD3-LM's classes never call
+``post_init``, which 5.x needs; Dream's rotary embedding asks 5.x for a ``"default"`` entry that is
+gone), so ``pip install "maskdiff-tutor[hub]"`` pins ``transformers>=4.48,<5`` (4.48 is the first
+with ModernBERT). Each adapter was checked on a small local model with the family's interface,
+not on the released weights, which need the network.
+
+transformers is imported inside the functions, so ``import maskdiff_tutor.hub`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from dataclasses import dataclass, field
+
+import torch
+
+from ._checks import check_tokens
+from .device import pick_device
+
+LLADA_MASK_ID = 126336  # LLaDA's <|mdm_mask|>, used where a config does not name its mask
+TRANSFORMERS_FOR_REMOTE_CODE = ((4, 48), (5, 0))  # [low, high): what the remote-code families run on
+INSTALL_HINT = 'pip install "maskdiff-tutor[hub]"  (transformers>=4.48,<5)'
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_types: tuple  # config.model_type values (lower case)
+    remote_code: bool  # the model's classes come from its repository
+    auto_class: str  # the transformers Auto class that loads it
+    description: str
+
+
+FAMILIES = {
+    "llada": Family("llada", ("llada",), True, "AutoModel", "LLaDA 8B Base / Instruct and LLaDA 1.5 (GSAI-ML)"),
+    "dream": Family("dream", ("dream",), True, "AutoModel", "Dream v0 7B Base / Instruct (Dream-org)"),
+    "mdlm": Family("mdlm", ("mdlm",), True, "AutoModelForMaskedLM", "MDLM on OpenWebText (kuleshov-group)"),
+    "bd3lm": Family("bd3lm", ("bd3lm",), True, "AutoModelForMaskedLM", "BD3-LM on OpenWebText (kuleshov-group)"),
+    "masked-lm": Family("masked-lm", (), False, "AutoModelForMaskedLM",
+                        "a masked LM transformers knows natively: ModernBERT and its chat fine-tunes, BERT, RoBERTa"),
+}
+LENGTH_FIELDS = ("max_sequence_length", "model_length", "max_position_embeddings", "n_positions")
+END_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>")  # end-of-turn / end-of-text tokens some families add
+
+
+@dataclass
+class HubModel:
+    """A loaded model as a denoiser: ``model(x) -> logits (B, L, V)``, float32, on ``device``."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    family: str
+    name: str
+    revision: str | None
+    mask_id: int
+    eos_ids: tuple
+    vocab_size: int  # V of the logits (may exceed the tokenizer's ids)
+    max_length: int | None  # the longest sequence the model takes, where its config says
+    device: torch.device
+    dtype: torch.dtype
+    config: dict = field(repr=False, default_factory=dict)  # its config.json
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        check_tokens("x", x, self.vocab_size, self.mask_id, allow_mask=True)
+        if x.ndim != 2:
+            raise ValueError(f"x must be token ids of shape (B, L); got {tuple(x.shape)}")
+        if self.max_length is not None and x.shape[1] > self.max_length:
+            raise ValueError(f"a sequence of {x.shape[1]} tokens is longer than {self.name} takes "
+                             f"({self.max_length}); shorten the prompt or the number of masks")
+        x = x.to(self.device)
+        try:
+            logits = _forward(self.family, self.model, x)
+        except torch.cuda.OutOfMemoryError:
+            raise MemoryError(f"{self.name} ran out of GPU memory on {x.shape[0]} sequences of {x.shape[1]} tokens "
+                              f"({_free_memory(self.device)}); pass fewer sequences at a time") from None
+        if logits.shape[:2] != x.shape:
+            raise RuntimeError(f"{self.name} returned logits of shape {tuple(logits.shape)} for input "
+                               f"{tuple(x.shape)}; expected ({x.shape[0]}, {x.shape[1]}, V)")
+        return logits.float()
+
+    def prompt_ids(self, text: str, chat: bool = True) -> torch.Tensor:
+        """Token ids (1, n) of a prompt: the user turn of the chat template where the tokenizer
+        has one (and ``chat``), else the beginning-of-text token (if any) and the text."""
+        if chat and getattr(self.tokenizer, "chat_template", None):
+            ids = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                     tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
+                ids = ids["input_ids"]
+        else:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None \
+                else self.tokenizer.cls_token_id
+            if start is not None:
+                ids = [start, *ids]
+        return torch.tensor([list(ids)], dtype=torch.long)
+
+    def decode(self, ids) -> list[str]:
+        """Each id as its text, special tokens included (the mask shows as the mask)."""
+        return [self.tokenizer.decode([int(i)]) for i in (ids.tolist() if torch.is_tensor(ids) else ids)]
+
+
+def load(name_or_path: str | pathlib.Path, *, device: str | torch.device | None = None,
+         dtype: torch.dtype | None = None, revision: str | None = None, trust_remote_code: bool = False,
+         family: str | None = None) -> HubModel:
+    """A hub model (or a local folder written by ``save_pretrained``) as a ``HubModel``.
+
+    Args:
+        name_or_path: a hub id such as ``"GSAI-ML/LLaDA-8B-Instruct"`` or a local folder.
+        device: None for the best available (cuda, mps, cpu) or a device that must exist.
+        dtype: None for bf16 on a GPU that supports it, fp16 on other GPUs (a T4) and on MPS,
+            float32 on the CPU; or any torch dtype.
+        revision: a branch, tag or commit of the hub repository.
+        trust_remote_code: allow the model's own code to run (LLaDA, Dream, MDLM, BD3-LM need it).
+        family: one of ``FAMILIES`` to override the one read from ``config.json``.
+    """
+    name = str(name_or_path)
+    transformers = _transformers()
+    config = _read_config(name, revision)
+    chosen = _family(name, config, family)
+    if chosen.remote_code and not trust_remote_code:
+        files = sorted({str(v).split(".")[0] + ".py" for v in _flatten(config.get("auto_map", {}))}) or ["its own"]
+        raise ValueError(f"{name} is a {chosen.description} model whose classes come from its repository "
+                         f"({', '.join(files)}); load(..., trust_remote_code=True) runs that code, if you trust it")
+    _check_version(chosen, name, transformers.__version__)
+    device = pick_device(device)
+    dtype = default_dtype(device) if dtype is None else dtype
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"dtype must be a torch.dtype such as torch.bfloat16, or None; got {dtype!r}")
+    common = dict(revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name, **common)
+        auto = getattr(transformers, chosen.auto_class)
+        dtype_key = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
+        model = auto.from_pretrained(name, **common, **{dtype_key: dtype})
+        model = model.to(device).eval()
+    except ImportError as error:
+        if "flash_attn" in str(error) or "flash-attn" in str(error):
+            raise ImportError(f"{name}'s code imports flash-attn, which needs a CUDA GPU: pip install flash-attn "
+                              f"on a CUDA machine ({error})") from None
+        raise
+    except torch.cuda.OutOfMemoryError:
+        raise MemoryError(f"{name} does not fit on {device} in {str(dtype).removeprefix('torch.')} "
+                          f"({_free_memory(device)}); use a GPU with more memory, or a smaller model") from None
+    except OSError as error:
+        raise OSError(f"{name}: its tokenizer or weights could not be read ({_first_line(error)})") from None
+    vocab_size = _vocab_size(model, config)
+    mask_id = _mask_id(chosen, name, config, tokenizer)
+    if not 0 <= mask_id < vocab_size:
+        raise ValueError(f"{name}: its mask id {mask_id} lies outside its {vocab_size} logits")
+    return HubModel(model, tokenizer, chosen.name, name, revision, mask_id, _eos_ids(config, tokenizer, vocab_size),
+                    vocab_size, _max_length(config), device, dtype, config)
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a CUDA GPU that supports it, fp16 on an older one (a T4) and on MPS, float32 on the CPU."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16 if device.type == "mps" else torch.float32
+
+
+def _forward(family: str, model, x: torch.Tensor) -> torch.Tensor:
+    """The family's forward pass, as logits (B, L, V) with position i predicting token i."""
+    if family == "llada":
+        return _logits(model(input_ids=x))
+    if family == "dream":  # position i predicts token i + 1: move every row one place right
+        logits = _logits(model(input_ids=x))
+        return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+    timesteps = torch.zeros(x.shape[0], device=x.device)
+    if family == "mdlm":
+        return _logits(model(input_ids=x, timesteps=timesteps))
+    if family == "bd3lm":  # [x_t, x_0]: the noisy half reads the clean half's earlier blocks
+        return _logits(model(input_ids=torch.cat([x, x], dim=1), timesteps=timesteps))[:, : x.shape[1]]
+    return _logits(model(input_ids=x, attention_mask=torch.ones_like(x)))
+
+
+def _logits(output) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"the model returned {type(output).__name__}, not logits")
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise ImportError(f"maskdiff_tutor.hub needs Hugging Face transformers: {INSTALL_HINT}") from None
+    return transformers
+
+
+def _read_config(name: str, revision: str | None) -> dict:
+    """config.json as plain JSON (no code runs), from a local folder or the hub."""
+    folder = pathlib.Path(name)
+    if folder.is_dir():
+        path = folder / "config.json"
+        if not path.is_file():
+            raise ValueError(f"{name} is a folder without config.json; give a folder written by save_pretrained")
+    elif folder.exists():
+        raise ValueError(f"{name} is a file; give a hub id (owner/name) or a folder written by save_pretrained")
+    else:
+        from transformers.utils import cached_file
+
+        try:
+            path = cached_file(name, "config.json", revision=revision)
+        except (OSError, ValueError) as error:
+            text = str(error)
+            if "connect" in text.lower() or "offline" in text.lower():
+                raise OSError(f"{name} is not a local folder, and the Hugging Face Hub could not be reached to fetch "
+                              "it; connect to the network, or pass a folder written by save_pretrained "
+                              f"({_first_line(error)})") from None
+            raise OSError(f"{name} is neither a local folder nor a model on the Hugging Face Hub"
+                          f"{f' at revision {revision}' if revision else ''} ({_first_line(error)})") from None
+        if path is None:
+            raise OSError(f"{name}: the hub repository has no config.json")
+    try:
+        return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable model config ({_first_line(error)})") from None
+
+
+def _family(name: str, config: dict, requested: str | None) -> Family:
+    if requested is not None:
+        if requested not in FAMILIES:
+            raise ValueError(f"family must be one of {sorted(FAMILIES)} or None; got {requested!r}")
+        return FAMILIES[requested]
+    model_type = str(config.get("model_type", "")).lower()
+    for family in FAMILIES.values():
+        if model_type in family.model_types:
+            return family
+    architectures = config.get("architectures") or []
+    if any(str(a).endswith("ForMaskedLM") for a in architectures) and "auto_map" not in config:
+        return FAMILIES["masked-lm"]
+    raise ValueError(f"{name} (model_type {model_type!r}, architectures {architectures}) is none of the supported "
+                     f"families: {', '.join(f'{k} ({v.description})' for k, v in FAMILIES.items())}; "
+                     "pass family= if it follows one of their interfaces")
+
+
+def _version(text: str) -> tuple:
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _check_version(family: Family, name: str, version: str) -> None:
+    low, high = TRANSFORMERS_FOR_REMOTE_CODE
+    found = _version(version)
+    if family.remote_code and not low <= found < high:
+        raise RuntimeError(f"{name}'s own code needs transformers 4.x (from 4.48; on 5.x its classes fail to load), "
+                           f"and transformers {version} is installed: {INSTALL_HINT}")
+    if not family.remote_code and found < low:
+        raise RuntimeError(f"maskdiff_tutor.hub needs transformers >= 4.48 (ModernBERT); {version} is installed: "
+                           f"{INSTALL_HINT}")
+
+
+def _vocab_size(model, config: dict) -> int:
+    """V of the logits: LLaDA's ``embedding_size`` (wider than its tokenizer), else ``vocab_size``,
+    else the input embedding's rows."""
+    config_size = config.get("embedding_size") or config.get("vocab_size")
+    if config_size:
+        return int(config_size)
+    try:
+        return int(model.get_input_embeddings().weight.shape[0])
+    except (AttributeError, NotImplementedError):
+        raise ValueError("the model's config gives no vocab_size, and its input embeddings cannot be read") from None
+
+
+def _mask_id(family: Family, name: str, config: dict, tokenizer) -> int:
+    if family.name == "llada":
+        return int(config.get("mask_token_id", LLADA_MASK_ID))
+    if family.name in ("mdlm", "bd3lm"):
+        return int(config["vocab_size"]) - 1
+    found = config.get("mask_token_id") if family.name == "dream" else None
+    found = found if found is not None else getattr(tokenizer, "mask_token_id", None)
+    if found is None:
+        raise ValueError(f"{name} has no mask token (its tokenizer defines none), so it cannot denoise masks; "
+                         "give a masked LM or a masked diffusion LM")
+    return int(found)
+
+
+def _eos_ids(config: dict, tokenizer, vocab_size: int) -> tuple:
+    ids = []
+    declared = config.get("eos_token_id")
+    ids.extend(declared if isinstance(declared, list) else [declared])
+    ids.extend([tokenizer.eos_token_id, getattr(tokenizer, "sep_token_id", None)])
+    vocabulary = tokenizer.get_vocab()
+    ids.extend(vocabulary.get(token) for token in END_TOKENS)
+    return tuple(sorted({int(i) for i in ids if i is not None and 0 <= int(i) < vocab_size}))
+
+
+def _max_length(config: dict) -> int | None:
+    for key in LENGTH_FIELDS:
+        if isinstance(config.get(key), int) and config[key] > 0:
+            return config[key]
+    return None
+
+
+def _flatten(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _flatten(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flatten(item)
+    elif value is not None:
+        yield value
+
+
+def _free_memory(device: torch.device) -> str:
+    if device.type != "cuda":
+        return f"on {device}"
+    free, total = torch.cuda.mem_get_info(device)
+    return f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
