@@ -41,7 +41,12 @@ EXPERIMENTS = {
                "random masking, blockwise (block-causal and the paper's literal scheme) and left-to-right training "
                "at equal compute, decoded in semi-AR blocks of every size with k tokens per step; on the Zipf "
                "language, or on a text file with --text (Section 3.4.2)"),
+    "real-model": ("maskdiff_tutor.experiments.real_model",
+                   "the paper's LLaDA measurements on a real model from the Hugging Face hub (--model): top "
+                   "probability against distance (Figure 3), homogenisation (Table 1), generation order and the "
+                   "cost of k tokens per step (Sections 3.2.4, 3.4.1)"),
 }
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--models", default=None,
                              help="a folder written by --save-models: measure these models instead of training "
                                   "(their settings must match this run's)")
+        if "model" in inspect.signature(module.run).parameters:
+            sub.add_argument("--model", default=None,
+                             help="a hub id (e.g. GSAI-ML/LLaDA-8B-Instruct) or a folder written by save_pretrained; "
+                                  "default: the scale's model")
+            sub.add_argument("--revision", default=None, help="a branch, tag or commit of the hub repository")
+            sub.add_argument("--trust-remote-code", action="store_true",
+                             help="let the model's own code run (LLaDA, Dream, MDLM and BD3-LM need it)")
+            sub.add_argument("--dtype", choices=tuple(DTYPES), default=None,
+                             help="default: bf16 on GPUs that support it, fp16 on others, fp32 on the CPU")
         sub.add_argument("--device", default=None,
                          help="cpu, cuda, cuda:N or mps; default: the best available (cuda, then mps, then cpu)")
         sub.add_argument("--seed", type=int, default=0, help="seeds initialisation, training and sampling")
@@ -90,7 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
                                   "the models in instead of the book's (one sub-folder per experiment)")
     book_models.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps; default: the best available")
     book_models.add_argument("--no-progress", action="store_true", help="hide the training progress bars")
+    small = commands.add_parser("small-masked-lm", help=SMALL_HELP, description=SMALL_HELP,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    small.add_argument("--text", required=True, help="a UTF-8 text file to train the tokenizer and the model on")
+    small.add_argument("--out", required=True, help="the folder to save the model and tokenizer in (save_pretrained)")
+    small.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps; default: the best available")
+    small.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
     return parser
+
+
+SMALL_HELP = ("train a small ModernBERT masked LM and its BPE tokenizer on a text file and save them in the hub's "
+              "format (the model the 'Real models' chapter measures; real-model --model FOLDER loads it)")
 
 
 BOOK_MODELS_HELP = ("train the models the book's chapters measure (ci scale, seed 0) and store them with the "
@@ -107,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.experiment == "book-models":
             return _book_models(args)
+        if args.experiment == "small-masked-lm":
+            return _small_masked_lm(args)
         return _experiment(args)
     finally:
         distributed.stop()
@@ -119,14 +145,20 @@ def _experiment(args) -> int:
         check_output_file("--out", args.out)
         if getattr(args, "save_models", None) is not None:
             check_output_folder("--save-models", args.save_models)
-        extra = {name: getattr(args, name) for name in ("text", "save_models", "models")
+        extra = {name: getattr(args, name) for name in ("text", "save_models", "models", "model", "revision")
                  if getattr(args, name, None) is not None}
+        if getattr(args, "trust_remote_code", False):
+            extra["trust_remote_code"] = True
+        if getattr(args, "dtype", None) is not None:
+            import torch
+
+            extra["dtype"] = getattr(torch, DTYPES[args.dtype])
         result = module.run(scale=args.scale, device=args.device, seed=args.seed,
                             progress=not args.no_progress and distributed.is_main(), **extra)
         if not distributed.is_main():
             return 0
         path = result.save(args.out)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, ImportError, MemoryError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # training has said where its checkpoint is, if it had one
@@ -160,6 +192,20 @@ def _check_writable_folder(flag: str, path: str, folder: pathlib.Path) -> None:
         raise ValueError(f"{flag} {path}: {existing} is a file, so the folder {folder} cannot be created")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: the folder {existing} is not writable")
+
+
+def _small_masked_lm(args) -> int:
+    from .experiments import small_masked_lm
+
+    try:
+        check_output_folder("--out", args.out)
+        record = small_masked_lm.make(args.text, args.out, device=args.device, progress=not args.no_progress)
+    except (ValueError, OSError, ImportError) as error:
+        print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
+        return 2
+    print(f"saved {args.out} ({record['parameters']} parameters, final loss {record['history']['loss'][-1]:.3f}, "
+          f"{record['environment']['wall_seconds']} s)")
+    return 0
 
 
 def _book_models(args) -> int:

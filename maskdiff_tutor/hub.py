@@ -74,7 +74,8 @@ END_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>")  # end-of-turn / end-
 
 @dataclass
 class HubModel:
-    """A loaded model as a denoiser: ``model(x) -> logits (B, L, V)``, float32, on ``device``."""
+    """A loaded model as a denoiser: ``model(x) -> logits (B, L, V)`` on ``device``, in float32
+    (float64 for a model loaded in float64)."""
 
     model: torch.nn.Module
     tokenizer: object
@@ -106,7 +107,7 @@ class HubModel:
         if logits.shape[:2] != x.shape:
             raise RuntimeError(f"{self.name} returned logits of shape {tuple(logits.shape)} for input "
                                f"{tuple(x.shape)}; expected ({x.shape[0]}, {x.shape[1]}, V)")
-        return logits.float()
+        return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()  # bf16/fp16 -> fp32
 
     def prompt_ids(self, text: str, chat: bool = True) -> torch.Tensor:
         """Token ids (1, n) of a prompt: the user turn of the chat template where the tokenizer
@@ -280,10 +281,10 @@ def _check_version(family: Family, name: str, version: str) -> None:
     low, high = TRANSFORMERS_FOR_REMOTE_CODE
     found = _version(version)
     if family.remote_code and not low <= found < high:
-        raise RuntimeError(f"{name}'s own code needs transformers 4.x (from 4.48; on 5.x its classes fail to load), "
+        raise ImportError(f"{name}'s own code needs transformers 4.x (from 4.48; on 5.x its classes fail to load), "
                            f"and transformers {version} is installed: {INSTALL_HINT}")
     if not family.remote_code and found < low:
-        raise RuntimeError(f"maskdiff_tutor.hub needs transformers >= 4.48 (ModernBERT); {version} is installed: "
+        raise ImportError(f"maskdiff_tutor.hub needs transformers >= 4.48 (ModernBERT); {version} is installed: "
                            f"{INSTALL_HINT}")
 
 

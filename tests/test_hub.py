@@ -6,19 +6,19 @@ the remote-code families are folders this file writes (a config with ``auto_map`
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
+import sys
 
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 from maskdiff_tutor import decoders, decoding, hub  # noqa: E402
 
-MODELING = pathlib.Path(__file__).parent / "hub_models" / "modeling_tiny.py"
-DATA_WORDS = [f"w{i}" for i in range(12)]  # ids 0..11
+from hub_models import REMOTE, make_tokenizer, native_model, remote_folder  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -27,58 +27,11 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
 
 
-def _tokenizer(specials: dict, chat_template: str | None = None):
-    """A word-level tokenizer over DATA_WORDS and ``specials`` (token -> role), ids in that order."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {word: i for i, word in enumerate([*DATA_WORDS, *specials])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    roles = {role: token for token, role in specials.items() if role}
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **roles)
-    if chat_template:
-        fast.chat_template = chat_template
-    return fast
-
-
-def _remote_folder(tmp_path, family: str, config_extra: dict, specials: dict, chat_template=None) -> pathlib.Path:
-    """A model folder with the family's interface and its own code, as on the hub."""
-    folder = tmp_path / f"tiny-{family}"
-    folder.mkdir()
-    source = MODELING.read_text().replace('FAMILY = "llada"', f'FAMILY = "{family}"')
-    flash = "import flash_attn  # as the released MDLM code does, unguarded\n" if family.endswith("-flash") else ""
-    (folder / "modeling_tiny.py").write_text(flash + source)
-    namespace = {}
-    exec(compile(source, str(MODELING), "exec"), namespace)
-    torch.manual_seed(0)
-    model = namespace["TinyModel"](namespace["TinyConfig"](vocab_size=16, data_tokens=12))
-    model.save_pretrained(folder)
-    model_type = family.split("-")[0]
-    config = {"model_type": model_type, "architectures": ["TinyModel"], "vocab_size": 16, "data_tokens": 12,
-              "auto_map": {"AutoConfig": "modeling_tiny.TinyConfig", "AutoModel": "modeling_tiny.TinyModel",
-                           "AutoModelForMaskedLM": "modeling_tiny.TinyModel"}, **config_extra}
-    (folder / "config.json").write_text(json.dumps(config))
-    _tokenizer(specials, chat_template).save_pretrained(folder)
-    return folder
-
-
-# each remote family: config fields beyond the common ones, and its special tokens (ids 12..15)
-REMOTE = {
-    "llada": ({"mask_token_id": 15, "eos_token_id": 12, "max_sequence_length": 24},
-              {"<|endoftext|>": "eos_token", "<|eot_id|>": None, "[PAD]": "pad_token", "<|mdm_mask|>": None}),
-    "dream": ({"mask_token_id": 15, "max_position_embeddings": 24},
-              {"<|endoftext|>": "eos_token", "<|im_end|>": None, "[PAD]": "pad_token", "<|mask|>": "mask_token"}),
-    "mdlm": ({"model_length": 24}, {"<|endoftext|>": "eos_token", "x13": None, "x14": None, "x15": None}),
-    "bd3lm": ({"model_length": 24, "block_size": 4},
-              {"<|endoftext|>": "eos_token", "x13": None, "x14": None, "x15": None}),
-}
-
-
 @pytest.fixture(params=sorted(REMOTE))
 def remote(request, tmp_path):
     family = request.param
     extra, specials = REMOTE[family]
-    return family, _remote_folder(tmp_path, family, extra, specials)
+    return family, remote_folder(tmp_path, family, extra, specials)
 
 
 def test_each_remote_family_loads_as_a_denoiser_whose_position_i_predicts_token_i(remote):
@@ -100,7 +53,7 @@ def test_each_remote_family_loads_as_a_denoiser_whose_position_i_predicts_token_
 
 def test_dream_logits_are_shifted_back_and_no_2d_mask_is_passed(tmp_path):
     extra, specials = REMOTE["dream"]
-    model = hub.load(_remote_folder(tmp_path, "dream", extra, specials), trust_remote_code=True)
+    model = hub.load(remote_folder(tmp_path, "dream", extra, specials), trust_remote_code=True)
     x = torch.tensor([[7, 15, 2, 15]])
     raw = model.model(input_ids=x).logits  # position i: the prediction for i + 1
     assert raw[0, 0].argmax() == 8 and model(x)[0, 1].argmax() == 8
@@ -117,7 +70,7 @@ def test_remote_code_runs_only_when_asked(remote):
 def test_remote_code_on_transformers_5_is_refused_with_the_pin(remote, monkeypatch):
     family, folder = remote
     monkeypatch.setattr(transformers, "__version__", "5.2.0")
-    with pytest.raises(RuntimeError, match=r"needs transformers 4.x .* transformers 5.2.0 is installed: "
+    with pytest.raises(ImportError, match=r"needs transformers 4.x .* transformers 5.2.0 is installed: "
                                            r"pip install \"maskdiff-tutor\[hub\]\""):
         hub.load(folder, trust_remote_code=True)
 
@@ -129,41 +82,21 @@ def test_an_unguarded_flash_attn_import_gets_a_message_that_says_what_to_do(tmp_
     except ImportError:
         pass
     extra, specials = REMOTE["mdlm"]
-    folder = _remote_folder(tmp_path, "mdlm-flash", extra, specials)
+    folder = remote_folder(tmp_path, "mdlm-flash", extra, specials)
     with pytest.raises(ImportError, match=r"imports flash-attn, which needs a CUDA GPU: pip install flash-attn"):
         hub.load(folder, trust_remote_code=True)
 
 
 def test_llada_without_a_mask_id_in_its_config_uses_llada_s_and_checks_it(tmp_path):
     extra, specials = REMOTE["llada"]
-    folder = _remote_folder(tmp_path, "llada", {k: v for k, v in extra.items() if k != "mask_token_id"}, specials)
+    folder = remote_folder(tmp_path, "llada", {k: v for k, v in extra.items() if k != "mask_token_id"}, specials)
     with pytest.raises(ValueError, match=rf"its mask id {hub.LLADA_MASK_ID} lies outside its 16 logits"):
         hub.load(folder, trust_remote_code=True)
 
 
-def _native(tmp_path, kind: str) -> pathlib.Path:
-    """A native masked LM of ``kind`` from a config, saved with a tokenizer that has a mask."""
-    specials = {"[CLS]": "cls_token", "[SEP]": "sep_token", "[PAD]": "pad_token", "[MASK]": "mask_token"}
-    common = dict(vocab_size=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    if kind == "bert":
-        config = transformers.BertConfig(**common, max_position_embeddings=32, pad_token_id=14)
-    elif kind == "roberta":
-        config = transformers.RobertaConfig(**common, max_position_embeddings=34, pad_token_id=14, bos_token_id=12,
-                                            eos_token_id=13)
-    else:
-        config = transformers.ModernBertConfig(**common, max_position_embeddings=32, pad_token_id=14, bos_token_id=12,
-                                               eos_token_id=13, cls_token_id=12, sep_token_id=13)
-    torch.manual_seed(0)
-    model = transformers.AutoModelForMaskedLM.from_config(config).eval()
-    folder = tmp_path / kind
-    model.save_pretrained(folder)
-    _tokenizer(specials).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize("kind", ["bert", "roberta", "modernbert"])
 def test_native_masked_lms_load_without_remote_code(tmp_path, kind):
-    folder = _native(tmp_path, kind)
+    folder = native_model(tmp_path, kind)
     model = hub.load(folder)
     assert (model.family, model.mask_id, model.vocab_size) == ("masked-lm", 15, 16)
     assert model.max_length == (34 if kind == "roberta" else 32) and 13 in model.eos_ids
@@ -178,14 +111,14 @@ def test_native_masked_lms_load_without_remote_code(tmp_path, kind):
 
 
 def test_a_prompt_longer_than_the_model_takes_is_refused(tmp_path):
-    model = hub.load(_native(tmp_path, "bert"))
+    model = hub.load(native_model(tmp_path, "bert"))
     with pytest.raises(ValueError, match=r"a sequence of 40 tokens is longer than .* takes \(32\); shorten"):
         model(torch.zeros(1, 40, dtype=torch.long))
 
 
 def test_a_model_without_a_mask_token_is_refused(tmp_path):
-    folder = _native(tmp_path, "bert")
-    _tokenizer({"[CLS]": "cls_token", "[SEP]": "sep_token", "[PAD]": "pad_token", "x15": None}).save_pretrained(folder)
+    folder = native_model(tmp_path, "bert")
+    make_tokenizer({"[CLS]": "cls_token", "[SEP]": "sep_token", "[PAD]": "pad_token", "x15": None}).save_pretrained(folder)
     with pytest.raises(ValueError, match=r"has no mask token \(its tokenizer defines none\), so it cannot denoise"):
         hub.load(folder)
 
@@ -206,11 +139,11 @@ def test_missing_models_and_no_network_get_one_clear_message(tmp_path):
     with pytest.raises(ValueError, match=r"is a folder without config.json"):
         hub.load(tmp_path / "empty")
     with pytest.raises(ValueError, match=r"^family must be one of \['bd3lm', 'dream', 'llada', 'masked-lm', 'mdlm'\]"):
-        hub.load(_native(tmp_path, "bert"), family="gpt")
+        hub.load(native_model(tmp_path, "bert"), family="gpt")
 
 
 def test_running_out_of_gpu_memory_says_what_to_do(tmp_path, monkeypatch):
-    model = hub.load(_native(tmp_path, "bert"))
+    model = hub.load(native_model(tmp_path, "bert"))
 
     def out_of_memory(*args):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
@@ -224,16 +157,16 @@ def test_running_out_of_gpu_memory_says_what_to_do(tmp_path, monkeypatch):
 def test_dtype_follows_the_device_and_can_be_overridden(tmp_path):
     assert hub.default_dtype(torch.device("cpu")) == torch.float32
     assert hub.default_dtype(torch.device("mps")) == torch.float16
-    model = hub.load(_native(tmp_path, "bert"), dtype=torch.float64)
+    model = hub.load(native_model(tmp_path, "bert"), dtype=torch.float64)
     assert model.dtype == torch.float64 and next(model.model.parameters()).dtype == torch.float64
     with pytest.raises(ValueError, match=r"dtype must be a torch.dtype"):
-        hub.load(_native(tmp_path / "b", "bert"), dtype="bf16")
+        hub.load(native_model(tmp_path / "b", "bert"), dtype="bf16")
 
 
 def test_the_chat_template_is_used_where_the_tokenizer_has_one(tmp_path):
     extra, specials = REMOTE["llada"]
     template = "{% for m in messages %}<|eot_id|> {{ m['content'] }}{% endfor %} <|endoftext|>"
-    folder = _remote_folder(tmp_path, "llada", extra, specials, chat_template=template)
+    folder = remote_folder(tmp_path, "llada", extra, specials, chat_template=template)
     model = hub.load(folder, trust_remote_code=True)
     assert model.prompt_ids("w1 w2").tolist() == [[13, 1, 2, 12]]
     assert model.prompt_ids("w1 w2", chat=False).tolist() == [[1, 2]]

@@ -1,0 +1,98 @@
+"""A small masked LM trained on real text with ``train()``, saved in the hub's format.
+
+The "Real models" chapter runs the paper's LLaDA measurements through ``hub.load`` exactly as on a
+released model. In the book, where no network is at hand, the model is this one: a ModernBERT
+(``transformers.ModernBertForMaskedLM``, a native masked LM) of about 0.5M parameters with a
+byte-level BPE tokenizer of 1024 tokens, both trained here on a text file, and stored with the
+package (``BOOK_FOLDER``). ``make(text, folder)`` trains it again; ``maskdiff-tutor
+small-masked-lm --text FILE --out FOLDER`` is the same from the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .. import corpus
+from ..device import hardware_description, pick_device
+from ..train import TrainConfig, train
+from .trained_models import BOOK_MODELS
+
+BOOK_FOLDER = BOOK_MODELS / "small_masked_lm"
+SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..3 of the tokenizer
+
+
+@dataclass(frozen=True)
+class Settings:
+    vocab_size: int = 1024  # BPE tokens, the four specials included
+    seq_len: int = 64  # tokens per training sequence ([CLS] and 63 text tokens)
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 4
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+
+
+class _Logits(torch.nn.Module):
+    """The masked LM as ``train()`` calls a denoiser: ``model(x) -> logits``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.config = model.config  # train() reads vocab_size from it
+
+    def forward(self, x):
+        return self.model(input_ids=x, attention_mask=torch.ones_like(x)).logits
+
+
+def make(text: str | pathlib.Path, folder: str | pathlib.Path, settings: Settings = Settings(),
+         device: str | torch.device | None = None, progress: bool = False) -> dict:
+    """Train the tokenizer and the model on ``text`` and save both in ``folder``
+    (``save_pretrained``), with ``training.json`` (settings, text length and hash, history)."""
+    import hashlib
+
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    started, device = time.time(), pick_device(device)
+    raw = corpus.load_text(text)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([raw], trainers.BpeTrainer(vocab_size=settings.vocab_size, special_tokens=list(SPECIALS),
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", cls_token="[CLS]",
+                                                     sep_token="[SEP]", mask_token="[MASK]")
+    ids = torch.tensor(tokenizer(raw, add_special_tokens=False)["input_ids"], dtype=torch.long)
+    body = settings.seq_len - 1
+    chunks = ids[: len(ids) // body * body].view(-1, body)
+    data = torch.cat([torch.full((len(chunks), 1), tokenizer.cls_token_id), chunks], dim=1)  # [CLS] + text
+    config = transformers.ModernBertConfig(
+        vocab_size=len(tokenizer), hidden_size=settings.hidden_size, num_hidden_layers=settings.layers,
+        num_attention_heads=settings.heads, intermediate_size=2 * settings.hidden_size,
+        max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id, cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+        global_attn_every_n_layers=1, embedding_dropout=0.0, mlp_dropout=0.0, attention_dropout=0.0)
+    torch.manual_seed(settings.seed)
+    model = transformers.ModernBertForMaskedLM(config)
+    history = train(_Logits(model), data, tokenizer.mask_token_id,
+                    TrainConfig(steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
+                                log_every=max(1, settings.steps // 50)),
+                    device=device, seed=settings.seed, progress=progress)
+    folder = pathlib.Path(folder)
+    model.cpu().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    record = {"settings": asdict(settings), "text": {"characters": len(raw), "tokens": len(ids),
+                                                     "sequences": len(data),
+                                                     "sha256": hashlib.sha256(raw.encode("utf-8")).hexdigest()},
+              "parameters": sum(p.numel() for p in model.parameters()), "history": history.to_dict(),
+              "environment": {**hardware_description(device), "transformers": transformers.__version__,
+                              "wall_seconds": round(time.time() - started, 1)}}
+    (folder / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
