@@ -69,7 +69,8 @@ def test_remote_code_runs_only_when_asked(remote):
 
 def test_remote_code_on_transformers_5_is_refused_with_the_pin(remote, monkeypatch):
     family, folder = remote
-    monkeypatch.setattr(transformers, "__version__", "5.2.0")
+    # the module hub imports (transformers 4.x replaces its entry in sys.modules once models are built)
+    monkeypatch.setattr(sys.modules["transformers"], "__version__", "5.2.0")
     with pytest.raises(ImportError, match=r"needs transformers 4.x .* transformers 5.2.0 is installed: "
                                            r"pip install \"maskdiff-tutor\[hub\]\""):
         hub.load(folder, trust_remote_code=True)

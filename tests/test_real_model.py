@@ -71,7 +71,7 @@ def test_own_nll_is_the_left_to_right_score_computed_one_token_at_a_time(bert):
 
 
 def test_the_experiment_end_to_end_on_a_local_masked_lm(tmp_path):
-    folder = native_model(tmp_path, "modernbert")
+    folder = native_model(tmp_path, "modernbert", positions=128)
     result = real_model.run("ci", model=str(folder), seed=0)
     cfg = real_model.SCALES["ci"]
     assert result.config["family"] == "masked-lm" and result.config["dtype"] == "float64"

@@ -18,7 +18,7 @@ def make_tokenizer(specials: dict, chat_template: str | None = None):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     vocab = {word: i for i, word in enumerate([*DATA_WORDS, *specials])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token=None))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="w0"))  # any other word reads as w0
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     roles = {role: token for token, role in specials.items() if role}
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **roles)
@@ -61,17 +61,17 @@ REMOTE = {
 
 
 
-def native_model(tmp_path, kind: str) -> pathlib.Path:
+def native_model(tmp_path, kind: str, positions: int = 32) -> pathlib.Path:
     """A native masked LM of ``kind`` from a config, saved with a tokenizer that has a mask."""
     specials = {"[CLS]": "cls_token", "[SEP]": "sep_token", "[PAD]": "pad_token", "[MASK]": "mask_token"}
     common = dict(vocab_size=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     if kind == "bert":
-        config = transformers.BertConfig(**common, max_position_embeddings=32, pad_token_id=14)
+        config = transformers.BertConfig(**common, max_position_embeddings=positions, pad_token_id=14)
     elif kind == "roberta":
-        config = transformers.RobertaConfig(**common, max_position_embeddings=34, pad_token_id=14, bos_token_id=12,
+        config = transformers.RobertaConfig(**common, max_position_embeddings=positions + 2, pad_token_id=14, bos_token_id=12,
                                             eos_token_id=13)
     else:
-        config = transformers.ModernBertConfig(**common, max_position_embeddings=32, pad_token_id=14, bos_token_id=12,
+        config = transformers.ModernBertConfig(**common, max_position_embeddings=positions, pad_token_id=14, bos_token_id=12,
                                                eos_token_id=13, cls_token_id=12, sep_token_id=13)
     torch.manual_seed(0)
     model = transformers.AutoModelForMaskedLM.from_config(config).eval()
