@@ -215,8 +215,12 @@ def _logits(output) -> torch.Tensor:
 
 
 def _transformers():
+    import warnings
+
     try:
-        import transformers
+        with warnings.catch_warnings():  # transformers imports tqdm.auto, which warns where notebook widgets are absent
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            import transformers
     except ImportError:
         raise ImportError(f"maskdiff_tutor.hub needs Hugging Face transformers: {INSTALL_HINT}") from None
     return transformers

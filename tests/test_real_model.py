@@ -110,3 +110,33 @@ def test_unknown_scale_and_bad_block_are_refused(tmp_path, monkeypatch):
                                                                      "block_length": 5}))
     with pytest.raises(ValueError, match=r"block_length 5 must divide masks 32"):
         real_model.run("ci", model=str(native_model(tmp_path, "bert")))
+
+
+def test_the_command_line_runs_it_on_a_folder(tmp_path, capsys):
+    from maskdiff_tutor import cli
+
+    folder = native_model(tmp_path, "bert", positions=128)
+    assert cli.main(["real-model", "--model", str(folder), "--dtype", "fp32", "--out", str(tmp_path / "r.json"),
+                     "--no-progress"]) == 0
+    result = ExperimentResult.load(tmp_path / "r.json")
+    assert result.experiment == "real_model" and result.config["dtype"] == "float32"
+    assert "transformers" in result.environment
+    assert cli.main(["real-model", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.json")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("maskdiff-tutor: error: ") and "nowhere is " in error and error.count("\n") == 1
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_a_small_masked_lm_trains_on_a_text_file_and_loads_through_the_hub(tmp_path):
+    from maskdiff_tutor.experiments import small_masked_lm
+
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be, that is the question.\nWhether 'tis nobler in the mind to suffer\n" * 40)
+    settings = small_masked_lm.Settings(vocab_size=300, seq_len=16, hidden_size=16, layers=1, heads=2, steps=30,
+                                        batch_size=8, lr=1e-2)
+    record = small_masked_lm.make(text, tmp_path / "model", settings, device="cpu")
+    assert record["history"]["loss"][-1] < record["history"]["loss"][0]  # it learned something
+    lm = hub.load(tmp_path / "model")
+    assert lm.family == "masked-lm" and lm.tokenizer.mask_token == "[MASK]" and lm.vocab_size == 300
+    x = torch.cat([lm.prompt_ids("To be, or"), torch.full((1, 4), lm.mask_id)], dim=1)
+    assert lm(x).shape == (1, x.shape[1], 300)

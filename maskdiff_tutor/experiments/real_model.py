@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import pathlib
 import time
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -75,27 +76,42 @@ def prompt_sets() -> dict[str, list[str]]:
     return json.loads(text)["sets"]
 
 
+def load(scale: str = "ci", model: str | None = None, device: str | torch.device | None = None,
+         dtype: torch.dtype | None = None, revision: str | None = None, trust_remote_code: bool = False) -> hub.HubModel:
+    """``hub.load`` of ``model`` (default: the scale's), in float64 on a CPU at the ``ci`` scale."""
+    cfg = _scale(scale)
+    if dtype is None and cfg.float64_on_cpu and pick_device(device).type == "cpu":
+        dtype = torch.float64  # CPU kernels of other instruction sets then agree far below the printed digits
+    return hub.load(cfg.model if model is None else str(model), device=device, dtype=dtype, revision=revision,
+                    trust_remote_code=trust_remote_code)
+
+
+def _scale(scale: str) -> Scale:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {sorted(SCALES)}; got {scale!r}")
+    cfg = SCALES[scale]
+    if cfg.block_length > cfg.masks or cfg.masks % cfg.block_length:
+        raise ValueError(f"block_length {cfg.block_length} must divide masks {cfg.masks}")
+    return cfg
+
+
 def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0, progress: bool = False,
-        model: str | None = None, revision: str | None = None, trust_remote_code: bool = False,
+        model: str | hub.HubModel | None = None, revision: str | None = None, trust_remote_code: bool = False,
         dtype: torch.dtype | None = None) -> ExperimentResult:
-    """Load ``model`` (default: the scale's) with ``hub.load`` and measure it; see the module docstring.
+    """Measure ``model`` (default: the scale's); see the module docstring.
 
     Args:
         scale: one of ``SCALES``: how many prompts, masks and decodings.
-        device, dtype, revision, trust_remote_code: passed to ``hub.load``.
+        device, dtype, revision, trust_remote_code: for ``load`` (ignored for a loaded model).
         seed: seeds the sampled decodings.
         progress: show progress bars.
-        model: a hub id or a local folder; None for the scale's default.
+        model: a ``hub.HubModel`` already loaded, a hub id or a local folder; None for the scale's.
     """
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {sorted(SCALES)}; got {scale!r}")
-    started, cfg = time.time(), SCALES[scale]
-    name = cfg.model if model is None else str(model)
-    if cfg.block_length > cfg.masks or cfg.masks % cfg.block_length:
-        raise ValueError(f"block_length {cfg.block_length} must divide masks {cfg.masks}")
-    if dtype is None and cfg.float64_on_cpu and pick_device(device).type == "cpu":
-        dtype = torch.float64  # CPU kernels of other instruction sets then agree far below the printed digits
-    lm = hub.load(name, device=device, dtype=dtype, revision=revision, trust_remote_code=trust_remote_code)
+    started, cfg = time.time(), _scale(scale)
+    lm = model if isinstance(model, hub.HubModel) else load(scale, model, device, dtype, revision, trust_remote_code)
+    name, revision = lm.name, lm.revision
+    if pathlib.Path(name).resolve() == BOOK_FOLDER.resolve():  # no machine's path in the record
+        name = "maskdiff_tutor/book_models/small_masked_lm (stored with the package)"
     generator = torch.Generator(device=lm.device).manual_seed(seed) if lm.device.type == "cuda" \
         else torch.Generator().manual_seed(seed)
     sets = {kind: prompts[: cfg.prompts_per_set] for kind, prompts in prompt_sets().items()}
