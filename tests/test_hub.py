@@ -172,3 +172,15 @@ def test_the_chat_template_is_used_where_the_tokenizer_has_one(tmp_path):
     assert model.prompt_ids("w1 w2").tolist() == [[13, 1, 2, 12]]
     assert model.prompt_ids("w1 w2", chat=False).tolist() == [[1, 2]]
     assert model.decode([1, 15]) == ["w1", "<|mdm_mask|>"]
+
+
+def test_the_nelbo_runs_on_a_hub_model_and_its_monte_carlo_estimate_agrees_with_the_exact_value(tmp_path):
+    from maskdiff_tutor import nelbo
+    from maskdiff_tutor.schedules import LinearSchedule
+
+    model = hub.load(native_model(tmp_path, "modernbert"), dtype=torch.float64)
+    x0 = torch.tensor([[12, 3, 4, 5, 6, 7]])
+    exact = float(nelbo.exact_nelbo(model, x0, model.mask_id, LinearSchedule())[0])
+    estimate = nelbo.continuous_nelbo(model, x0, LinearSchedule(), model.mask_id, samples=4000,
+                                      generator=torch.Generator().manual_seed(0))
+    assert exact > 0 and float(estimate.per_sequence[0]) == pytest.approx(exact, rel=0.05)
