@@ -1,4 +1,4 @@
-"""Assumptions 3-4 with the full history, checked on small languages written out in full.
+r"""Assumptions 3-4 with the full history, checked on small languages written out in full.
 
 Book chapter "The distance bound" (paper Section 3.2.3, Eq. 14-17). The paper conditions
 Assumptions 3 and 4 on the whole history T_1..T_n after the prompt; this module lets the book test
@@ -8,15 +8,15 @@ A *language* here is what follows one fixed prompt: L random tokens T_1..T_L ove
 given by its conditionals. ``conditionals[k]`` has shape (N,)*(k+1) and holds
 P(T_(k+1) = v | T_1 = t_1, ..., T_k = t_k, prompt) at index (t_1, ..., t_k, v).
 
-- Assumption 3: every conditional, sorted, is the Zipf(s) pmf over N tokens   [eq-zipf].
+- Assumption 3: every conditional, sorted, is the Zipf(s) pmf over N tokens.
 - Assumption 4: for every history T_1..T_(n-1), the peaks of P(T_(n+1) | T_n = u, T_1..T_(n-1))
   are different tokens for different u (a permutation of the N tokens).
 - Assumption H (the book's own, "history-free peaks"): the peak of P(T_n | T_(n-1) = u, earlier
   history) depends on n and u only, not on the earlier history. A first-order chain has it.
 
-With 3, 4 and H the recursion p_n <= omega2 + (omega1 - omega2) p_(n-1) [eq-bound-recursion] is a
-theorem; with 3 and 4 alone the best bound is omega2 + (omega1 - omega2) omega1 at every n >= 2
-[eq-full-history-bound], and :func:`peak_chaining_language` attains it.
+With 3, 4 and H the recursion :math:`p_n \le \omega_2 + (\omega_1 - \omega_2)\, p_{n-1}` is a
+theorem; with 3 and 4 alone the best bound is :math:`\omega_2 + (\omega_1 - \omega_2)\, \omega_1` at
+every n >= 2 (``full_history_bound``), and :func:`peak_chaining_language` attains it.
 """
 
 from __future__ import annotations
@@ -181,9 +181,10 @@ def satisfies_assumption_h(lang: Language) -> bool:
 
 
 def joint(lang: Language, n: int | None = None) -> np.ndarray:
-    """P(T_1..T_n | prompt) for every sequence, shape (N,)*n (default n = L)   [eq-14]."""
+    r""":math:`P(T_1, \dots, T_n \mid \text{prompt})` for every sequence, shape (N,)*n (default n = L)."""
     n = lang.length if n is None else _check_position(lang, n, 1)
     p = lang.conditionals[0]
+    # P(T_1..T_n | prompt) = prod_k P(T_k | T_1..T_(k-1), prompt), summed over T_1..T_(n-1) for Eq. 14     [eq-14]
     for c in lang.conditionals[1:n]:
         p = p[..., None] * c  # (N,)*(k+1)
     return p
@@ -205,25 +206,32 @@ def _conditional_two_ahead(lang: Language, n: int) -> np.ndarray:
 
 
 def eq15_sides(lang: Language, n: int, s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Both sides of Eq. 15 for every history h = (T_1..T_(n-2)), n >= 2, as arrays (N,)*(n-2):
-    max_v P(T_n = v | h) and omega2 + (omega1 - omega2) max_u P(T_(n-1) = u | h)   [eq-15]."""
+    r"""Both sides of Eq. 15 for every history :math:`h = (T_1, \dots, T_{n-2})`, n >= 2, as arrays
+    (N,)*(n-2): :math:`\max_v P(T_n = v \mid h)` and
+    :math:`\omega_2 + (\omega_1 - \omega_2) \max_u P(T_{n-1} = u \mid h)`."""
     n = _check_position(lang, n, 2)
     omega1, omega2 = omegas(s, lang.vocab_size)
+    # max_v P(T_n = v | h) <= omega2 + (omega1 - omega2) max_u P(T_(n-1) = u | h)     [eq-15]
     lhs = _conditional_two_ahead(lang, n).max(-1)
     rhs = omega2 + (omega1 - omega2) * lang.conditionals[n - 2].max(-1)
     return lhs, rhs
 
 
 def eq16_sides(lang: Language, n: int, s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Both sides of Eq. 16 as the paper writes it, for every history g = (T_1..T_(n-3)), n >= 3,
-    as arrays (N,)*(n-3)   [eq-16]::
+    r"""Both sides of Eq. 16 as the paper writes it, for every history
+    :math:`g = (T_1, \dots, T_{n-3})`, n >= 3, as arrays (N,)*(n-3):
 
-        left:  sum over T_(n-2) of [(omega1 - omega2) max_u P(T_(n-1) = u | T_(n-2), g) + omega2]
-               times P(T_(n-2) | g);
-        right: (omega1 - omega2) [(omega1 - omega2) max_w P(T_(n-2) = w | g) + omega2] + omega2.
+    .. math::
+
+       \text{left} = \sum_{T_{n-2}} \big[(\omega_1 - \omega_2) \max_u P(T_{n-1} = u \mid T_{n-2}, g) + \omega_2\big]
+       \, P(T_{n-2} \mid g),
+
+       \text{right} = (\omega_1 - \omega_2) \big[(\omega_1 - \omega_2) \max_w P(T_{n-2} = w \mid g)
+       + \omega_2\big] + \omega_2.
     """
     n = _check_position(lang, n, 3)
     omega1, omega2 = omegas(s, lang.vocab_size)
+    # the two sides of Eq. 16 as the paper writes them     [eq-16]
     d = omega1 - omega2
     inner = d * lang.conditionals[n - 2].max(-1) + omega2  # (N,)*(n-2)
     lhs = (inner * lang.conditionals[n - 3]).sum(-1)  # (N,)*(n-3)
@@ -232,12 +240,14 @@ def eq16_sides(lang: Language, n: int, s: float) -> tuple[np.ndarray, np.ndarray
 
 
 def full_history_bound(n, s: float, N: int) -> np.ndarray:
-    """The best bound on max_v P(T_n = v | prompt) that Assumptions 3-4 with the full history give:
-    omega1 at n = 1, omega2 + (omega1 - omega2) omega1 at every n >= 2   [eq-full-history-bound]."""
+    r"""The best bound on :math:`\max_v P(T_n = v \mid \text{prompt})` that Assumptions 3-4 with
+    the full history give: :math:`\omega_1` at n = 1, :math:`\omega_2 + (\omega_1 - \omega_2)\, \omega_1`
+    at every n >= 2."""
     n = np.asarray(n)
     if n.dtype.kind not in "iu" or (n < 1).any():
         raise ValueError(f"n must be integers >= 1; got {n!r}")
     omega1, omega2 = omegas(s, N)
+    # omega1 at n = 1, omega2 + (omega1 - omega2) omega1 for n >= 2     [eq-full-history-bound]
     return np.where(n == 1, omega1, omega2 + (omega1 - omega2) * omega1)
 
 

@@ -95,14 +95,17 @@ def blockwise_loss_loop(model, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Ten
 
 def semi_autoregressive_nelbo(model, x0: torch.Tensor, block_length: int, schedule: Schedule, mask_id: int,
                               generator: torch.Generator | None = None, repeats: int = 1) -> torch.Tensor:
-    """An unbiased estimate of the NELBO, in nats per token, of a full-attention denoiser that
+    r"""An unbiased estimate of the NELBO, in nats per token, of a full-attention denoiser that
     decodes x0 (B, L) in blocks left to right (LLaDA's semi-AR decoding): (B,).
 
     By the chain rule over blocks, -log p(x) = sum_j -log p(block j | blocks < j), and each term is
     bounded by the diffusion NELBO of block j with the blocks before it clean and every later
     position masked (the model sees them as masks, as it does when decoding):
 
-        NELBO_B(x) = sum_j E_t[ w(t) sum_{l in block j, masked} -log p_theta(x_0^l | x_t^(j)) ]   [eq-semi-ar-nelbo]
+    .. math::
+
+       \mathrm{NELBO}_B(x) = \sum_j \mathbb{E}_t \Big[ w(t) \sum_{l \in \text{block } j,\ \text{masked}}
+       -\log p_\theta(x_0^l \mid x_t^{(j)}) \Big]
 
     Each repeat draws one block j uniformly per sequence and one time, and multiplies by the number
     of blocks. B = L is the usual NELBO (Eq. 13); B = 1 is the exact left-to-right NLL of the model
@@ -123,5 +126,7 @@ def semi_autoregressive_nelbo(model, x0: torch.Tensor, block_length: int, schedu
         check_logits(logits, x_t, mask_id)
         in_block = (position >= start) & (position < end)  # (B, L)
         nll = masked_nll(logits, x0, (x_t == mask_id) & in_block, mask_id).double()  # (B, L)
+        # NELBO_B = sum_j E_t[w(t) sum_{l in block j, masked} -log p_theta(x_0^l | x_t^(j))]     [eq-semi-ar-nelbo]
+        # estimated by one block j per sequence, times the number of blocks
         total += n_blocks * schedule.weight(t).to(x0.device) * nll.sum(-1) / seq_len
     return total / repeats

@@ -73,15 +73,18 @@ class CharTokenizer:
         return cls(sorted(set(text)))
 
     def encode(self, text: str) -> torch.Tensor:
+        """Token ids (N,) of ``text``; a character outside the vocabulary is an error."""
         unknown = sorted(set(text) - set(self.index))
         if unknown:
             raise ValueError(f"text has characters the tokenizer does not know: {unknown[:10]}")
         return torch.tensor([self.index[c] for c in text], dtype=torch.long)
 
     def decode(self, ids) -> str:
+        """The text of token ids (the mask shows as its symbol)."""
         return "".join(MASK_TOKEN if int(i) == self.mask_id else self.chars[int(i)] for i in ids)
 
     def save(self, path: str | pathlib.Path) -> None:
+        """Write the tokenizer as JSON to ``path``."""
         pathlib.Path(path).write_text(json.dumps({"kind": "char", "chars": self.chars}, ensure_ascii=False))
 
 
@@ -111,12 +114,15 @@ class BPETokenizer:
         return cls(tokenizer)
 
     def encode(self, text: str) -> torch.Tensor:
+        """Token ids (N,) of ``text``."""
         return torch.tensor(self.tokenizer.encode(text).ids, dtype=torch.long)
 
     def decode(self, ids) -> str:
+        """The text of token ids."""
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
 
     def save(self, path: str | pathlib.Path) -> None:
+        """Write the tokenizer (the ``tokenizers`` JSON format) to ``path``."""
         pathlib.Path(path).write_text(json.dumps({"kind": "bpe", "tokenizer": self.tokenizer.to_str()}))
 
 

@@ -188,7 +188,9 @@ class BlockCausalModel(Protocol):
                  position_ids: torch.Tensor) -> torch.Tensor: ...
 
     def step(self, x: torch.Tensor, position_ids: torch.Tensor,
-             past_kv: list | None = None) -> tuple[torch.Tensor, list]: ...
+             past_kv: list | None = None) -> tuple[torch.Tensor, list]:
+        """Logits of the block ``x`` at ``position_ids`` given the cached keys and values of the
+        blocks before it (``past_kv``), and the cache extended by this block."""
 
 
 class BlockCausalReader:
@@ -236,6 +238,7 @@ class BlockCausalReader:
         return logits, start
 
     def block_done(self, tokens: torch.Tensor, start: int, end: int) -> None:
+        """Write the finished block's keys and values into the cache."""
         if self.use_cache and end < self.positions.numel():  # the finished block becomes clean context
             self._append(self.model.step(tokens[:, start:end], self.positions[start:end], self.past)[1])
 

@@ -110,6 +110,7 @@ def uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
 
 
 def check_temperature(temperature) -> float:
+    """``temperature`` as a float if it is finite and >= 0; otherwise a ``ValueError`` naming it."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
             or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0 (0: the argmax); got {temperature!r}")
@@ -200,7 +201,8 @@ class Reader(Protocol):
 
     def __call__(self, tokens: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, int]: ...
 
-    def block_done(self, tokens: torch.Tensor, start: int, end: int) -> None: ...
+    def block_done(self, tokens: torch.Tensor, start: int, end: int) -> None:
+        """Called when a block is fully decoded: a reader with a cache stores that block's keys and values."""
 
 
 class DenoiserReader:
@@ -215,6 +217,7 @@ class DenoiserReader:
         return logits, 0
 
     def block_done(self, tokens: torch.Tensor, start: int, end: int) -> None:
+        """Nothing to do: a full-attention denoiser reads the whole sequence at every step."""
         pass
 
 

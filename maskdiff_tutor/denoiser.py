@@ -31,6 +31,7 @@ from ._checks import read_json
 
 @dataclass(frozen=True)
 class DenoiserConfig:
+    """The size and options of a ``Denoiser``; ``preset`` gives the named sizes of ``PRESETS``."""
     vocab_size: int  # V: every token id the model reads or predicts, the mask included
     max_seq_len: int = 128  # the longest sequence the model accepts
     d_model: int = 64  # width of the residual stream
@@ -86,6 +87,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention with an optional attention mask and rotary positions."""
     def __init__(self, config: DenoiserConfig):
         super().__init__()
         self.n_heads, self.dropout = config.n_heads, config.dropout
@@ -107,6 +109,7 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
+    """One pre-norm transformer block: attention and an MLP, each on a residual branch."""
     def __init__(self, config: DenoiserConfig):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
@@ -116,6 +119,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, h, rotary, attn_mask, past=None):
+        """The block applied to x (B, L, d_model), with the attention's mask and positions."""
         attended, kv = self.attn(self.norm1(h), rotary, attn_mask, past)
         h = h + self.drop(attended)  # (B, L, D)
         return h + self.drop(self.mlp(self.norm2(h))), kv  # (B, L, D)

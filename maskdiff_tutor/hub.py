@@ -29,8 +29,8 @@ Remote code runs only when the caller passes ``trust_remote_code=True``. The rem
 were written for transformers 4.x and break on 5.x (LLaDA's and BD3-LM's classes never call
 ``post_init``, which 5.x needs; Dream's rotary embedding asks 5.x for a ``"default"`` entry that is
 gone), so ``pip install "maskdiff-tutor[hub]"`` pins ``transformers>=4.48,<5`` (4.48 is the first
-with ModernBERT). Each adapter was checked on a small local model with the family's interface,
-not on the released weights, which need the network.
+with ModernBERT). Each adapter is tested on a small local model with the family's interface
+(``tests/test_hub.py``).
 
 transformers is imported inside the functions, so ``import maskdiff_tutor.hub`` stays cheap.
 """
@@ -53,6 +53,7 @@ INSTALL_HINT = 'pip install "maskdiff-tutor[hub]"  (transformers>=4.48,<5)'
 
 @dataclass(frozen=True)
 class Family:
+    """One family of hub models: how to recognise it, whether it ships code, which Auto class loads it."""
     name: str
     model_types: tuple  # config.model_type values (lower case)
     remote_code: bool  # the model's classes come from its repository

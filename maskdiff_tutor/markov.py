@@ -22,7 +22,7 @@ def zipf_chain(vocab_size: int, s: float, generator: torch.Generator | None = No
                function_words: int = 0) -> torch.Tensor:
     """A transition matrix P (V, V), P[i, j] = P(next = j | previous = i), meeting Assumptions 3-4.
 
-    Row i puts the Zipf probabilities r^(-s) / H_{V,s} on a ranking of the tokens: its favourite
+    Row i puts the Zipf probabilities :math:`r^{-s} / H_{V,s}` on a ranking of the tokens: its favourite
     (rank 1) comes from a random permutation, so no token is the most probable successor of two
     tokens; the other ranks are random.
 
@@ -197,16 +197,18 @@ def sequence_log_prob(P: torch.Tensor, x: torch.Tensor, initial: torch.Tensor | 
 
 
 class ChainDenoiser:
-    """The exact denoiser of a Markov chain language: callable ``x_t (B, L) -> logits (B, L, V + 1)``
+    r"""The exact denoiser of a Markov chain language: callable ``x_t (B, L) -> logits (B, L, V + 1)``
     with the mask at id V.
 
     By the Markov property only the nearest unmasked neighbours of a masked position i matter:
-    with the left one token a at distance d_l and the right one token b at distance d_r,
+    with the left one token a at distance :math:`d_l` and the right one token b at distance :math:`d_r`,
 
-        p(x_i = v | x_t) ∝ (P^(d_l))[a, v] (P^(d_r))[v, b]                     [eq-chain-oracle]
+    .. math::
 
-    where a missing left neighbour is replaced by the distribution of x_i itself,
-    (initial P^i)[v], and a missing right one by 1.
+       p(x_i = v \mid x_t) \propto (P^{d_l})_{a v}\, (P^{d_r})_{v b}
+
+    where a missing left neighbour is replaced by the distribution of :math:`x_i` itself,
+    :math:`(\pi_0 P^i)_v` for the initial distribution :math:`\pi_0`, and a missing right one by 1.
 
     A context the chain cannot produce (for instance a token after end-of-text, reached when
     several tokens are decoded at once) has probability 0, and the conditional is undefined
@@ -258,6 +260,7 @@ class ChainDenoiser:
                                 position_marginals[pos])  # (B, L, V)
         to_right = torch.where((right < L).unsqueeze(-1), powers[(right - pos).clamp(min=0), :, right_tok],
                                torch.ones((), dtype=torch.float64, device=x_t.device))  # (B, L, V)
+        # p(x_i = v | x_t) ∝ (P^(d_l))[a, v] (P^(d_r))[v, b]     [eq-chain-oracle]
         probs = from_left * to_right  # (B, L, V)
         # Where the two neighbours cannot both occur (the context has probability 0 and the
         # conditional is undefined), condition on the left neighbour alone: the chain's own direction.

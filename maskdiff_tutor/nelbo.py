@@ -101,11 +101,14 @@ def _masked_nll(denoiser: Denoiser, x_t: torch.Tensor, x0: torch.Tensor, mask_id
 def continuous_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_id: int,
                      generator: torch.Generator | None = None, antithetic: bool = True,
                      samples: int = 1) -> NelboEstimate:
-    """Monte Carlo estimate of the continuous-time NELBO (Eq. 12-13), Bernoulli masks:
+    r"""Monte Carlo estimate of the continuous-time NELBO (Eq. 12-13), Bernoulli masks:
 
-        L_inf = E_{t ~ U(0, 1)} E_{x_t ~ q(x_t | x_0)} [ w(t) sum_{l : x_t^l = m} -log p_theta(x_0^l | x_t) ]
+    .. math::
 
-    with w(t) = -alpha'(t) / (1 - alpha(t)) (1/t for the linear schedule). ``samples`` draws of a
+       \mathcal{L}_\infty = \mathbb{E}_{t \sim U(0, 1)}\, \mathbb{E}_{x_t \sim q(x_t \mid x_0)}
+       \Big[ w(t) \sum_{l:\, x_t^l = m} -\log p_\theta(x_0^l \mid x_t) \Big]
+
+    with :math:`w(t) = -\alpha'(t) / (1 - \alpha(t))` (1/t for the linear schedule). ``samples`` draws of a
     time and an x_t per sequence of x0 (B, L); ``per_sequence`` averages them, and the other parts
     have S B rows (draw s of sequence b at row s B + b). ``antithetic`` spreads the S B times evenly.
     """
@@ -123,13 +126,17 @@ def continuous_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, m
 
 def count_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
                 generator: torch.Generator | None = None, samples: int = 1) -> NelboEstimate:
-    """Monte Carlo estimate of the continuous-time NELBO by a count of masks (LLaDA's evaluation form):
+    r"""Monte Carlo estimate of the continuous-time NELBO by a count of masks (LLaDA's evaluation form):
 
-        L_inf = E_{k ~ U{1..L}} E_{M: k positions, uniform without replacement} [ (L / k) sum_{l in M} -log p_theta(x_0^l | x_0 with M masked) ]
+    .. math::
 
-    A pattern M with k masks is drawn with probability 1 / (L binom(L, k)) and weighted L / k, so
-    it carries 1 / (k binom(L, k)) in the expectation: the weight the continuous-time NELBO gives
-    it [eq-pattern-weight]. Hence the same expectation as ``continuous_nelbo``, for every schedule.
+       \mathcal{L}_\infty = \mathbb{E}_{k \sim U\{1, \dots, L\}}\, \mathbb{E}_{M}
+       \Big[ \frac{L}{k} \sum_{l \in M} -\log p_\theta(x_0^l \mid x_0 \text{ with } M \text{ masked}) \Big]
+
+    where M is a set of k positions drawn uniformly without replacement. A pattern M with k masks
+    is drawn with probability :math:`1 / (L \binom{L}{k})` and weighted L / k, so it carries
+    :math:`1 / (k \binom{L}{k})` in the expectation: the weight the continuous-time NELBO gives it
+    (see ``pattern_coefficients``). Hence the same expectation as ``continuous_nelbo``, for every schedule.
     No schedule and no time are involved; ``t`` holds the masked fraction k / L. ``samples`` and
     the shapes of the parts are as in ``continuous_nelbo``.
     """
@@ -153,9 +160,13 @@ def count_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
 
 def t_step_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_id: int, num_steps: int,
                  generator: torch.Generator | None = None, antithetic: bool = True) -> NelboEstimate:
-    """Monte Carlo estimate of the T-step NELBO (Eq. 10), T = ``num_steps``:
+    r"""Monte Carlo estimate of the T-step NELBO (Eq. 10), T = ``num_steps``:
 
-        L_T = sum_{i=1}^{T} E_{x_t(i)} [ (alpha_s(i) - alpha_t(i)) / (1 - alpha_t(i)) sum_{l masked} -log p_theta(x_0^l | x_t(i)) ]
+    .. math::
+
+       \mathcal{L}_T = \sum_{i=1}^{T} \mathbb{E}_{x_{t(i)}}
+       \Big[ \frac{\alpha_{s(i)} - \alpha_{t(i)}}{1 - \alpha_{t(i)}}
+       \sum_{l \text{ masked}} -\log p_\theta(x_0^l \mid x_{t(i)}) \Big]
 
     with s(i) = (i - 1)/T and t(i) = i/T. One step i (uniform) and one x_t per sequence; the
     sum over steps is estimated as T times the sampled term.
@@ -176,7 +187,7 @@ def t_step_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_
 
 
 def quad_unit_interval(f, n: int = 400) -> float:
-    """int_0^1 f(t) dt by Gauss-Legendre quadrature on n nodes (exact for polynomials of degree < 2n)."""
+    r""":math:`\int_0^1 f(t)\, dt` by Gauss-Legendre quadrature on n nodes (exact for polynomials of degree < 2n)."""
     nodes, weights = np.polynomial.legendre.leggauss(n)
     t = torch.as_tensor((nodes + 1) / 2, dtype=torch.float64)
     return float((torch.as_tensor(weights, dtype=torch.float64) / 2 * f(t)).sum())
@@ -184,16 +195,23 @@ def quad_unit_interval(f, n: int = 400) -> float:
 
 def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_steps: int | None = None,
                          weighted: bool = True) -> torch.Tensor:
-    """c_k, k = 0..L: the weight the NELBO gives to each mask pattern with k masks (L + 1,).
+    r"""The weight :math:`c_k`, k = 0..L, that the NELBO gives to each mask pattern with k masks: (L + 1,).
 
-    The loss of a sequence is sum over patterns M of c_|M| sum_{l in M} -log p_theta(x_0^l | x_0 with M masked).
+    The loss of a sequence is
+    :math:`\sum_M c_{|M|} \sum_{l \in M} -\log p_\theta(x_0^l \mid x_0 \text{ with } M \text{ masked})`
+    over the mask patterns M.
 
-    - Continuous time, weighted (Eq. 12): c_k = int_0^1 w(t) (1 - alpha_t)^k alpha_t^(L-k) dt
-      = B(k, L - k + 1) = 1 / (k * binom(L, k)) for any schedule with alpha(0) = 1,
-      alpha(1) = 0 (substitute u = 1 - alpha_t)                           [eq-pattern-weight]
-    - Continuous time, unweighted (w = 1): int_0^1 (1 - alpha_t)^k alpha_t^(L-k) dt, by quadrature;
-      it depends on the schedule.
-    - T steps (Eq. 10): c_k = sum_i (1 - alpha_t(i))^k alpha_t(i)^(L-k) (alpha_s(i) - alpha_t(i)) / (1 - alpha_t(i)).
+    - Continuous time, weighted (Eq. 12): for any schedule with :math:`\alpha(0) = 1`,
+      :math:`\alpha(1) = 0` (substitute :math:`u = 1 - \alpha_t`),
+
+      .. math::
+
+         c_k = \int_0^1 w(t)\, (1 - \alpha_t)^k \alpha_t^{L-k}\, dt = B(k, L - k + 1) = \frac{1}{k \binom{L}{k}}.
+
+    - Continuous time, unweighted (w = 1): :math:`\int_0^1 (1 - \alpha_t)^k \alpha_t^{L-k}\, dt`, by
+      quadrature; it depends on the schedule.
+    - T steps (Eq. 10): :math:`c_k = \sum_i (1 - \alpha_{t(i)})^k \alpha_{t(i)}^{L-k}
+      (\alpha_{s(i)} - \alpha_{t(i)}) / (1 - \alpha_{t(i)})`.
     """
     check_positive_int("seq_len", seq_len)
     k = torch.arange(seq_len + 1, dtype=torch.float64)  # (L + 1,)
@@ -206,6 +224,7 @@ def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_ste
         term = (1 - a_t)[:, None] ** k * a_t[:, None] ** (seq_len - k) * ((a_s - a_t) / (1 - a_t))[:, None]  # (T, L+1)
         coeff = term.sum(0)
     elif weighted:
+        # c_k = int_0^1 w(t) (1 - alpha_t)^k alpha_t^(L-k) dt = 1 / (k binom(L, k))     [eq-pattern-weight]
         coeff = torch.tensor([0.0] + [1 / (j * math.comb(seq_len, j)) for j in range(1, seq_len + 1)],
                              dtype=torch.float64)
     else:

@@ -1,11 +1,11 @@
-"""Training objectives of masked diffusion, one function each.
+r"""Training objectives of masked diffusion, one function each.
 
 Book chapter "Joint versus marginal" (paper Section 3.2.1). Both take any denoiser callable
 (``model(x_t) -> logits (B, L, V)``, or ``model(x_t, t)`` when ``time_input``) and return their
 parts, so the book can plot what the optimiser saw.
 
 - ``masked_diffusion_loss(weighted=True)``: the continuous-time NELBO of Eq. 13 per token,
-  w(t) sum_{masked l} -log p_theta(x_0^l | x_t) / (number of tokens).
+  :math:`w(t) \sum_{l \text{ masked}} -\log p_\theta(x_0^l \mid x_t)` divided by the number of tokens.
 - ``masked_diffusion_loss(weighted=False)``: the same cross-entropy without w(t), the
   "unweighted" objective; not a bound, same optimum (Section 3.2.1).
 """
@@ -26,6 +26,7 @@ from .schedules import Schedule
 
 @dataclass(frozen=True)
 class LossParts:
+    """One training loss and its parts, so a chapter can plot what the optimiser saw."""
     loss: torch.Tensor  # () what the optimiser minimises: weighted masked NLL summed, divided by num_tokens
     nll: torch.Tensor  # (B, L) -log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere (detached)
     weight: torch.Tensor  # (B,) the weight of each sequence: w(t) or 1

@@ -1,13 +1,15 @@
-"""The exact denoiser ("oracle") of a finite dataset, by enumeration.
+r"""The exact denoiser ("oracle") of a finite dataset, by enumeration.
 
 Book chapters "The NELBO" and "Joint versus marginal"; paper Assumption 1 (a perfectly
 trained denoiser). For each masked position of x_t, the oracle returns the true conditional
 distribution of that position's token given every unmasked token of x_t:
 
-    p(x^l = v | x_t) = sum_n w_n [x_n consistent with x_t] [x_n^l = v] / sum_n w_n [x_n consistent with x_t]
+.. math::
 
-where x_n are the dataset's sequences, w_n their probabilities, and "consistent" means x_n
-agrees with x_t at every unmasked position.                                   [eq-oracle]
+   p(x^l = v \mid x_t) = \frac{\sum_n w_n\, [x_n \sim x_t]\, [x_n^l = v]}{\sum_n w_n\, [x_n \sim x_t]}
+
+where :math:`x_n` are the dataset's sequences, :math:`w_n` their probabilities, and
+:math:`x_n \sim x_t` means that :math:`x_n` agrees with :math:`x_t` at every unmasked position.
 
 It is a marginal per position, never the joint of several masked positions: that is the
 paper's point in Section 3.2.2.
@@ -72,7 +74,7 @@ class OracleDenoiser:
         return agree.all(-1)  # (B, N)
 
     def conditional_probs(self, x_t: torch.Tensor) -> torch.Tensor:
-        """p(x^l = v | unmasked tokens of x_t) for every position: (B, L, V) float64 [eq-oracle]."""
+        """The exact conditional of every position given the unmasked tokens of x_t: (B, L, V) float64."""
         w = self.consistent(x_t) * self.probs  # (B, N)
         total = w.sum(-1)  # (B,)
         if (total == 0).any():
@@ -80,6 +82,7 @@ class OracleDenoiser:
             raise ValueError(f"x_t row {row} agrees with no sequence of the data: the oracle is defined only "
                              "on partly masked versions of data sequences")
         onehot = F.one_hot(self.data, self.vocab_size).double()  # (N, L, V)
+        # p(x^l = v | x_t) = sum_n w_n [x_n ~ x_t] [x_n^l = v] / sum_n w_n [x_n ~ x_t]     [eq-oracle]
         probs = torch.einsum("bn,nlv->blv", w, onehot) / total.view(-1, 1, 1)  # (B, L, V)
         return probs
 
@@ -88,14 +91,17 @@ class OracleDenoiser:
         return torch.log(self.conditional_probs(x_t))
 
     def time_conditioned_probs(self, x_t: torch.Tensor, t, schedule) -> torch.Tensor:
-        """p(x^l = v | x_t, t) by Bayes' rule with the time kept in (B, L, V):
+        r"""The conditional of every position given x_t and the time t, by Bayes' rule with the
+        time kept in: (B, L, V),
 
-            p(x_0 = x_n | x_t, t) = w_n q(x_t | x_n, t) / sum_m w_m q(x_t | x_m, t),
+        .. math::
 
-        with q(x_t | x_0, t) from Eq. 3. The factor (1 - alpha_t)^k alpha_t^(L - k) is the same
-        for every sequence consistent with x_t, so it cancels and the result equals
+           p(x_0 = x_n \mid x_t, t) = \frac{w_n\, q(x_t \mid x_n, t)}{\sum_m w_m\, q(x_t \mid x_m, t)},
+
+        with :math:`q(x_t \mid x_0, t)` from Eq. 3. The factor :math:`(1 - \alpha_t)^k \alpha_t^{L - k}`
+        is the same for every sequence consistent with x_t, so it cancels and the result equals
         ``conditional_probs(x_t)`` for every t in (0, 1): the reason the denoiser needs no time
-        input (Section 3.2.1).                                            [eq-time-free]
+        input (Section 3.2.1).
 
         ``t`` is one time (a float) for the whole batch.
         """
@@ -108,6 +114,7 @@ class OracleDenoiser:
         # q(x_t | x_n, t) = prod_l q(x_t^l | x_n^l, t) for every data row n and every row b of x_t
         per_token = q[:, torch.arange(self.seq_len), x_t].permute(1, 0, 2)  # (N, B, L) -> (B, N, L)
         likelihood = per_token.prod(-1)  # (B, N)
+        # p(x_0 = x_n | x_t, t) = w_n q(x_t | x_n, t) / sum_m w_m q(x_t | x_m, t)     [eq-time-free]
         w = likelihood * self.probs  # (B, N)
         if (w.sum(-1) == 0).any():
             raise ValueError("x_t has probability 0 under q(x_t | x_0, t) for every data row")

@@ -58,6 +58,7 @@ def forward_tokens_per_sequence(objective: str, seq_len: int, block_length: int 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Every setting of a ``train()`` run: steps, batch, optimiser, schedule of the learning rate, objective."""
     steps: int = 1000  # optimiser steps
     batch_size: int = 64  # sequences per step
     lr: float = 3e-3  # peak learning rate (AdamW)
@@ -105,6 +106,7 @@ class TrainConfig:
 
 @dataclass
 class History:
+    """What ``train()`` records every ``log_every`` steps, one list per quantity."""
     step: list = field(default_factory=list)  # optimiser step (1-based) of each record
     loss: list = field(default_factory=list)  # mean loss over the steps since the last record
     lr: list = field(default_factory=list)  # learning rate at that step
@@ -112,6 +114,7 @@ class History:
     tokens: list = field(default_factory=list)  # tokens seen so far
 
     def to_dict(self) -> dict:
+        """The history as a dict of lists (for JSON)."""
         return asdict(self)
 
 

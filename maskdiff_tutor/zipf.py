@@ -1,21 +1,21 @@
-"""Zipf's law, the distance bound on a [MASK]'s top probability, and the cost of parallel samples.
+r"""Zipf's law, the distance bound on a [MASK]'s top probability, and the cost of parallel samples.
 
 Book chapter "The distance bound" (paper Section 3.2.3, Eq. 14-18) and its Table 2 section
 (paper Section 3.3, Metrics 1-3). Pure numpy in float64; nothing here imports torch.
 
 - Zipf's law (the paper's footnote 1): the r-th most probable of N tokens has probability
-  r^(-s) / H_{N,s}                                                                [eq-zipf]; so
-  omega1 = 1 / H_{N,s} and omega2 = 2^(-s) / H_{N,s} (footnote 2)               [eq-omegas].
-- The recursion p_n <= omega2 + (omega1 - omega2) p_(n-1), p_0 = 1     [eq-bound-recursion], whose
-  closed form is the paper's Eq. 17, p* + (omega1 - omega2)^n (1 - p*)             [eq-17], with
-  limit p* = omega2 / (1 - (omega1 - omega2))                                       [eq-18].
-  The recursion holds under Assumptions 3-4 plus the book's Assumption H (history-free peaks);
-  see :mod:`maskdiff_tutor.assumptions` for what Assumptions 3-4 alone give.
-- Metrics 1-3 (paper Section 3.3) for the top probabilities p_1..p_n of the first n masks:
-  Metric 1 = min(p_1..p_n), an upper bound on the joint probability of the argmax tokens;
-  Metric 2 = prod p_i, their joint probability if the masks were independent;
-  Metric 3 = max(0, sum p_i - (n - 1)), a lower bound (Bonferroni)        [eq-metrics].
-  A sequence's perplexity is P(x_1..x_n)^(-1/n) (the paper's definition).
+  :math:`r^{-s} / H_{N,s}`, so :math:`\omega_1 = 1 / H_{N,s}` and :math:`\omega_2 = 2^{-s} / H_{N,s}`
+  (footnote 2).
+- The recursion :math:`p_n \le \omega_2 + (\omega_1 - \omega_2)\, p_{n-1}`, :math:`p_0 = 1`, whose closed
+  form is the paper's Eq. 17, :math:`p^* + (\omega_1 - \omega_2)^n (1 - p^*)`, with limit
+  :math:`p^* = \omega_2 / (1 - (\omega_1 - \omega_2))` (Eq. 18). The recursion holds under
+  Assumptions 3-4 plus the book's Assumption H (history-free peaks); see
+  :mod:`maskdiff_tutor.assumptions` for what Assumptions 3-4 alone give.
+- Metrics 1-3 (paper Section 3.3) for the top probabilities :math:`p_1, \dots, p_n` of the first n
+  masks: Metric 1 is :math:`\min_i p_i`, an upper bound on the joint probability of the argmax
+  tokens; Metric 2 is :math:`\prod_i p_i`, their joint probability if the masks were independent;
+  Metric 3 is :math:`\max(0, \sum_i p_i - (n - 1))`, a lower bound (Bonferroni). A sequence's
+  perplexity is :math:`P(x_1, \dots, x_n)^{-1/n}` (the paper's definition).
 """
 
 from __future__ import annotations
@@ -75,67 +75,78 @@ def _power_sum(s: float, a: int, N: int, c: float = 1.0) -> float:
 
 
 def harmonic(s: float, N: int) -> float:
-    """The generalised harmonic number H_{N,s} = sum_{r=1}^{N} r^(-s), in time and memory
+    r"""The generalised harmonic number :math:`H_{N,s} = \sum_{r=1}^{N} r^{-s}`, in time and memory
     independent of N (see ``_power_sum``)."""
     s, N = _check_zipf(s, N)
     return _power_sum(s, 1, N)
 
 
 def zipf_pmf(s: float, N: int) -> np.ndarray:
-    """p(r) = r^(-s) / H_{N,s} for ranks r = 1..N, as an array of shape (N,)   [eq-zipf]."""
+    r"""Zipf's law, :math:`p(r) = r^{-s} / H_{N,s}` for ranks r = 1..N, as an array of shape (N,)."""
     s, N = _check_zipf(s, N)
+    # p(r) = r^(-s) / H_{N,s}     [eq-zipf]
     unnormalised = np.arange(1, N + 1, dtype=np.float64) ** -s  # (N,)
     return unnormalised / unnormalised.sum()
 
 
 def omegas(s: float, N: int) -> tuple[float, float]:
-    """(omega1, omega2): the largest and second-largest Zipf probabilities   [eq-omegas]."""
+    r"""The largest and second-largest Zipf probabilities,
+    :math:`(\omega_1, \omega_2) = (1 / H_{N,s},\ 2^{-s} / H_{N,s})` (the paper's footnote 2)."""
     s, N = _check_zipf(s, N)
     h = harmonic(s, N)
+    # omega1 = 1 / H_{N,s}, omega2 = 2^(-s) / H_{N,s}     [eq-omegas]
     return 1.0 / h, 2.0**-s / h
 
 
 def bound_step(p_prev, s: float, N: int):
-    """One step of the recursion: omega2 + (omega1 - omega2) p_(n-1)   [eq-bound-recursion]."""
+    r"""One step of the recursion of the bound, :math:`\omega_2 + (\omega_1 - \omega_2)\, p_{n-1}`."""
     omega1, omega2 = omegas(s, N)
+    # p_n <= omega2 + (omega1 - omega2) p_(n-1)     [eq-bound-recursion]
     return omega2 + (omega1 - omega2) * np.asarray(p_prev, dtype=np.float64)
 
 
 def bound_limit(s: float, N: int) -> float:
-    """p* = omega2 / (1 - (omega1 - omega2)), the fixed point of the recursion   [eq-18].
+    r"""The limit of the bound (Eq. 18), the fixed point of the recursion:
+    :math:`p^* = \omega_2 / (1 - (\omega_1 - \omega_2))`.
 
-    Computed as 1 / (2 + sum_{r=3}^{N} (2/r)^s), the same number without the cancellation in
-    1 - (omega1 - omega2): multiply numerator and denominator by H_{N,s} / 2^(-s). For large s,
-    omega1 - omega2 rounds to 1 and the paper's form would divide by zero; this one tends to 1/2."""
+    Computed as :math:`1 / (2 + \sum_{r=3}^{N} (2/r)^s)`, the same number without the
+    cancellation in :math:`1 - (\omega_1 - \omega_2)` (multiply the numerator and the denominator
+    by :math:`H_{N,s} / 2^{-s}`). For large s, :math:`\omega_1 - \omega_2` rounds to 1 and the
+    paper's form would divide by zero; this one tends to 1/2."""
     s, N = _check_zipf(s, N)
+    # p* = omega2 / (1 - (omega1 - omega2)) = 1 / (2 + sum_{r>=3} (2/r)^s)     [eq-18]
     return 1.0 / (2.0 + _power_sum(s, 3, N, 2.0))
 
 
 def top_probability_bound(n, s: float, N: int) -> np.ndarray:
-    """The bound of Eq. 17 on the top probability of a [MASK] at distance n >= 0 (n = 0 is the
-    unmasked token itself, probability 1):  p* + (omega1 - omega2)^n (1 - p*)   [eq-17]."""
+    r"""The bound of Eq. 17 on the top probability of a [MASK] at distance n >= 0 (n = 0 is the
+    unmasked token itself, probability 1): :math:`p^* + (\omega_1 - \omega_2)^n (1 - p^*)`."""
     n = _check_counts("n", n, 0)
     omega1, omega2 = omegas(s, N)
     p_star = bound_limit(s, N)
+    # p* + (omega1 - omega2)^n (1 - p*)     [eq-17]
     return p_star + (omega1 - omega2) ** n.astype(np.float64) * (1 - p_star)
 
 
 def metric_1(p) -> np.ndarray:
-    """Metric 1: min(p_1..p_n) over the last axis of p (..., n), an upper bound on the joint
-    probability of the n argmax tokens (the joint is at most each marginal)   [eq-metrics]."""
+    r"""Metric 1, :math:`\min(p_1, \dots, p_n)` over the last axis of p (..., n): an upper bound on
+    the joint probability of the n argmax tokens (the joint is at most each marginal)."""
+    # Metric 1 = min(p_1..p_n)     [eq-metrics]
     return np.min(_check_probabilities(p), axis=-1)
 
 
 def metric_2(p) -> np.ndarray:
-    """Metric 2: prod p_i over the last axis of p (..., n), the joint probability of the n
-    argmax tokens if the masks were independent   [eq-metrics]."""
+    r"""Metric 2, :math:`\prod_i p_i` over the last axis of p (..., n): the joint probability of the
+    n argmax tokens if the masks were independent."""
+    # Metric 2 = prod p_i     [eq-metrics]
     return np.prod(_check_probabilities(p), axis=-1)
 
 
 def metric_3(p) -> np.ndarray:
-    """Metric 3: max(0, sum p_i - (n - 1)) over the last axis of p (..., n), the Bonferroni lower
-    bound on the joint probability of the n argmax tokens   [eq-metrics]."""
+    r"""Metric 3, :math:`\max(0, \sum_i p_i - (n - 1))` over the last axis of p (..., n): the
+    Bonferroni lower bound on the joint probability of the n argmax tokens."""
     p = _check_probabilities(p)
+    # Metric 3 = max(0, sum p_i - (n - 1))     [eq-metrics]
     return np.maximum(0.0, p.sum(-1) - (p.shape[-1] - 1))
 
 
@@ -147,7 +158,7 @@ def _check_probabilities(p) -> np.ndarray:
 
 
 def perplexity(joint_probability, n) -> np.ndarray:
-    """The paper's perplexity of an n-token sequence, P(x_1..x_n)^(-1/n) (inf where P = 0)."""
+    r"""The paper's perplexity of an n-token sequence, :math:`P(x_1, \dots, x_n)^{-1/n}` (inf where P = 0)."""
     n = _check_counts("n", n, 1)
     joint_probability = np.asarray(joint_probability, dtype=np.float64)
     with np.errstate(divide="ignore"):
@@ -155,8 +166,8 @@ def perplexity(joint_probability, n) -> np.ndarray:
 
 
 def metric_bounds(k, s: float, N: int, metric=None) -> np.ndarray:
-    """A metric (``metric_1``, ``metric_2`` or ``metric_3``; default Metric 2) applied to the
-    Eq. 17 bounds p_bar_1..p_bar_k of the first k masks after the prompt, for each k."""
+    r"""A metric (``metric_1``, ``metric_2`` or ``metric_3``; default Metric 2) applied to the
+    Eq. 17 bounds :math:`\bar p_1, \dots, \bar p_k` of the first k masks after the prompt, for each k."""
     k = _check_counts("k", k, 1)
     metric = metric_2 if metric is None else metric
     p_bar = top_probability_bound(np.arange(1, int(k.max()) + 1), s, N)  # (k_max,)
@@ -164,27 +175,27 @@ def metric_bounds(k, s: float, N: int, metric=None) -> np.ndarray:
 
 
 def parallel_joint_bound(k, s: float, N: int) -> np.ndarray:
-    """Metric 2 applied to Eq. 17: J_k = prod_{n=1}^{k} p_bar_n for the first k masks."""
+    r"""Metric 2 applied to Eq. 17: :math:`J_k = \prod_{n=1}^{k} \bar p_n` for the first k masks."""
     return np.exp(_log_joint_bound(k, s, N))
 
 
 def _log_joint_bound(k, s: float, N: int) -> np.ndarray:
-    """log J_k, summed in the log domain so that large k does not underflow."""
+    """The logarithm of J_k, summed in the log domain so that large k does not underflow."""
     k = _check_counts("k", k, 1)
     log_p = np.log(top_probability_bound(np.arange(1, int(k.max()) + 1), s, N))  # (k_max,)
     return np.cumsum(log_p)[k - 1]
 
 
 def parallel_perplexity_bound(k, s: float, N: int) -> np.ndarray:
-    """PPL from Metric 2 applied to the Eq. 17 bound: J_k^(-1/k), the perplexity of the first k
-    masks' argmax tokens if each had the bound's top probability and they were independent (the
-    paper's Table 2)."""
+    r"""The perplexity from Metric 2 applied to the Eq. 17 bound, :math:`J_k^{-1/k}`: that of the
+    first k masks' argmax tokens if each had the bound's top probability and they were independent
+    (the paper's Table 2)."""
     k = _check_counts("k", k, 1)
     return np.exp(-_log_joint_bound(k, s, N) / k)
 
 
 def perplexity_table(s: float, N: int, ks=range(1, 9)) -> dict[str, np.ndarray]:
-    """Table 2 recomputed from Eq. 17: for each number k of parallel samples, the bound p_bar_k of
+    r"""Table 2 recomputed from Eq. 17: for each number k of parallel samples, the bound :math:`\bar p_k` of
     the k-th mask and, for Metrics 1-3, the joint probability of the first k masks and its
     perplexity (``"ppl_metric_2"`` is the paper's Table 2 column)."""
     k = _check_counts("ks", list(ks), 1)
@@ -196,8 +207,9 @@ def perplexity_table(s: float, N: int, ks=range(1, 9)) -> dict[str, np.ndarray]:
 
 
 def implied_probabilities(ppl) -> np.ndarray:
-    """The per-position probabilities p_k = J_k / J_(k-1) that a Metric 2 perplexity column
-    PPL_1..PPL_K implies, with J_k = PPL_k^(-k) and J_0 = 1: (K,)."""
+    r"""The per-position probabilities :math:`p_k = J_k / J_{k-1}` that a Metric 2 perplexity column
+    :math:`\mathrm{PPL}_1, \dots, \mathrm{PPL}_K` implies, with :math:`J_k = \mathrm{PPL}_k^{-k}` and
+    :math:`J_0 = 1`: shape (K,)."""
     ppl = np.asarray(ppl, dtype=np.float64)
     if ppl.ndim != 1 or len(ppl) < 1 or np.isnan(ppl).any() or (ppl < 1).any():
         raise ValueError(f"ppl must be a column (K,) of perplexities >= 1 for k = 1..K; got {ppl!r}")
@@ -206,7 +218,8 @@ def implied_probabilities(ppl) -> np.ndarray:
 
 
 def largest_within_budget(ppl, ppl_budget: float) -> int:
-    """The largest k with PPL_k <= ppl_budget in an increasing column PPL_1..PPL_K (0 if none)."""
+    r"""The largest k with :math:`\mathrm{PPL}_k \le` ``ppl_budget`` in an increasing column
+    :math:`\mathrm{PPL}_1, \dots, \mathrm{PPL}_K` (0 if none)."""
     _check_budget(ppl_budget)
     ppl = np.asarray(ppl, dtype=np.float64)
     if ppl.ndim != 1 or (np.diff(ppl) < 0).any():
@@ -220,8 +233,9 @@ def _check_budget(ppl_budget) -> None:
 
 
 def max_parallel_samples(ppl_budget: float, s: float, N: int, k_max: int = 10_000) -> float:
-    """The largest k with PPL_k <= ppl_budget for Eq. 17 + Metric 2: 0 if even one token exceeds
-    it, ``math.inf`` if the limit 1 / p* is within the budget (PPL_k increases towards it)."""
+    r"""The largest k with :math:`\mathrm{PPL}_k \le` ``ppl_budget`` for Eq. 17 with Metric 2: 0 if
+    even one token exceeds it, ``math.inf`` if the limit :math:`1 / p^*` is within the budget
+    (:math:`\mathrm{PPL}_k` increases towards it)."""
     _check_budget(ppl_budget)
     _check_counts("k_max", k_max, 1)
     if 1 / bound_limit(s, N) <= ppl_budget:

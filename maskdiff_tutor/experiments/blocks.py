@@ -48,6 +48,7 @@ ORDERS = {"confidence": decoding.confidence, "random": decoding.random_score}
 
 @dataclass(frozen=True)
 class Scale:
+    """The language, model, training and decoding settings of a scale."""
     seq_len: int  # L: every sequence is generated from nothing, L tokens
     vocab_size: int  # chain only: V tokens (the mask is one more)
     s: float  # chain only: Zipf exponent of every row
@@ -91,6 +92,7 @@ SCALES = {
 
 @dataclass(frozen=True)
 class Language:
+    """A language to train on and judge by: the data, its reference log-probability and how to print it."""
     train: torch.Tensor  # (N, L) training sequences
     valid: torch.Tensor  # (M, L) held-out sequences
     mask_id: int  # the mask; vocab_size = mask_id + 1

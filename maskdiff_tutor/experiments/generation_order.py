@@ -31,6 +31,7 @@ DECODINGS = {"confidence, greedy": (decoding.confidence, 0.0), "confidence, samp
 
 @dataclass(frozen=True)
 class Scale:
+    """The language and decoding settings of a scale."""
     vocab_size: int  # V, tokens of the chain (the last one is end-of-text in the variant)
     s: float  # Zipf exponent of every row
     function_words: int  # tokens at ranks 2..f+1 of every row

@@ -40,6 +40,7 @@ from .result import ExperimentResult, environment
 
 @dataclass(frozen=True)
 class Scale:
+    """The language, model, training and decoding settings of a scale."""
     vocab_size: int  # V, tokens of the chain (the mask is one more)
     s: float  # Zipf exponent of every row
     function_words: int  # tokens 0..f-1 at ranks 2..f+1 of every row

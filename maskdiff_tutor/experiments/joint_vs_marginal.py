@@ -31,6 +31,7 @@ from .result import ExperimentResult, environment
 
 @dataclass(frozen=True)
 class Scale:
+    """The model size, training and sampling settings of a scale."""
     preset: str  # denoiser size (DenoiserConfig.preset)
     steps: int  # optimiser steps per model
     batch_size: int  # sequences per step
@@ -68,6 +69,7 @@ def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
 
 
 def pair_name(i: int, j: int) -> str:
+    """The name of the pair (x1, x2) with indices (i, j), e.g. "AB"."""
     return FIRST[i] + SECOND[j]
 
 

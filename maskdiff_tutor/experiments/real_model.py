@@ -48,6 +48,7 @@ FREQUENT = (",", ".", "the", " the", "and", " and", "of", " of", "\n")  # functi
 
 @dataclass(frozen=True)
 class Scale:
+    """How much of the real-model experiment to run, and on which model by default."""
     model: str  # the default model (a hub id or a folder)
     prompts_per_set: int  # the first prompts of each set measured for Figure 3 and Table 1
     masks: int  # [MASK] tokens after each prompt (the paper: 128)

@@ -21,6 +21,7 @@ from ..device import hardware_description
 
 @dataclass
 class ExperimentResult:
+    """What an experiment run returns and saves: its settings, numbers, curves and environment."""
     experiment: str  # module name of the experiment
     scale: str  # "ci" or "gpu"
     seed: int  # the seed the run used

@@ -1,7 +1,7 @@
 """A small masked LM trained on real text with ``train()``, saved in the hub's format.
 
 The "Real models" chapter runs the paper's LLaDA measurements through ``hub.load`` exactly as on a
-released model. In the book, where no network is at hand, the model is this one: a ModernBERT
+released model. The outputs the book stores are those of this model: a ModernBERT
 (``transformers.ModernBertForMaskedLM``, a native masked LM) of about 0.5M parameters with a
 byte-level BPE tokenizer of 1024 tokens, both trained here on a text file, and stored with the
 package (``BOOK_FOLDER``). ``make(text, folder)`` trains it again; ``maskdiff-tutor
@@ -28,6 +28,7 @@ SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..3 of the tokenizer
 
 @dataclass(frozen=True)
 class Settings:
+    """The tokenizer, model and training settings of ``make``."""
     vocab_size: int = 1024  # BPE tokens, the four specials included
     seq_len: int = 64  # tokens per training sequence ([CLS] and 63 text tokens)
     hidden_size: int = 64

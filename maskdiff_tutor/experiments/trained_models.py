@@ -39,6 +39,7 @@ RECORD = "training.json"
 
 @dataclass(frozen=True)
 class TrainedModels:
+    """A run's trained models with their training histories and the environment that trained them."""
     models: dict  # name -> Denoiser, in training order
     histories: dict  # name -> the training history (train.History.to_dict())
     environment: dict  # versions, hardware and wall time of the training run
