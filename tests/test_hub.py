@@ -19,12 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from maskdiff_tutor import decoders, decoding, hub  # noqa: E402
 
 from hub_models import REMOTE, make_tokenizer, native_model, remote_folder  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+from hub_models import offline  # noqa: E402,F401 (an autouse fixture)
 
 
 @pytest.fixture(params=sorted(REMOTE))
@@ -119,7 +114,8 @@ def test_a_prompt_longer_than_the_model_takes_is_refused(tmp_path):
 
 def test_a_model_without_a_mask_token_is_refused(tmp_path):
     folder = native_model(tmp_path, "bert")
-    make_tokenizer({"[CLS]": "cls_token", "[SEP]": "sep_token", "[PAD]": "pad_token", "x15": None}).save_pretrained(folder)
+    no_mask = make_tokenizer({"[CLS]": "cls_token", "[SEP]": "sep_token", "[PAD]": "pad_token", "x15": None})
+    no_mask.save_pretrained(folder)
     with pytest.raises(ValueError, match=r"has no mask token \(its tokenizer defines none\), so it cannot denoise"):
         hub.load(folder)
 

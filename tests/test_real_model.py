@@ -19,12 +19,7 @@ from maskdiff_tutor.experiments.result import ExperimentResult  # noqa: E402
 from maskdiff_tutor import hub  # noqa: E402
 
 from hub_models import REMOTE, native_model, remote_folder  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+from hub_models import offline  # noqa: E402,F401 (an autouse fixture)
 
 
 @pytest.fixture

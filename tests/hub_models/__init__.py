@@ -6,8 +6,17 @@ from __future__ import annotations
 import json
 import pathlib
 
+import pytest
 import torch
 import transformers
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No test reaches the Hugging Face Hub, and remote code is copied into the test's folder."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+
 
 MODELING = pathlib.Path(__file__).parent / "modeling_tiny.py"
 DATA_WORDS = [f"w{i}" for i in range(12)]  # ids 0..11
@@ -68,11 +77,11 @@ def native_model(tmp_path, kind: str, positions: int = 32) -> pathlib.Path:
     if kind == "bert":
         config = transformers.BertConfig(**common, max_position_embeddings=positions, pad_token_id=14)
     elif kind == "roberta":
-        config = transformers.RobertaConfig(**common, max_position_embeddings=positions + 2, pad_token_id=14, bos_token_id=12,
-                                            eos_token_id=13)
+        config = transformers.RobertaConfig(**common, max_position_embeddings=positions + 2, pad_token_id=14,
+                                            bos_token_id=12, eos_token_id=13)
     else:
-        config = transformers.ModernBertConfig(**common, max_position_embeddings=positions, pad_token_id=14, bos_token_id=12,
-                                               eos_token_id=13, cls_token_id=12, sep_token_id=13)
+        config = transformers.ModernBertConfig(**common, max_position_embeddings=positions, pad_token_id=14,
+                                               bos_token_id=12, eos_token_id=13, cls_token_id=12, sep_token_id=13)
     torch.manual_seed(0)
     model = transformers.AutoModelForMaskedLM.from_config(config).eval()
     folder = tmp_path / kind
