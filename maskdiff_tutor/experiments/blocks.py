@@ -40,7 +40,7 @@ from ..forward_process import denoiser_probs
 from ..schedules import LinearSchedule
 from ..train import TrainConfig, forward_tokens_per_sequence, train, training_loss
 from . import trained_models
-from .generation_order import order_statistics
+from .generation_order import order_statistics, unigram_entropy
 from .result import ExperimentResult, environment
 
 ORDERS = {"confidence": decoding.confidence, "random": decoding.random_score}
@@ -271,18 +271,11 @@ def _bound(model, valid, objective, block, schedule, mask_id, generator, repeats
                for _ in range(repeats)) / repeats
 
 
-def _entropy(tokens: torch.Tensor, vocab_size: int) -> float:
-    """Entropy in nats of the unigram distribution of ``tokens``."""
-    counts = torch.bincount(tokens.flatten().cpu(), minlength=vocab_size).double()
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * p.log()).sum())
-
-
 @torch.no_grad()
 def _reference(language: Language, cfg: Scale, generator) -> dict:
     nll = -language.log_prob(language.valid) / cfg.seq_len
     reference = {"valid_nll": _mean(nll), "valid_ppl": math.exp(_mean(nll)),
-                 "valid_entropy": _entropy(language.valid, language.mask_id)}
+                 "valid_entropy": unigram_entropy(language.valid, language.mask_id)}
     if "P" in language.description:
         P = language.description["P"]
         pi = markov.stationary_distribution(P)
@@ -316,7 +309,7 @@ def _decode_all(model, objective, block, cfg: Scale, language: Language, generat
         tokens = decoded.tokens.cpu()
         nll = -language.log_prob(tokens) / cfg.seq_len  # (S,) reference NLL per token
         record = {"block_length": b, "tokens_per_step": k, "order": order, "nfe": decoded.nfe, "nll": _mean(nll),
-                  "ppl": math.exp(_mean(nll)), "entropy": _entropy(tokens, language.mask_id)}
+                  "ppl": math.exp(_mean(nll)), "entropy": unigram_entropy(tokens, language.mask_id)}
         if k == 1:  # how autoregressive the order was (Section 3.4.1), on this trained model
             record.update(order_statistics(decoded.order.cpu(), slice(0, None)))
         if language.decode is not None:

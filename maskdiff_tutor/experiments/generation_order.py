@@ -69,6 +69,14 @@ def order_statistics(order: torch.Tensor, generated: slice) -> dict:
             "spearman_position_vs_step": float(rho.mean())}
 
 
+def unigram_entropy(tokens: torch.Tensor, vocab_size: int) -> float:
+    """Entropy in nats of the unigram distribution of ``tokens`` (ids below ``vocab_size``): how
+    varied generated text is."""
+    counts = torch.bincount(tokens.flatten().cpu(), minlength=vocab_size).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
+
+
 def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0,
         progress: bool = False) -> ExperimentResult:
     """Measure generation orders with the exact denoiser; see the module docstring.

@@ -38,7 +38,7 @@ import torch
 from .. import decoders, decoding, hub, zipf
 from ..clean_distribution import clean_log_probs, clean_probs
 from ..device import pick_device
-from .generation_order import order_statistics
+from .generation_order import order_statistics, unigram_entropy
 from .result import ExperimentResult, environment
 from .small_masked_lm import BOOK_FOLDER
 
@@ -255,9 +255,7 @@ def cost_of_k(lm: hub.HubModel, ids: list, cfg: Scale, generator: torch.Generato
             generated.append(out.tokens[:, prompt.shape[1]:].flatten().cpu())
             nfe = out.nfe
         record["own_ppl"].append(math.exp(float(torch.cat(nll).mean())))
-        counts = torch.bincount(torch.cat(generated), minlength=lm.vocab_size).double()
-        p = counts[counts > 0] / counts.sum()
-        record["entropy"].append(float(-(p * p.log()).sum()))
+        record["entropy"].append(unigram_entropy(torch.cat(generated), lm.vocab_size))
         record["nfe"].append(nfe)
     return record
 
