@@ -1,4 +1,4 @@
-"""maskdiff_tutor: the mathematics and experiments behind the book on
+r"""maskdiff_tutor: the mathematics and experiments behind the book on
 "Why mask diffusion does not work" (arXiv 2510.03289).
 
 Importing the package is cheap: it imports neither torch nor any plotting library.
@@ -7,8 +7,9 @@ Each submodule is loaded on first use, so ``maskdiff_tutor.zipf`` works after a 
 
 Modules (one concept of the paper each):
 
-- ``schedules``        alpha(t), alpha'(t) and the NELBO weight w(t)            (Section 2)
-- ``forward_process``  q(x_t | x_0), q(x_t | x_s), the posterior, the reverse step, the KL (Eq. 3-7)
+- ``schedules``        :math:`\alpha(t)`, :math:`\alpha'(t)` and the NELBO weight :math:`w(t)` (Section 2)
+- ``forward_process``  :math:`q(x_t \mid x_0)`, :math:`q(x_t \mid x_s)`, the posterior, the reverse step, the KL
+                       (Eq. 3-7)
 - ``nelbo``            the T-step and continuous-time NELBO for any denoiser   (Eq. 10-13)
 - ``oracle``           the exact denoiser of a finite dataset                  (Assumption 1)
 - ``toy``              the paper's 100-sequence example                        (Section 3.2.2)

@@ -1,22 +1,24 @@
 r"""Assumptions 3-4 with the full history, checked on small languages written out in full.
 
 Book chapter "The distance bound" (paper Section 3.2.3, Eq. 14-17). The paper conditions
-Assumptions 3 and 4 on the whole history T_1..T_n after the prompt; this module lets the book test
-what follows from them, by exact enumeration, on languages small enough to list every sequence.
+Assumptions 3 and 4 on the whole history :math:`T_1, \dots, T_n` after the prompt; this module lets the
+book test what follows from them, by exact enumeration, on languages small enough to list every sequence.
 
-A *language* here is what follows one fixed prompt: L random tokens T_1..T_L over N token ids,
-given by its conditionals. ``conditionals[k]`` has shape (N,)*(k+1) and holds
-P(T_(k+1) = v | T_1 = t_1, ..., T_k = t_k, prompt) at index (t_1, ..., t_k, v).
+A *language* here is what follows one fixed prompt: L random tokens :math:`T_1, \dots, T_L` over N token
+ids, given by its conditionals. ``conditionals[k]`` has shape (N,)*(k+1) and holds
+:math:`P(T_{k+1} = v \mid T_1 = t_1, \dots, T_k = t_k, \text{prompt})` at index :math:`(t_1, \dots, t_k, v)`.
 
 - Assumption 3: every conditional, sorted, is the Zipf(s) pmf over N tokens.
-- Assumption 4: for every history T_1..T_(n-1), the peaks of P(T_(n+1) | T_n = u, T_1..T_(n-1))
-  are different tokens for different u (a permutation of the N tokens).
-- Assumption H (the book's own, "history-free peaks"): the peak of P(T_n | T_(n-1) = u, earlier
-  history) depends on n and u only, not on the earlier history. A first-order chain has it.
+- Assumption 4: for every history :math:`T_1, \dots, T_{n-1}`, the peaks of
+  :math:`P(T_{n+1} \mid T_n = u, T_1, \dots, T_{n-1})` are different tokens for different u (a permutation
+  of the N tokens).
+- Assumption H (the book's own, "history-free peaks"): the peak of
+  :math:`P(T_n \mid T_{n-1} = u, \text{earlier history})` depends on n and u only, not on the earlier
+  history. A first-order chain has it.
 
 With 3, 4 and H the recursion :math:`p_n \le \omega_2 + (\omega_1 - \omega_2)\, p_{n-1}` is a
 theorem; with 3 and 4 alone the best bound is :math:`\omega_2 + (\omega_1 - \omega_2)\, \omega_1` at
-every n >= 2 (``full_history_bound``), and :func:`peak_chaining_language` attains it.
+every :math:`n \ge 2` (``full_history_bound``), and :func:`peak_chaining_language` attains it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .zipf import omegas, zipf_pmf
 
 @dataclass(frozen=True)
 class Language:
-    """The conditionals of T_1..T_L after one prompt: ``conditionals[k]`` of shape (N,)*(k+1)."""
+    r"""The conditionals of :math:`T_1, \dots, T_L` after one prompt: ``conditionals[k]`` of shape (N,)*(k+1)."""
 
     conditionals: tuple[np.ndarray, ...]
 
@@ -80,7 +82,8 @@ def _zipf_rows(N: int, s: float, rankings: np.ndarray) -> np.ndarray:
 
 
 def language_from_chain(P: np.ndarray, first: np.ndarray, length: int) -> Language:
-    """A first-order chain as a language: T_1 ~ ``first`` (N,), T_(k+1) | T_k = u ~ P[u] (N, N)."""
+    r"""A first-order chain as a language: :math:`T_1 \sim` ``first`` (N,),
+    :math:`T_{k+1} \mid T_k = u \sim P[u]` (N, N)."""
     P, first = np.asarray(P, dtype=np.float64), np.asarray(first, dtype=np.float64)
     if P.ndim != 2 or P.shape[0] != P.shape[1] or first.shape != P.shape[:1]:
         raise ValueError(f"P must be (N, N) and first (N,); got {P.shape} and {first.shape}")
@@ -94,10 +97,10 @@ def language_from_chain(P: np.ndarray, first: np.ndarray, length: int) -> Langua
 
 def random_language(N: int, s: float, length: int, rng: np.random.Generator,
                     history_free: bool = False) -> Language:
-    """A random language meeting Assumptions 3 and 4 with the full history.
+    r"""A random language meeting Assumptions 3 and 4 with the full history.
 
-    Every conditional is Zipf(s) over a ranking of the N tokens. For each history T_1..T_(k-1)
-    the peaks of T_(k+1) over the N values of T_k are a random permutation (Assumption 4); the
+    Every conditional is Zipf(s) over a ranking of the N tokens. For each history :math:`T_1, \dots, T_{k-1}`
+    the peaks of :math:`T_{k+1}` over the N values of :math:`T_k` are a random permutation (Assumption 4); the
     other ranks are random for every history. With ``history_free`` one permutation per position
     serves every history (Assumption H); the lower ranks still depend on the whole history, so the
     language is not a first-order chain.
@@ -117,12 +120,12 @@ def random_language(N: int, s: float, length: int, rng: np.random.Generator,
 
 
 def peak_chaining_language(N: int, s: float, length: int, target: int = 0) -> Language:
-    """The book's counterexample to Eq. 16-17: Assumptions 3 and 4 hold, and the token ``target``
-    keeps probability omega2 + (omega1 - omega2) omega1 at every position n >= 2.
+    r"""The book's counterexample to Eq. 16-17: Assumptions 3 and 4 hold, and the token ``target``
+    keeps probability :math:`\omega_2 + (\omega_1 - \omega_2)\, \omega_1` at every position :math:`n \ge 2`.
 
-    The peak m(h) of the next token after history h is chosen as m(()) = target and
-    m(h + (u,)) = (u - m(h) + target) mod N: for each h a permutation of u (Assumption 4) that sends
-    the likely token u = m(h) to ``target``. Every conditional is Zipf(s) (Assumption 3) with
+    The peak :math:`m(h)` of the next token after history h is chosen as :math:`m(()) = \mathtt{target}` and
+    :math:`m(h + (u,)) = (u - m(h) + \mathtt{target}) \bmod N`: for each h a permutation of u (Assumption 4)
+    that sends the likely token :math:`u = m(h)` to ``target``. Every conditional is Zipf(s) (Assumption 3) with
     ``target`` ranked second wherever it is not the peak, the other tokens in increasing order.
     """
     N, length = _check_size("N", N, 2), _check_size("length", length, 1)
@@ -145,7 +148,8 @@ def peak_chaining_language(N: int, s: float, length: int, target: int = 0) -> La
 
 
 def satisfies_assumption_3(lang: Language, s: float, atol: float = 1e-12) -> bool:
-    """True when every conditional P(T_(k+1) | T_1..T_k, prompt), sorted, is Zipf(s) over N tokens."""
+    r"""True when every conditional :math:`P(T_{k+1} \mid T_1, \dots, T_k, \text{prompt})`, sorted, is Zipf(s)
+    over N tokens."""
     expected = zipf_pmf(s, lang.vocab_size)
     return all(np.abs(-np.sort(-c, axis=-1) - expected).max() <= atol for c in lang.conditionals)
 
@@ -157,8 +161,9 @@ def _peaks(c: np.ndarray) -> np.ndarray:
 
 
 def satisfies_assumption_4(lang: Language) -> bool:
-    """True when, for every history T_1..T_(n-1), the peaks of P(T_(n+1) | T_n = u, T_1..T_(n-1))
-    are single and different for the N values of u (n = 1..L-1)."""
+    r"""True when, for every history :math:`T_1, \dots, T_{n-1}`, the peaks of
+    :math:`P(T_{n+1} \mid T_n = u, T_1, \dots, T_{n-1})` are single and different for the N values of u
+    (:math:`n = 1, \dots, L - 1`)."""
     N = lang.vocab_size
     for c in lang.conditionals[1:]:
         peaks = _peaks(c)  # (N,)*k: peak after the history, indexed by T_1..T_k
@@ -168,8 +173,9 @@ def satisfies_assumption_4(lang: Language) -> bool:
 
 
 def satisfies_assumption_h(lang: Language) -> bool:
-    """Assumption H (history-free peaks, the book's own): the peak of P(T_(n+1) | T_n = u, earlier
-    history) is the same token for every earlier history T_1..T_(n-1)."""
+    r"""Assumption H (history-free peaks, the book's own): the peak of
+    :math:`P(T_{n+1} \mid T_n = u, \text{earlier history})` is the same token for every earlier history
+    :math:`T_1, \dots, T_{n-1}`."""
     for c in lang.conditionals[2:]:
         peaks = _peaks(c).reshape(-1, lang.vocab_size)  # (N^(k-1), N): one row per earlier history
         if not (peaks == peaks[0]).all():
@@ -181,7 +187,7 @@ def satisfies_assumption_h(lang: Language) -> bool:
 
 
 def joint(lang: Language, n: int | None = None) -> np.ndarray:
-    r""":math:`P(T_1, \dots, T_n \mid \text{prompt})` for every sequence, shape (N,)*n (default n = L)."""
+    r""":math:`P(T_1, \dots, T_n \mid \text{prompt})` for every sequence, shape (N,)*n (default :math:`n = L`)."""
     n = lang.length if n is None else _check_position(lang, n, 1)
     p = lang.conditionals[0]
     # P(T_1..T_n | prompt) = prod_k P(T_k | T_1..T_(k-1), prompt), summed over T_1..T_(n-1) for Eq. 14     [eq-14]
@@ -191,8 +197,8 @@ def joint(lang: Language, n: int | None = None) -> np.ndarray:
 
 
 def marginals(lang: Language) -> np.ndarray:
-    """P(T_n = v | prompt) for n = 1..L: (L, N), each row the sum of the joint over T_1..T_(n-1)
-    (the paper's Eq. 14)."""
+    r""":math:`P(T_n = v \mid \text{prompt})` for :math:`n = 1, \dots, L`: (L, N), each row the sum of the joint
+    over :math:`T_1, \dots, T_{n-1}` (the paper's Eq. 14)."""
     rows, p = [], None
     for c in lang.conditionals:
         p = c if p is None else p[..., None] * c  # (N,)*n: the joint of T_1..T_n
@@ -206,7 +212,7 @@ def _conditional_two_ahead(lang: Language, n: int) -> np.ndarray:
 
 
 def eq15_sides(lang: Language, n: int, s: float) -> tuple[np.ndarray, np.ndarray]:
-    r"""Both sides of Eq. 15 for every history :math:`h = (T_1, \dots, T_{n-2})`, n >= 2, as arrays
+    r"""Both sides of Eq. 15 for every history :math:`h = (T_1, \dots, T_{n-2})`, :math:`n \ge 2`, as arrays
     (N,)*(n-2): :math:`\max_v P(T_n = v \mid h)` and
     :math:`\omega_2 + (\omega_1 - \omega_2) \max_u P(T_{n-1} = u \mid h)`."""
     n = _check_position(lang, n, 2)
@@ -219,7 +225,7 @@ def eq15_sides(lang: Language, n: int, s: float) -> tuple[np.ndarray, np.ndarray
 
 def eq16_sides(lang: Language, n: int, s: float) -> tuple[np.ndarray, np.ndarray]:
     r"""Both sides of Eq. 16 as the paper writes it, for every history
-    :math:`g = (T_1, \dots, T_{n-3})`, n >= 3, as arrays (N,)*(n-3):
+    :math:`g = (T_1, \dots, T_{n-3})`, :math:`n \ge 3`, as arrays (N,)*(n-3):
 
     .. math::
 
@@ -241,8 +247,8 @@ def eq16_sides(lang: Language, n: int, s: float) -> tuple[np.ndarray, np.ndarray
 
 def full_history_bound(n, s: float, N: int) -> np.ndarray:
     r"""The best bound on :math:`\max_v P(T_n = v \mid \text{prompt})` that Assumptions 3-4 with
-    the full history give: :math:`\omega_1` at n = 1, :math:`\omega_2 + (\omega_1 - \omega_2)\, \omega_1`
-    at every n >= 2."""
+    the full history give: :math:`\omega_1` at :math:`n = 1`, :math:`\omega_2 + (\omega_1 - \omega_2)\, \omega_1`
+    at every :math:`n \ge 2`."""
     n = np.asarray(n)
     if n.dtype.kind not in "iu" or (n < 1).any():
         raise ValueError(f"n must be integers >= 1; got {n!r}")
@@ -252,8 +258,8 @@ def full_history_bound(n, s: float, N: int) -> np.ndarray:
 
 
 def argmax_joint(lang: Language, n: int) -> tuple[np.ndarray, float]:
-    """For the first n masks decoded in parallel, each by its own argmax: the top marginal
-    probabilities p_1..p_n (n,) and the true joint probability of that token combination."""
+    r"""For the first n masks decoded in parallel, each by its own argmax: the top marginal
+    probabilities :math:`p_1, \dots, p_n` (n,) and the true joint probability of that token combination."""
     n = _check_position(lang, n, 1)
     marg = marginals(lang)[:n]  # (n, N)
     tokens = tuple(int(t) for t in marg.argmax(-1))

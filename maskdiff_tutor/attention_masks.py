@@ -39,7 +39,7 @@ def block_attention_mask(query_block: torch.Tensor, query_clean: torch.Tensor, k
 
 
 def vectorised_mask(seq_len: int, block_length: int) -> torch.Tensor:
-    """The (2L, 2L) mask for the input [x_t, x_0] of ``blockwise.blockwise_loss``: every block
+    """The (2L, 2L) mask for the input ``[x_t, x_0]`` of ``blockwise.blockwise_loss``: every block
     trained in one pass."""
     number_of_blocks(seq_len, block_length)
     block = torch.arange(seq_len) // block_length  # (L,)

@@ -1,4 +1,4 @@
-"""Blockwise training (paper Section 3.4.2): each noisy block learns to denoise given the clean
+r"""Blockwise training (paper Section 3.4.2): each noisy block learns to denoise given the clean
 blocks before it, which is what semi-autoregressive decoding in blocks asks of the model.
 
 Book chapter "Blocks". Two schemes:
@@ -9,12 +9,12 @@ Book chapter "Blocks". Two schemes:
   (``blockwise_loss_loop(..., causal_prefix=False)``).
 - Block-causal (BD3-LM's choice): a clean block attends only to clean blocks up to itself, and a
   noisy block to itself and the clean blocks before it. The prefix no longer depends on the noisy
-  block, so all blocks train in ONE pass over [x_t, x_0] (2L tokens) with the mask of
+  block, so all blocks train in ONE pass over ``[x_t, x_0]`` (:math:`2L` tokens) with the mask of
   ``attention_masks.vectorised_mask`` (``blockwise_loss``); the loop with ``causal_prefix=True`` is its
   reference, and the tests prove the two equal.
 
 Both use the same noise: ``sample_block_noise`` gives each block its own time t and masks it at
-rate 1 - alpha(t), and the loss weights each block's masked NLL by w(t) (Eq. 13 per block).
+rate :math:`1 - \alpha(t)`, and the loss weights each block's masked NLL by :math:`w(t)` (Eq. 13 per block).
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ def _weighted_nll(logits, x0, x_t, t, block_length, schedule, mask_id, weighted)
 
 def blockwise_loss(model, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, block_length: int,
                    schedule: Schedule, mask_id: int, weighted: bool = True) -> LossParts:
-    """All blocks in one forward pass over [x_t, x_0] (B, 2L) with the block-causal mask.
+    r"""All blocks in one forward pass over ``[x_t, x_0]`` (B, 2L) with the block-causal mask.
 
     ``model`` must accept ``attn_mask`` and ``position_ids`` (the package's ``Denoiser`` does);
-    both halves use positions 0..L-1. Returns the loss and its parts (``weight`` is per block)."""
+    both halves use positions :math:`0, \dots, L - 1`. Returns the loss and its parts (``weight`` is per block)."""
     batch, seq_len = x0.shape
     number_of_blocks(seq_len, block_length)
     both = torch.cat([x_t, x0], dim=1)  # (B, 2L)
@@ -98,9 +98,9 @@ def semi_autoregressive_nelbo(model, x0: torch.Tensor, block_length: int, schedu
     r"""An unbiased estimate of the NELBO, in nats per token, of a full-attention denoiser that
     decodes x0 (B, L) in blocks left to right (LLaDA's semi-AR decoding): (B,).
 
-    By the chain rule over blocks, -log p(x) = sum_j -log p(block j | blocks < j), and each term is
-    bounded by the diffusion NELBO of block j with the blocks before it clean and every later
-    position masked (the model sees them as masks, as it does when decoding):
+    By the chain rule over blocks, :math:`-\log p(x) = \sum_j -\log p(\text{block } j \mid \text{blocks} < j)`,
+    and each term is bounded by the diffusion NELBO of block j with the blocks before it clean and every
+    later position masked (the model sees them as masks, as it does when decoding):
 
     .. math::
 
@@ -108,7 +108,7 @@ def semi_autoregressive_nelbo(model, x0: torch.Tensor, block_length: int, schedu
        -\log p_\theta(x_0^l \mid x_t^{(j)}) \Big]
 
     Each repeat draws one block j uniformly per sequence and one time, and multiplies by the number
-    of blocks. B = L is the usual NELBO (Eq. 13); B = 1 is the exact left-to-right NLL of the model
+    of blocks. :math:`B = L` is the usual NELBO (Eq. 13); :math:`B = 1` is the exact left-to-right NLL of the model
     in expectation. With the exact denoiser every B gives the true NLL."""
     check_tokens("x0", x0, None, mask_id, allow_mask=False)
     check_positive_int("repeats", repeats)

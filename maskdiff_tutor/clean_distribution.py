@@ -2,7 +2,7 @@
 
 A clean token is never the mask (MDLM's "zero masking probabilities", part of its SUBS
 parameterisation), so wherever the package turns a denoiser's logits (..., V) into a
-distribution over x_0 it removes the mask's logit first: the forward process and the NELBO
+distribution over :math:`x_0` it removes the mask's logit first: the forward process and the NELBO
 (``forward_process.denoiser_probs``), the training losses (``objectives.masked_nll``) and every
 decoder (``decoding``). This module is that one rule.
 """
@@ -32,11 +32,11 @@ def _index(mask_id: int, device) -> torch.Tensor:
 
 
 def clean_log_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """log p_theta(x_0 = v | x_t) in float64 over the last axis, the mask removed: (..., V).
+    r""":math:`\log p_\theta(x_0 = v \mid x_t)` in float64 over the last axis, the mask removed: (..., V).
     (The logits are raised to float64 before the softmax, as ``clean_probs`` does.)"""
     return torch.log_softmax(clean_logits(logits, mask_id), dim=-1, dtype=torch.float64)
 
 
 def clean_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """p_theta(x_0 = v | x_t) in float64 over the last axis, the mask removed: (..., V)."""
+    r""":math:`p_\theta(x_0 = v \mid x_t)` in float64 over the last axis, the mask removed: (..., V)."""
     return torch.softmax(clean_logits(logits.double(), mask_id), dim=-1)

@@ -58,7 +58,7 @@ def load_hf_text(name: str = "roneneldan/TinyStories", split: str = "train", fie
 
 
 class CharTokenizer:
-    """Characters of a training text as ids 0..C-1, the mask as id C."""
+    r"""Characters of a training text as ids :math:`0, \dots, C - 1`, the mask as id C."""
 
     def __init__(self, chars: list[str]):
         if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars) or not chars:

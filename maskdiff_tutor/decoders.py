@@ -68,9 +68,9 @@ def sample_one_at_a_time(denoiser, x: torch.Tensor, mask_id: int, generator: tor
 
 def sample_left_to_right(denoiser, x: torch.Tensor, mask_id: int, tokens_per_step: int = 1,
                          generator: torch.Generator | None = None, temperature: float = 1.0) -> Decoded:
-    """Fill the masks of x (B, L) from left to right, ``tokens_per_step`` at a time: each step
+    r"""Fill the masks of x (B, L) from left to right, ``tokens_per_step`` at a time: each step
     decodes the leftmost k masks together, each from its own marginal (Section 3.3's parallel
-    sampling). k = 1 is autoregressive decoding; k >= the number of masks is all at once.
+    sampling). :math:`k = 1` is autoregressive decoding; :math:`k \ge` the number of masks is all at once.
     The last step of a sequence may decode fewer than k."""
     check_sequences("x", x, mask_id)
     check_positive_int("tokens_per_step", tokens_per_step)
@@ -128,7 +128,7 @@ def generate(denoiser, prompt: torch.Tensor, gen_length: int, mask_id: int, *, s
              tokens_per_step: int | None = None, threshold: float | None = None, steps: int | None = None,
              block_length: int | None = None, temperature: float = 0.0,
              generator: torch.Generator | None = None) -> Decoded:
-    """Generate ``gen_length`` tokens after ``prompt`` (B, P) by score-ordered decoding: LLaDA's
+    r"""Generate ``gen_length`` tokens after ``prompt`` (B, P) by score-ordered decoding: LLaDA's
     ``generate()``, Fast-dLLM's threshold, Dream's margin and entropy orders.
 
     Each step reads the whole sequence (attention stays bidirectional), draws a token at every
@@ -151,8 +151,8 @@ def generate(denoiser, prompt: torch.Tensor, gen_length: int, mask_id: int, *, s
             ``threshold`` and ``steps``.
         block_length: semi-AR block size, dividing ``gen_length``; positions of later blocks are
             not committed before the current block is full. None: one block.
-        temperature: 0 takes each position's argmax (LLaDA's default); T > 0 samples from
-            softmax(log p / T) with float64 Gumbel noise.
+        temperature: 0 takes each position's argmax (LLaDA's default); :math:`T > 0` samples from
+            :math:`\mathrm{softmax}(\log p / T)` with float64 Gumbel noise.
         generator: the random stream for sampling and ``random_score``.
 
     With ``score=confidence_with_mask`` and ``steps`` this is LLaDA's ``generate()`` (without
@@ -249,7 +249,7 @@ def generate_block_causal(model: BlockCausalModel, prompt: torch.Tensor, gen_len
                           steps: int | None = None, score=confidence, use_cache: bool = True,
                           causal_prefix: bool = True, temperature: float = 0.0,
                           generator: torch.Generator | None = None) -> Decoded:
-    """Generate ``gen_length`` tokens after ``prompt`` (B, P), block by block, with a model trained
+    r"""Generate ``gen_length`` tokens after ``prompt`` (B, P), block by block, with a model trained
     block-causally (``blockwise``, paper Section 3.4.2); see ``generate`` for the schedule
     (``tokens_per_step``, ``threshold``, ``steps``), ``score`` and ``temperature``.
 
@@ -261,7 +261,7 @@ def generate_block_causal(model: BlockCausalModel, prompt: torch.Tensor, gen_len
     keeps full attention, so nothing can be cached exactly there.)
 
     Args:
-        model: a ``BlockCausalModel`` such as ``Denoiser``; P + gen_length <= its max_seq_len.
+        model: a ``BlockCausalModel`` such as ``Denoiser``; :math:`P + \mathtt{gen\_length} \le` its ``max_seq_len``.
         block_length: size of each block, dividing ``gen_length``. The prompt is one clean block.
         use_cache: keep the keys and values of finished blocks (True) or recompute the prefix
             every step (False).
@@ -304,13 +304,14 @@ def random_tokens(shape, vocab_size: int, mask_id: int, generator, device) -> to
 def sample_partial_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_size: int, init_fraction: float,
                                tokens_per_step: int = 1, generator: torch.Generator | None = None,
                                temperature: float = 1.0) -> Decoded:
-    """The SEDD-inspired random initialisation of Section 3.3, as the paper describes it.
+    r"""The SEDD-inspired random initialisation of Section 3.3, as the paper describes it.
 
     Each step (one denoiser call) of decoding x (B, L):
 
-    1. of the masks still open, a share ``init_fraction`` (floor(init_fraction * masks left),
-       chosen uniformly at random) is filled with tokens drawn uniformly from the ``vocab_size``
-       ids other than the mask: the sparse random signals;
+    1. of the masks still open, a share ``init_fraction``
+       (:math:`\lfloor \mathtt{init\_fraction} \cdot \text{masks left} \rfloor`, chosen uniformly at random)
+       is filled with tokens drawn uniformly from the ``vocab_size`` ids other than the mask: the sparse
+       random signals;
     2. the denoiser reads the sequence with these tokens in place, and the leftmost
        ``tokens_per_step`` of the masks that were *not* initialised are decoded, each from its own
        marginal given everything it sees (fewer when fewer are left);
@@ -319,7 +320,7 @@ def sample_partial_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_si
     This repeats until every mask is filled. With ``init_fraction = 0`` it is
     ``sample_left_to_right`` with the same ``tokens_per_step``, draw for draw from the same
     generator. As the initialised share is left out of each step, the last steps may decode fewer
-    than ``tokens_per_step`` masks, so the number of calls can exceed ceil(masks / k).
+    than ``tokens_per_step`` masks, so the number of calls can exceed :math:`\lceil \text{masks} / k \rceil`.
 
     Args:
         vocab_size: number of ids the denoiser's logits cover, the mask included.
@@ -350,13 +351,13 @@ def sample_partial_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_si
 
 def sample_with_remasking(denoiser, x: torch.Tensor, mask_id: int, steps: int, eta: float,
                           generator: torch.Generator | None = None, temperature: float = 1.0) -> Decoded:
-    """Fill the masks of x (B, L) in exactly ``steps`` denoiser calls, remasking as it goes: the
+    r"""Fill the masks of x (B, L) in exactly ``steps`` denoiser calls, remasking as it goes: the
     book's minimal version of ReMDM (Wang et al., 2025), named "left-to-right remasking" to keep
     it apart from ReMDM's own samplers, for claim 10 (Section 3.3).
 
-    With N masks in a sequence, step i (i = 0 .. steps - 1) leaves floor(N (steps - i - 1) / steps)
-    of them masked: a linear schedule that ends with none. Each step makes one denoiser call on
-    the current sequence; then
+    With N masks in a sequence, step i (:math:`i = 0, \dots, \mathtt{steps} - 1`) leaves
+    :math:`\lfloor N (\mathtt{steps} - i - 1) / \mathtt{steps} \rfloor` of them masked: a linear schedule that
+    ends with none. Each step makes one denoiser call on the current sequence; then
 
     - each token decoded in an earlier step is masked again with probability ``eta``
       (independently; if more are drawn than the masks the schedule leaves after this step, those
@@ -453,9 +454,9 @@ def sample_gibbs_from_random_start(denoiser, x: torch.Tensor, mask_id: int, voca
     denoiser calls re-masks ``tokens_per_step`` of those positions, chosen uniformly at random,
     and redraws them from the denoiser given everything else.
 
-    With k = 1 and an exact denoiser this is a random-scan Gibbs sampler: the true joint is its
+    With :math:`k = 1` and an exact denoiser this is a random-scan Gibbs sampler: the true joint is its
     stationary law, but it only gets there as the steps grow, whereas ``sample_one_at_a_time`` is
-    exact after as many calls as there are masks. With k > 1 the k positions are redrawn from their
+    exact after as many calls as there are masks. With :math:`k > 1` the k positions are redrawn from their
     marginals, the parallel error of Section 3.2.2 again.
 
     Args:

@@ -72,8 +72,8 @@ def confidence(prediction: Prediction, generator: torch.Generator | None = None)
 
 
 def confidence_with_mask(prediction: Prediction, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The probability of the token drawn under the full softmax, the mask's logit included, as
-    LLaDA's ``generate()`` computes it: the clean confidence times 1 - p(mask). (B, n)."""
+    r"""The probability of the token drawn under the full softmax, the mask's logit included, as
+    LLaDA's ``generate()`` computes it: the clean confidence times :math:`1 - p(\text{mask})`. (B, n)."""
     full = torch.log_softmax(prediction.logits.double(), dim=-1)  # (B, n, V)
     return full.gather(-1, prediction.chosen.unsqueeze(-1)).squeeze(-1).exp()
 
@@ -110,7 +110,7 @@ def uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
 
 
 def check_temperature(temperature) -> float:
-    """``temperature`` as a float if it is finite and >= 0; otherwise a ``ValueError`` naming it."""
+    r"""``temperature`` as a float if it is finite and :math:`\ge 0`; otherwise a ``ValueError`` naming it."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
             or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0 (0: the argmax); got {temperature!r}")
@@ -119,9 +119,10 @@ def check_temperature(temperature) -> float:
 
 def draw(log_probs: torch.Tensor, temperature: float,
          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A token from softmax(log_probs / temperature) by the Gumbel-max trick in float64, or the
-    argmax at temperature 0, and its log-probability: (..., V) -> ((...), (...)). At temperature T
-    this is LLaDA's ``argmax(exp(logits) / (-log u)^T)``: the same u give the same tokens."""
+    r"""A token from :math:`\mathrm{softmax}(\mathtt{log\_probs} / \mathtt{temperature})` by the Gumbel-max trick
+    in float64, or the argmax at temperature 0, and its log-probability: (..., V) -> ((...), (...)). At
+    temperature T this is LLaDA's :math:`\arg\max(\exp(\text{logits}) / (-\log u)^T)`: the same u give the
+    same tokens."""
     if temperature == 0:
         return log_probs.argmax(-1), log_probs.amax(-1)  # the argmax and its log-probability
     gumbel = -torch.log(-torch.log(uniform(log_probs.shape, generator, log_probs.device).clamp_min(1e-300)))
@@ -135,10 +136,10 @@ SCORE_RESOLUTION = 1e-9  # scores closer than this are ties, and the leftmost of
 
 def select(scores: torch.Tensor, open_: torch.Tensor, count: int | torch.Tensor | None = None,
            threshold: float | None = None, every_row_open: bool = False) -> torch.Tensor:
-    """Which open positions to commit: the ``count`` best by score (an int, or one per sequence
+    r"""Which open positions to commit: the ``count`` best by score (an int, or one per sequence
     (B,)), or every one whose score is at or above ``threshold`` and at least the best.
     Returns commit (B, n), a subset of ``open_`` with at least one position in every row that has
-    one open (with count >= 1).
+    one open (with :math:`\mathtt{count} \ge 1`).
 
     Scores are compared to ``SCORE_RESOLUTION`` and ties go to the leftmost position. An exact
     denoiser gives symmetric positions exactly equal scores, which floating point reproduces only
@@ -238,7 +239,7 @@ def unmask(read: Reader, x: torch.Tensor, mask_id: int, blocks: list[tuple[int, 
            count: Count | None = None, threshold: float | None = None, score=confidence,
            temperature: float = 0.0, generator: torch.Generator | None = None,
            view=None, remask=None) -> Decoded:
-    """Fill the masks of x (B, L), block by block, committing the best-scored open positions.
+    r"""Fill the masks of x (B, L), block by block, committing the best-scored open positions.
 
     Args:
         read: how the logits are obtained (``DenoiserReader``, or a reader of one block).
@@ -248,11 +249,11 @@ def unmask(read: Reader, x: torch.Tensor, mask_id: int, blocks: list[tuple[int, 
             mask left.
         count: how many positions a step commits: an int k (k per step), or a function
             ``count(i, open_, masks)`` -> the number for step i of a block, an int or one per
-            sequence (B,), each >= 1, where ``open_`` (B, b) are the block's positions that may be
+            sequence (B,), each :math:`\ge 1`, where ``open_`` (B, b) are the block's positions that may be
             committed now and ``masks`` (B,) its masks when it began. None with ``threshold``.
         threshold: commit every open position whose score reaches it, and at least the best one.
         score: ranks open positions, surest first (see the scores above).
-        temperature: 0 takes each position's argmax; T > 0 samples from softmax(log p / T).
+        temperature: 0 takes each position's argmax; :math:`T > 0` samples from :math:`\mathrm{softmax}(\log p / T)`.
         generator: the random stream for sampling, random scores and the hooks.
         view: ``view(tokens, open_, generator)`` -> (what the denoiser reads (B, L), the open
             positions that may be committed (B, L)); None: the tokens and every open position.

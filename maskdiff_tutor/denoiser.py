@@ -1,4 +1,4 @@
-"""A small bidirectional transformer denoiser: x_t (B, L) -> logits (B, L, V).
+"""A small bidirectional transformer denoiser: ``x_t (B, L) -> logits (B, L, V)``.
 
 Book chapter "Joint versus marginal" and every chapter that trains a model. The network knows
 nothing of diffusion: objectives, samplers and the NELBO take it as any other denoiser callable.
@@ -80,7 +80,7 @@ def rotary_tables(seq_len: int, head_dim: int, base: float = 10_000.0) -> tuple[
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x_2i, x_2i+1) of x (B, H, L, hd) by position-dependent angles."""
+    """Rotate pairs :math:`(x_{2i}, x_{2i+1})` of x (B, H, L, hd) by position-dependent angles."""
     x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, L, hd/2) each
     rotated = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, H, L, hd/2, 2)
     return rotated.flatten(-2).type_as(x)  # (B, H, L, hd)
@@ -163,14 +163,14 @@ class Denoiser(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Args:
+        r"""Args:
             x_t: token ids (B, L).
             t: times (B,) in [0, 1]; required with time conditioning, refused without it.
             attn_mask: optional boolean (L, L) or (B, 1, L, L), True where a query may attend
                 to a key; None is full bidirectional attention.
-            position_ids: the position of each token (L,), each < max_seq_len; default 0..L-1.
-                Blockwise training feeds a noisy and a clean copy of a sequence side by side,
-                both with positions 0..L/2-1.
+            position_ids: the position of each token (L,), each :math:`< \mathtt{max\_seq\_len}`; default
+                :math:`0, \dots, L - 1`. Blockwise training feeds a noisy and a clean copy of a sequence side
+                by side, both with positions :math:`0, \dots, L/2 - 1`.
         Returns logits (B, L, V) in float32 (or the autocast dtype).
         """
         L = x_t.shape[1] if isinstance(x_t, torch.Tensor) and x_t.ndim == 2 else 0

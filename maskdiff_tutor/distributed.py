@@ -10,7 +10,7 @@ function here answers as a single process would (rank 0 of 1), so the same code 
 How ``train()`` shares a step between N processes (its docstring has the details):
 
 - every process draws the same global batch and the same noise from the shared, identically
-  seeded generator, and computes the loss on its own 1/N of the rows;
+  seeded generator, and computes the loss on its own :math:`1/N` of the rows;
 - the dropout generator is seeded ``seed + rank``, so the processes drop different units;
 - only rank 0 shows progress and writes checkpoints, saved models and results.
 """

@@ -1,4 +1,4 @@
-"""The forward (masking) process, its posterior, the model's reverse step and their KL.
+r"""The forward (masking) process, its posterior, the model's reverse step and their KL.
 
 Book chapter "The NELBO"; paper Section 2, Eq. 3-7. Every function works on batches of
 token ids ``x`` of shape (B, L) and returns probability vectors of shape (B, L, V), where V
@@ -6,7 +6,7 @@ token ids ``x`` of shape (B, L) and returns probability vectors of shape (B, L, 
 in [0, V) and differ from ``mask_id``.
 
 Times ``s`` and ``t`` are floats (one time for the batch) or tensors of shape (B,) (one time
-per sequence), with 0 <= s <= t <= 1.
+per sequence), with :math:`0 \le s \le t \le 1`.
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ def _alphas_between(name: str, x: torch.Tensor, s, t, schedule: Schedule, mask_i
 
 def sample_xt(x0: torch.Tensor, t, schedule: Schedule, mask_id: int,
               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw x_t ~ q(x_t | x_0) (Eq. 3): each token is masked independently with probability 1 - alpha(t).
+    r"""Draw :math:`x_t \sim q(x_t \mid x_0)` (Eq. 3): each token is masked independently with probability
+    :math:`1 - \alpha(t)`.
 
     Args:
         x0: clean token ids (B, L), none equal to ``mask_id``.
         t: time in [0, 1], a float or a tensor of shape (B,).
-        schedule: gives alpha(t).
+        schedule: gives :math:`\alpha(t)`.
         mask_id: the id written at masked positions.
         generator: the source of randomness (seed it for repeatable draws).
     """
@@ -61,7 +62,7 @@ def sample_xt(x0: torch.Tensor, t, schedule: Schedule, mask_id: int,
 
 
 def forward_probs(x0: torch.Tensor, t, schedule: Schedule, mask_id: int, vocab_size: int) -> torch.Tensor:
-    """q(x_t | x_0) as probability vectors (B, L, V) (Eq. 3)."""
+    r""":math:`q(x_t \mid x_0)` as probability vectors (B, L, V) (Eq. 3)."""
     check_mask_id(mask_id, vocab_size)
     check_tokens("x0", x0, vocab_size, mask_id, allow_mask=False)
     alpha_t = schedule.alpha(_per_sequence("t", t, x0)).unsqueeze(-1)  # () or (B, 1, 1)
@@ -72,9 +73,9 @@ def forward_probs(x0: torch.Tensor, t, schedule: Schedule, mask_id: int, vocab_s
 
 
 def transition_probs(x_s: torch.Tensor, s, t, schedule: Schedule, mask_id: int, vocab_size: int) -> torch.Tensor:
-    """q(x_t | x_s) for s <= t as probability vectors (B, L, V) (Eq. 4).
+    r""":math:`q(x_t \mid x_s)` for :math:`s \le t` as probability vectors (B, L, V) (Eq. 4).
 
-    A mask stays a mask; an unmasked token survives with probability alpha_t / alpha_s.
+    A mask stays a mask; an unmasked token survives with probability :math:`\alpha_t / \alpha_s`.
     """
     alpha_s, alpha_t = _alphas_between("x_s", x_s, s, t, schedule, mask_id, vocab_size)
     if (alpha_s == 0).any():
@@ -88,10 +89,10 @@ def transition_probs(x_s: torch.Tensor, s, t, schedule: Schedule, mask_id: int, 
 
 def posterior_probs(x_t: torch.Tensor, x0: torch.Tensor, s, t, schedule: Schedule, mask_id: int,
                     vocab_size: int) -> torch.Tensor:
-    """The posterior q(x_s | x_t, x_0) for s < t as probability vectors (B, L, V) (Eq. 5).
+    r"""The posterior :math:`q(x_s \mid x_t, x_0)` for :math:`s < t` as probability vectors (B, L, V) (Eq. 5).
 
-    An unmasked x_t stays as it is. A masked x_t is revealed as x_0 with probability
-    (alpha_s - alpha_t) / (1 - alpha_t) and stays masked otherwise.
+    An unmasked :math:`x_t` stays as it is. A masked :math:`x_t` is revealed as :math:`x_0` with probability
+    :math:`(\alpha_s - \alpha_t) / (1 - \alpha_t)` and stays masked otherwise.
     """
     check_mask_id(mask_id, vocab_size)
     check_tokens("x0", x0, vocab_size, mask_id, allow_mask=False)
@@ -102,7 +103,7 @@ def posterior_probs(x_t: torch.Tensor, x0: torch.Tensor, s, t, schedule: Schedul
 
 
 def reverse_probs(x_t: torch.Tensor, x0_probs: torch.Tensor, s, t, schedule: Schedule, mask_id: int) -> torch.Tensor:
-    """The model's reverse step p_theta(x_s | x_t) (Eq. 6): the posterior of Eq. 5 with x_0
+    r"""The model's reverse step :math:`p_\theta(x_s \mid x_t)` (Eq. 6): the posterior of Eq. 5 with :math:`x_0`
     replaced by the denoiser's distribution ``x0_probs`` (B, L, V), which must put no mass on
     the mask (see ``denoiser_probs``). Unmasked tokens are carried over unchanged.
     """
@@ -142,7 +143,8 @@ def denoiser_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
 
 
 def categorical_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """KL(p || q) over the last axis, by its definition sum_v p_v log(p_v / q_v), with 0 log 0 = 0."""
+    r""":math:`\mathrm{KL}(p \,\|\, q)` over the last axis, by its definition :math:`\sum_v p_v \log(p_v / q_v)`, with
+    :math:`0 \log 0 = 0`."""
     check_same_shape("p", p, "q", q)
     p, q = p.double(), q.double()
     terms = torch.where(p > 0, p * (torch.log(p) - torch.log(q)), torch.zeros_like(p))
@@ -151,8 +153,9 @@ def categorical_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 def reverse_kl(x_t: torch.Tensor, x0: torch.Tensor, x0_probs: torch.Tensor, s, t, schedule: Schedule,
                mask_id: int) -> torch.Tensor:
-    """KL(q(x_s | x_t, x_0) || p_theta(x_s | x_t)) per token (B, L), in closed form (Eq. 7):
-    zero at unmasked tokens, (alpha_s - alpha_t) / (1 - alpha_t) * (-log x_theta[x_0]) at masked ones."""
+    r""":math:`\mathrm{KL}(q(x_s \mid x_t, x_0) \,\|\, p_\theta(x_s \mid x_t))` per token (B, L), in closed form
+    (Eq. 7): zero at unmasked tokens, :math:`(\alpha_s - \alpha_t) / (1 - \alpha_t) \cdot (-\log x_\theta[x_0])` at
+    masked ones."""
     check_same_shape("x_t", x_t, "x0", x0)
     _check_x0_probs(x0_probs, x_t, mask_id)
     vocab_size = x0_probs.shape[-1]

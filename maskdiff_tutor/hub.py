@@ -13,7 +13,7 @@ as plain JSON before any code of the model runs:
   ``config.mask_token_id`` where the config names it, else ``LLADA_MASK_ID``. The adapter passes
   no attention mask: early releases of LLaDA's code ignored it, so batch prompts of equal length
   (the decoders here never pad).
-- ``dream``: Dream v0 7B (remote code). Its logits at position i predict token i + 1; the adapter
+- ``dream``: Dream v0 7B (remote code). Its logits at position i predict token :math:`i + 1`; the adapter
   shifts them back (as Dream's own sampler does). Its forward misreads a 2-D padding mask, so none
   is passed.
 - ``mdlm`` and ``bd3lm``: MDLM and BD3-LM trained on OpenWebText (remote code). Their forward

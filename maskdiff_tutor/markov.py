@@ -20,7 +20,8 @@ from .zipf import zipf_pmf
 
 def zipf_chain(vocab_size: int, s: float, generator: torch.Generator | None = None,
                function_words: int = 0) -> torch.Tensor:
-    """A transition matrix P (V, V), P[i, j] = P(next = j | previous = i), meeting Assumptions 3-4.
+    r"""A transition matrix P (V, V), :math:`P[i, j] = P(\text{next} = j \mid \text{previous} = i)`, meeting
+    Assumptions 3-4.
 
     Row i puts the Zipf probabilities :math:`r^{-s} / H_{V,s}` on a ranking of the tokens: its favourite
     (rank 1) comes from a random permutation, so no token is the most probable successor of two
@@ -30,9 +31,9 @@ def zipf_chain(vocab_size: int, s: float, generator: torch.Generator | None = No
         vocab_size: V, the number of tokens.
         s: the Zipf exponent of every row.
         generator: the source of the random rankings.
-        function_words: tokens 0..f-1 take ranks 2..f+1 (after the row's favourite) in every row,
-            like "the" and "," in English: each then carries a large stationary mass. The rows stay
-            Zipf and the favourites a permutation, so Assumptions 3-4 still hold.
+        function_words: tokens :math:`0, \dots, f - 1` take ranks :math:`2, \dots, f + 1` (after the row's
+            favourite) in every row, like "the" and "," in English: each then carries a large stationary
+            mass. The rows stay Zipf and the favourites a permutation, so Assumptions 3-4 still hold.
     """
     check_positive_int("vocab_size", vocab_size, minimum=2)
     check_positive_int("function_words", function_words, minimum=0)
@@ -82,8 +83,8 @@ def check_assumption_3(P: torch.Tensor, s: float, atol: float = 1e-12) -> bool:
 
 
 def chain_distance_bound(P: torch.Tensor, s: float, max_distance: int) -> torch.Tensor:
-    """The paper's bound (Eq. 17) on the top probability at distances 0..max_distance, for a chain
-    that meets its assumptions; a chain that does not (rows not Zipf(s), or a token that is the
+    r"""The paper's bound (Eq. 17) on the top probability at distances :math:`0, \dots, \mathtt{max\_distance}`,
+    for a chain that meets its assumptions; a chain that does not (rows not Zipf(s), or a token that is the
     favourite of two tokens) is refused, since the bound is not claimed for it."""
     from .zipf import top_probability_bound
 
@@ -102,8 +103,9 @@ def check_assumption_4(P: torch.Tensor) -> bool:
 
 
 def distance_marginals(P: torch.Tensor, start: torch.Tensor, max_distance: int) -> torch.Tensor:
-    """The exact distribution of the token n positions after a token drawn from ``start``, for
-    n = 0..max_distance: row n is start @ P^n. ``start`` is one distribution (V,), giving
+    r"""The exact distribution of the token n positions after a token drawn from ``start``, for
+    :math:`n = 0, \dots, \mathtt{max\_distance}`: row n is :math:`\mathtt{start}\, P^n`. ``start`` is one
+    distribution (V,), giving
     (max_distance + 1, V), or a batch (S, V), giving (max_distance + 1, S, V).
 
     With a one-hot ``start`` this is the true marginal of a [MASK] at distance n from an unmasked
@@ -120,8 +122,8 @@ def distance_marginals(P: torch.Tensor, start: torch.Tensor, max_distance: int) 
 
 
 def top_probability_curve(P: torch.Tensor, max_distance: int, starts: torch.Tensor | None = None) -> torch.Tensor:
-    """The exact top probability max_v P(x_n = v | x_0) for n = 0..max_distance, averaged over
-    the starting tokens ``starts`` (token ids, default all V): (max_distance + 1,)."""
+    r"""The exact top probability :math:`\max_v P(x_n = v \mid x_0)` for :math:`n = 0, \dots, \mathtt{max\_distance}`,
+    averaged over the starting tokens ``starts`` (token ids, default all V): (max_distance + 1,)."""
     _check_transition(P)
     starts = torch.arange(P.shape[0]) if starts is None else torch.as_tensor(starts)
     one_hot = torch.eye(P.shape[0], dtype=torch.float64)[starts]  # (S, V)
@@ -129,9 +131,10 @@ def top_probability_curve(P: torch.Tensor, max_distance: int, starts: torch.Tens
 
 
 def fall_distance(curve, floor: float, fraction: float) -> int:
-    """The first distance n >= 1 at which a top-probability curve (n = 0, 1, ...) has covered
-    ``fraction`` of its fall from n = 1 to ``floor``: curve[n] - floor <= (1 - fraction)
-    (curve[1] - floor). Raises if the curve given is too short to get there."""
+    r"""The first distance :math:`n \ge 1` at which a top-probability curve (:math:`n = 0, 1, \dots`) has covered
+    ``fraction`` of its fall from :math:`n = 1` to ``floor``:
+    :math:`\mathtt{curve}[n] - \mathtt{floor} \le (1 - \mathtt{fraction})\, (\mathtt{curve}[1] - \mathtt{floor})`.
+    Raises if the curve given is too short to get there."""
     if not (isinstance(fraction, float) and 0 < fraction < 1):
         raise ValueError(f"fraction must be a float in (0, 1); got {fraction!r}")
     curve = torch.as_tensor(curve, dtype=torch.float64)
@@ -144,7 +147,7 @@ def fall_distance(curve, floor: float, fraction: float) -> int:
 
 
 def stationary_distribution(P: torch.Tensor, tol: float = 1e-14, max_iter: int = 100_000) -> torch.Tensor:
-    """The stationary distribution pi = pi P of an irreducible aperiodic chain, by power iteration (V,)."""
+    r"""The stationary distribution :math:`\pi = \pi P` of an irreducible aperiodic chain, by power iteration (V,)."""
     pi = torch.full((P.shape[0],), 1.0 / P.shape[0], dtype=torch.float64)
     for _ in range(max_iter):
         nxt = pi @ P
@@ -155,8 +158,8 @@ def stationary_distribution(P: torch.Tensor, tol: float = 1e-14, max_iter: int =
 
 
 def decay_rate(P: torch.Tensor) -> float:
-    """The second-largest eigenvalue modulus of P, ``abs(lambda_2)``: the distance from the
-    stationary distribution shrinks roughly like ``abs(lambda_2) ** n``."""
+    r"""The second-largest eigenvalue modulus of P, :math:`|\lambda_2|`: the distance from the
+    stationary distribution shrinks roughly like :math:`|\lambda_2|^n`."""
     _check_transition(P)
     moduli = torch.linalg.eigvals(P).abs().sort(descending=True).values  # (V,)
     return float(moduli[1])
@@ -182,10 +185,10 @@ def sample_sequences(P: torch.Tensor, num: int, length: int, generator: torch.Ge
 
 
 def sequence_log_prob(P: torch.Tensor, x: torch.Tensor, initial: torch.Tensor | None = None) -> torch.Tensor:
-    """Exact log-probability of sequences x (B, L) under the chain: (B,).
+    r"""Exact log-probability of sequences x (B, L) under the chain: (B,).
 
     Without ``initial`` the first token is taken as given (the prompt), so the result is
-    log P(x_2 .. x_L | x_1); with it, log initial[x_1] is added."""
+    :math:`\log P(x_2, \dots, x_L \mid x_1)`; with it, :math:`\log \mathtt{initial}[x_1]` is added."""
     _check_transition(P)
     if x.ndim != 2 or x.numel() == 0 or x.min() < 0 or x.max() >= P.shape[0]:
         raise ValueError(f"x must be token ids in [0, {P.shape[0] - 1}] of shape (B, L)")
@@ -213,7 +216,7 @@ class ChainDenoiser:
     A context the chain cannot produce (for instance a token after end-of-text, reached when
     several tokens are decoded at once) has probability 0, and the conditional is undefined
     there. This denoiser then uses the book's convention of conditioning on the left neighbour
-    alone, (P^(d_l))[a, v], so that a decoder can finish the sequence; the sequence itself has
+    alone, :math:`(P^{d_l})_{a v}`, so that a decoder can finish the sequence; the sequence itself has
     probability 0 whatever follows.
 
     It computes on the device of its input (its tables are copied there once, in float64), and
@@ -242,7 +245,7 @@ class ChainDenoiser:
         return self._tables[device]
 
     def conditional_probs(self, x_t: torch.Tensor) -> torch.Tensor:
-        """p(x_i = v | unmasked tokens of x_t) for every position: (B, L, V + 1), float64."""
+        r""":math:`p(x_i = v \mid \text{unmasked tokens of } x_t)` for every position: (B, L, V + 1), float64."""
         if x_t.ndim != 2 or x_t.shape[1] > self.max_len:
             raise ValueError(f"x_t must have shape (B, L) with L <= max_len = {self.max_len}; got {tuple(x_t.shape)}")
         if x_t.numel() and (x_t.min() < 0 or x_t.max() > self.mask_id):

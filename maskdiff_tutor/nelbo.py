@@ -1,22 +1,22 @@
-"""The negative evidence lower bound (NELBO) of masked diffusion, for any denoiser.
+r"""The negative evidence lower bound (NELBO) of masked diffusion, for any denoiser.
 
 Book chapter "The NELBO"; paper Section 2, Eq. 10 (T steps) and Eq. 12-13 (continuous time).
 A denoiser is any callable ``x_t (B, L) -> logits (B, L, V)``; the mask's logit is ignored.
 
 Three kinds of functions:
 
-- Monte Carlo estimators that draw one x_t per sequence (or ``samples`` of them), as training
+- Monte Carlo estimators that draw one :math:`x_t` per sequence (or ``samples`` of them), as training
   does, and return their parts: ``t_step_nelbo`` (a step i, Eq. 10), ``continuous_nelbo`` (a time
-  t ~ U(0, 1), Bernoulli masks, weight w(t), Eq. 13) and ``count_nelbo`` (a number of masks
-  k ~ U{1..L}, k positions without replacement, weight L/k: the form LLaDA evaluates likelihoods
-  with).
-- Exact values on short sequences (``exact_nelbo``) that enumerate all 2^L mask patterns:
-  the loss depends on x_t only through which positions are masked, and a pattern with k masks
-  has probability (1 - alpha_t)^k alpha_t^(L - k) at time t.
+  :math:`t \sim U(0, 1)`, Bernoulli masks, weight :math:`w(t)`, Eq. 13) and ``count_nelbo`` (a number of
+  masks :math:`k \sim U\{1, \dots, L\}`, k positions without replacement, weight :math:`L/k`: the form
+  LLaDA evaluates likelihoods with).
+- Exact values on short sequences (``exact_nelbo``) that enumerate all :math:`2^L` mask patterns:
+  the loss depends on :math:`x_t` only through which positions are masked, and a pattern with k masks
+  has probability :math:`(1 - \alpha_t)^k \alpha_t^{L - k}` at time t.
 - Exact per-draw variances of the two continuous-time estimators (``exact_estimator_variance``),
   by the same enumeration, and ``batch_variance`` to measure one from samples with its standard error.
 
-Both need alpha(0) = 1 and alpha(1) = 0: then the reconstruction and prior terms vanish and the
+Both need :math:`\alpha(0) = 1` and :math:`\alpha(1) = 0`: then the reconstruction and prior terms vanish and the
 NELBO is the diffusion term alone.
 """
 
@@ -51,12 +51,12 @@ class NelboEstimate:
 
 
 def sample_times(batch_size: int, generator: torch.Generator | None = None, antithetic: bool = True) -> torch.Tensor:
-    """Times in (0, 1], one per sequence (B,).
+    r"""Times in (0, 1], one per sequence (B,).
 
     With ``antithetic`` (the low-discrepancy sampler of MDLM and VDM) one uniform u is drawn
-    and t_b = 1 - ((u + b / B) mod 1): the batch covers [0, 1] evenly while each t_b stays uniform. That can
-    only remove the part of the batch mean's variance that comes from the spread of the times
-    (on the toy of the book it removes no measurable part). Otherwise B independent draws.
+    and :math:`t_b = 1 - ((u + b / B) \bmod 1)`: the batch covers [0, 1] evenly while each :math:`t_b` stays
+    uniform. That can only remove the part of the batch mean's variance that comes from the spread of the
+    times (on the toy of the book it removes no measurable part). Otherwise B independent draws.
     """
     check_positive_int("batch_size", batch_size)
     if antithetic:
@@ -108,9 +108,10 @@ def continuous_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, m
        \mathcal{L}_\infty = \mathbb{E}_{t \sim U(0, 1)}\, \mathbb{E}_{x_t \sim q(x_t \mid x_0)}
        \Big[ w(t) \sum_{l:\, x_t^l = m} -\log p_\theta(x_0^l \mid x_t) \Big]
 
-    with :math:`w(t) = -\alpha'(t) / (1 - \alpha(t))` (1/t for the linear schedule). ``samples`` draws of a
-    time and an x_t per sequence of x0 (B, L); ``per_sequence`` averages them, and the other parts
-    have S B rows (draw s of sequence b at row s B + b). ``antithetic`` spreads the S B times evenly.
+    with :math:`w(t) = -\alpha'(t) / (1 - \alpha(t))` (:math:`1/t` for the linear schedule). ``samples`` draws
+    of a time and an :math:`x_t` per sequence of x0 (B, L); ``per_sequence`` averages them, and the other
+    parts have :math:`S B` rows (draw s of sequence b at row :math:`s B + b`). ``antithetic`` spreads the
+    :math:`S B` times evenly.
     """
     _check(x0, schedule, mask_id)
     batch = x0.shape[0]
@@ -134,10 +135,10 @@ def count_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
        \Big[ \frac{L}{k} \sum_{l \in M} -\log p_\theta(x_0^l \mid x_0 \text{ with } M \text{ masked}) \Big]
 
     where M is a set of k positions drawn uniformly without replacement. A pattern M with k masks
-    is drawn with probability :math:`1 / (L \binom{L}{k})` and weighted L / k, so it carries
+    is drawn with probability :math:`1 / (L \binom{L}{k})` and weighted :math:`L / k`, so it carries
     :math:`1 / (k \binom{L}{k})` in the expectation: the weight the continuous-time NELBO gives it
     (see ``pattern_coefficients``). Hence the same expectation as ``continuous_nelbo``, for every schedule.
-    No schedule and no time are involved; ``t`` holds the masked fraction k / L. ``samples`` and
+    No schedule and no time are involved; ``t`` holds the masked fraction :math:`k / L`. ``samples`` and
     the shapes of the parts are as in ``continuous_nelbo``.
     """
     check_tokens("x0", x0, None, mask_id, allow_mask=False)
@@ -168,7 +169,7 @@ def t_step_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_
        \Big[ \frac{\alpha_{s(i)} - \alpha_{t(i)}}{1 - \alpha_{t(i)}}
        \sum_{l \text{ masked}} -\log p_\theta(x_0^l \mid x_{t(i)}) \Big]
 
-    with s(i) = (i - 1)/T and t(i) = i/T. One step i (uniform) and one x_t per sequence; the
+    with :math:`s(i) = (i - 1)/T` and :math:`t(i) = i/T`. One step i (uniform) and one :math:`x_t` per sequence; the
     sum over steps is estimated as T times the sampled term.
     """
     _check(x0, schedule, mask_id)
@@ -187,7 +188,8 @@ def t_step_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_
 
 
 def quad_unit_interval(f, n: int = 400) -> float:
-    r""":math:`\int_0^1 f(t)\, dt` by Gauss-Legendre quadrature on n nodes (exact for polynomials of degree < 2n)."""
+    r""":math:`\int_0^1 f(t)\, dt` by Gauss-Legendre quadrature on n nodes (exact for polynomials of degree
+    :math:`< 2n`)."""
     nodes, weights = np.polynomial.legendre.leggauss(n)
     t = torch.as_tensor((nodes + 1) / 2, dtype=torch.float64)
     return float((torch.as_tensor(weights, dtype=torch.float64) / 2 * f(t)).sum())
@@ -195,7 +197,8 @@ def quad_unit_interval(f, n: int = 400) -> float:
 
 def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_steps: int | None = None,
                          weighted: bool = True) -> torch.Tensor:
-    r"""The weight :math:`c_k`, k = 0..L, that the NELBO gives to each mask pattern with k masks: (L + 1,).
+    r"""The weight :math:`c_k`, :math:`k = 0, \dots, L`, that the NELBO gives to each mask pattern with k masks:
+    (L + 1,).
 
     The loss of a sequence is
     :math:`\sum_M c_{|M|} \sum_{l \in M} -\log p_\theta(x_0^l \mid x_0 \text{ with } M \text{ masked})`
@@ -208,7 +211,7 @@ def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_ste
 
          c_k = \int_0^1 w(t)\, (1 - \alpha_t)^k \alpha_t^{L-k}\, dt = B(k, L - k + 1) = \frac{1}{k \binom{L}{k}}.
 
-    - Continuous time, unweighted (w = 1): :math:`\int_0^1 (1 - \alpha_t)^k \alpha_t^{L-k}\, dt`, by
+    - Continuous time, unweighted (:math:`w = 1`): :math:`\int_0^1 (1 - \alpha_t)^k \alpha_t^{L-k}\, dt`, by
       quadrature; it depends on the schedule.
     - T steps (Eq. 10): :math:`c_k = \sum_i (1 - \alpha_{t(i)})^k \alpha_{t(i)}^{L-k}
       (\alpha_{s(i)} - \alpha_{t(i)}) / (1 - \alpha_{t(i)})`.
@@ -237,7 +240,7 @@ def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_ste
 
 
 def mask_patterns(seq_len: int) -> torch.Tensor:
-    """All 2^L mask patterns as a boolean tensor (2^L, L), True where masked."""
+    r"""All :math:`2^L` mask patterns as a boolean tensor ``(2^L, L)``, True where masked."""
     check_positive_int("seq_len", seq_len)
     if seq_len > 16:
         raise ValueError(f"seq_len must be <= 16 for exact enumeration (2^L patterns); got {seq_len}")
@@ -246,7 +249,7 @@ def mask_patterns(seq_len: int) -> torch.Tensor:
 
 def exact_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, schedule: Schedule | None = None,
                 num_steps: int | None = None, weighted: bool = True) -> torch.Tensor:
-    """The exact NELBO of each sequence of x0 (B, L) by enumerating all 2^L mask patterns (B,).
+    r"""The exact NELBO of each sequence of x0 (B, L) by enumerating all :math:`2^L` mask patterns (B,).
 
     ``num_steps=None`` gives the continuous-time NELBO (Eq. 12), which is the same for every
     schedule; an integer gives the T-step NELBO (Eq. 10) under ``schedule``. ``weighted=False``
@@ -279,15 +282,16 @@ def _pattern_nlls(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, patterns: 
 
 
 def second_moment_coefficients(seq_len: int, schedule: Schedule | None = None) -> torch.Tensor:
-    """d_k, k = 0..L: E[X^2] = sum over patterns M of d_|M| S_M^2 for one draw X of an estimator (L + 1,).
+    r""":math:`d_k`, :math:`k = 0, \dots, L`: :math:`\mathbb{E}[X^2] = \sum_M d_{|M|} S_M^2` over patterns M for one
+    draw X of an estimator (L + 1,).
 
     - ``schedule=None``: the count estimator (``count_nelbo``); M is drawn with probability
-      1 / (L binom(L, k)) and weighted L / k, so d_k = L / (k^2 binom(L, k)).
+      :math:`1 / (L \binom{L}{k})` and weighted :math:`L / k`, so :math:`d_k = L / (k^2 \binom{L}{k})`.
     - A schedule: the Bernoulli estimator (``continuous_nelbo`` with independent times);
-      d_k = int_0^1 w(t)^2 (1 - alpha_t)^k alpha_t^(L-k) dt, by quadrature. Near t = 0 the k = 1
-      integrand is ~ alpha'(t)^2 / (1 - alpha_t) ~ -alpha'(0) / t, so d_1 is infinite where
-      alpha'(0) != 0 (the linear schedule: d_1 = int dt / t); for k >= 2 and the linear schedule
-      d_k = B(k - 1, L - k + 1).
+      :math:`d_k = \int_0^1 w(t)^2 (1 - \alpha_t)^k \alpha_t^{L-k}\, dt`, by quadrature. Near :math:`t = 0`
+      the :math:`k = 1` integrand is :math:`\sim \alpha'(t)^2 / (1 - \alpha_t) \sim -\alpha'(0) / t`, so
+      :math:`d_1` is infinite where :math:`\alpha'(0) \ne 0` (the linear schedule: :math:`d_1 = \int dt / t`);
+      for :math:`k \ge 2` and the linear schedule :math:`d_k = B(k - 1, L - k + 1)`.
     """
     check_positive_int("seq_len", seq_len)
     if schedule is None:
@@ -306,13 +310,13 @@ def second_moment_coefficients(seq_len: int, schedule: Schedule | None = None) -
 
 def exact_estimator_variance(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
                              schedule: Schedule | None = None) -> torch.Tensor:
-    """The exact variance of ONE draw of a continuous-time NELBO estimator, per sequence of x0 (B,).
+    r"""The exact variance of ONE draw of a continuous-time NELBO estimator, per sequence of x0 (B,).
 
     ``schedule=None`` gives the count estimator (``count_nelbo``), a schedule the Bernoulli
     estimator (``continuous_nelbo`` with independent times). Both have mean ``exact_nelbo``;
-    Var = sum_M d_|M| S_M^2 - (sum_M c_|M| S_M)^2 over all 2^L patterns M, with
-    ``second_moment_coefficients`` d_k and ``pattern_coefficients`` c_k. The variance is infinite
-    where d_1 is and some single-mask pattern has S_M > 0.
+    :math:`\mathrm{Var} = \sum_M d_{|M|} S_M^2 - (\sum_M c_{|M|} S_M)^2` over all :math:`2^L` patterns M, with
+    ``second_moment_coefficients`` :math:`d_k` and ``pattern_coefficients`` :math:`c_k`. The variance is
+    infinite where :math:`d_1` is and some single-mask pattern has :math:`S_M > 0`.
     """
     _check_exact(x0, schedule, mask_id)
     patterns = mask_patterns(x0.shape[1])  # (P, L)
@@ -326,10 +330,10 @@ def exact_estimator_variance(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
 
 
 def batch_variance(values: torch.Tensor, num_batches: int = 20) -> tuple[float, float]:
-    """The sample variance of ``values`` (N,) and its standard error, from ``num_batches`` equal batches.
+    r"""The sample variance of ``values`` (N,) and its standard error, from ``num_batches`` equal batches.
 
     The variance is that of all N values; its standard error is the spread of the batches'
-    variances divided by sqrt(num_batches) (finite only if the fourth moment is). N must be
+    variances divided by :math:`\sqrt{\mathtt{num\_batches}}` (finite only if the fourth moment is). N must be
     divisible by ``num_batches``.
     """
     check_positive_int("num_batches", num_batches)

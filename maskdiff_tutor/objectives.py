@@ -6,7 +6,7 @@ parts, so the book can plot what the optimiser saw.
 
 - ``masked_diffusion_loss(weighted=True)``: the continuous-time NELBO of Eq. 13 per token,
   :math:`w(t) \sum_{l \text{ masked}} -\log p_\theta(x_0^l \mid x_t)` divided by the number of tokens.
-- ``masked_diffusion_loss(weighted=False)``: the same cross-entropy without w(t), the
+- ``masked_diffusion_loss(weighted=False)``: the same cross-entropy without :math:`w(t)`, the
   "unweighted" objective; not a bound, same optimum (Section 3.2.1).
 """
 
@@ -36,7 +36,7 @@ class LossParts:
 
 
 def masked_nll(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """-log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere: (B, L), differentiable.
+    r""":math:`-\log p_\theta(x_0^l \mid x_t)` at masked positions, 0 elsewhere: (B, L), differentiable.
 
     A clean token is never the mask, so the mask's logit is removed from the softmax. Half
     precision logits (autocast) are raised to float32; float64 logits stay float64."""
@@ -50,15 +50,15 @@ def masked_diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, mask_id: 
                           generator: torch.Generator | None = None, weighted: bool = True,
                           pad_id: int | None = None, antithetic: bool = True, time_input: bool = False,
                           rows: slice | None = None) -> LossParts:
-    """One Monte Carlo sample of the masked-diffusion loss for a batch x0 (B, L).
+    r"""One Monte Carlo sample of the masked-diffusion loss for a batch x0 (B, L).
 
     Args:
         model: denoiser callable returning logits (B, L, V); the mask's logit is ignored.
         x0: clean token ids (B, L), on the model's device.
-        schedule: alpha(t) and the weight w(t).
+        schedule: :math:`\alpha(t)` and the weight :math:`w(t)`.
         mask_id: id written at masked positions; not in x0.
         generator: source of the times and masks (a CPU generator; results move to x0's device).
-        weighted: multiply by w(t) = -alpha'(t)/(1 - alpha(t)) (the NELBO, Eq. 13) or not.
+        weighted: multiply by :math:`w(t) = -\alpha'(t)/(1 - \alpha(t))` (the NELBO, Eq. 13) or not.
         pad_id: id of padding in x0; padding is never masked and never counted.
         antithetic: low-discrepancy times (MDLM) instead of independent ones.
         time_input: call ``model(x_t, t)`` for a time-conditioned model.

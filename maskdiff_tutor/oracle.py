@@ -1,8 +1,8 @@
 r"""The exact denoiser ("oracle") of a finite dataset, by enumeration.
 
 Book chapters "The NELBO" and "Joint versus marginal"; paper Assumption 1 (a perfectly
-trained denoiser). For each masked position of x_t, the oracle returns the true conditional
-distribution of that position's token given every unmasked token of x_t:
+trained denoiser). For each masked position of :math:`x_t`, the oracle returns the true conditional
+distribution of that position's token given every unmasked token of :math:`x_t`:
 
 .. math::
 
@@ -68,13 +68,13 @@ class OracleDenoiser:
         return self.data.shape[1]
 
     def consistent(self, x_t: torch.Tensor) -> torch.Tensor:
-        """(B, N) boolean: does sequence n of the data agree with x_t at every unmasked position?"""
+        """(B, N) boolean: does sequence n of the data agree with :math:`x_t` at every unmasked position?"""
         self._check_xt(x_t)
         agree = (self.data.unsqueeze(0) == x_t.unsqueeze(1)) | (x_t.unsqueeze(1) == self.mask_id)  # (B, N, L)
         return agree.all(-1)  # (B, N)
 
     def conditional_probs(self, x_t: torch.Tensor) -> torch.Tensor:
-        """The exact conditional of every position given the unmasked tokens of x_t: (B, L, V) float64."""
+        """The exact conditional of every position given the unmasked tokens of :math:`x_t`: (B, L, V) float64."""
         w = self.consistent(x_t) * self.probs  # (B, N)
         total = w.sum(-1)  # (B,)
         if (total == 0).any():
@@ -91,7 +91,7 @@ class OracleDenoiser:
         return torch.log(self.conditional_probs(x_t))
 
     def time_conditioned_probs(self, x_t: torch.Tensor, t, schedule) -> torch.Tensor:
-        r"""The conditional of every position given x_t and the time t, by Bayes' rule with the
+        r"""The conditional of every position given :math:`x_t` and the time t, by Bayes' rule with the
         time kept in: (B, L, V),
 
         .. math::
@@ -99,8 +99,8 @@ class OracleDenoiser:
            p(x_0 = x_n \mid x_t, t) = \frac{w_n\, q(x_t \mid x_n, t)}{\sum_m w_m\, q(x_t \mid x_m, t)},
 
         with :math:`q(x_t \mid x_0, t)` from Eq. 3. The factor :math:`(1 - \alpha_t)^k \alpha_t^{L - k}`
-        is the same for every sequence consistent with x_t, so it cancels and the result equals
-        ``conditional_probs(x_t)`` for every t in (0, 1): the reason the denoiser needs no time
+        is the same for every sequence consistent with :math:`x_t`, so it cancels and the result equals
+        ``conditional_probs(x_t)`` for every :math:`t \in (0, 1)`: the reason the denoiser needs no time
         input (Section 3.2.1).
 
         ``t`` is one time (a float) for the whole batch.
@@ -122,7 +122,7 @@ class OracleDenoiser:
         return torch.einsum("bn,nlv->blv", w, onehot) / w.sum(-1).view(-1, 1, 1)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log p_data(x) of clean sequences x (B, L); -inf for sequences outside the data."""
+        r"""Exact :math:`\log p_{\text{data}}(x)` of clean sequences x (B, L); -inf for sequences outside the data."""
         check_tokens("x", x, self.vocab_size, self.mask_id, allow_mask=False)
         if x.ndim != 2 or x.shape[1] != self.seq_len:
             raise ValueError(f"x must have shape (B, {self.seq_len}); got {tuple(x.shape)}")

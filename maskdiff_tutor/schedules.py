@@ -1,7 +1,7 @@
-"""Noise schedules of masked diffusion: alpha(t), its derivative and the NELBO weight.
+r"""Noise schedules of masked diffusion: :math:`\alpha(t)`, its derivative and the NELBO weight.
 
-Book chapter "The NELBO"; paper Section 2. Time runs from data (t = 0) to fully masked
-(t = 1); alpha(t) is the probability that a token is still unmasked at time t.
+Book chapter "The NELBO"; paper Section 2. Time runs from data (:math:`t = 0`) to fully masked
+(:math:`t = 1`); :math:`\alpha(t)` is the probability that a token is still unmasked at time t.
 
 A schedule is chosen by passing an instance (``LinearSchedule()``), never by a string.
 Every method takes a float, a sequence or a tensor of times in [0, 1] and returns a
@@ -22,15 +22,15 @@ class Schedule:
     """Base class: subclasses give ``_alpha`` and ``_dalpha`` on a float64 tensor."""
 
     def alpha(self, t) -> torch.Tensor:
-        """alpha(t): the probability that a token is unmasked at time t."""
+        r""":math:`\alpha(t)`: the probability that a token is unmasked at time t."""
         return self._alpha(check_times("t", t))
 
     def dalpha(self, t) -> torch.Tensor:
-        """alpha'(t), the time derivative of alpha (negative: tokens only get masked)."""
+        r""":math:`\alpha'(t)`, the time derivative of :math:`\alpha` (negative: tokens only get masked)."""
         return self._dalpha(check_times("t", t))
 
     def weight(self, t) -> torch.Tensor:
-        """The NELBO weight w(t) = -alpha'(t) / (1 - alpha(t)); infinite at t = 0."""
+        r"""The NELBO weight :math:`w(t) = -\alpha'(t) / (1 - \alpha(t))`; infinite at :math:`t = 0`."""
         return self._weight(check_times("t", t))
 
     def _weight(self, t: torch.Tensor) -> torch.Tensor:
@@ -47,7 +47,7 @@ class Schedule:
 
 @dataclass(frozen=True)
 class LinearSchedule(Schedule):
-    """alpha(t) = 1 - t (LLaDA, MDLM): a token is masked with probability t."""
+    r""":math:`\alpha(t) = 1 - t` (LLaDA, MDLM): a token is masked with probability t."""
 
     def _alpha(self, t):
         return 1 - t
@@ -61,7 +61,7 @@ class LinearSchedule(Schedule):
 
 @dataclass(frozen=True)
 class CosineSchedule(Schedule):
-    """alpha(t) = cos(pi t / 2) (MaskGIT, MD4): masks slowly at first, fast near t = 1."""
+    r""":math:`\alpha(t) = \cos(\pi t / 2)` (MaskGIT, MD4): masks slowly at first, fast near :math:`t = 1`."""
 
     def _alpha(self, t):
         # cos(pi/2) is 6e-17 in floating point, not 0: pin the end point exactly.
@@ -77,7 +77,8 @@ class CosineSchedule(Schedule):
 
 @dataclass(frozen=True)
 class PolynomialSchedule(Schedule):
-    """alpha(t) = 1 - t**exponent; exponent = 1 is the linear schedule. Its weight is exponent / t."""
+    r""":math:`\alpha(t) = 1 - t^{\mathtt{exponent}}`; ``exponent = 1`` is the linear schedule. Its weight is
+    :math:`\mathtt{exponent} / t`."""
 
     exponent: float = 2.0  # > 0; larger exponents keep tokens unmasked for longer
 
@@ -97,11 +98,11 @@ class PolynomialSchedule(Schedule):
 
 @dataclass(frozen=True)
 class LogLinearSchedule(Schedule):
-    """The log-linear noise of SEDD and MDLM: total noise sigma(t) = -log(1 - (1 - eps) t),
-    alpha(t) = exp(-sigma(t)) = 1 - (1 - eps) t.
+    r"""The log-linear noise of SEDD and MDLM: total noise :math:`\sigma(t) = -\log(1 - (1 - \mathtt{eps})\, t)`,
+    :math:`\alpha(t) = \exp(-\sigma(t)) = 1 - (1 - \mathtt{eps})\, t`.
 
-    alpha(1) = eps, not 0: the sequence is never fully masked, which keeps sigma finite.
-    Its weight is 1/t, like the linear schedule's.
+    :math:`\alpha(1) = \mathtt{eps}`, not 0: the sequence is never fully masked, which keeps :math:`\sigma` finite.
+    Its weight is :math:`1/t`, like the linear schedule's.
     """
 
     eps: float = 1e-3  # in [0, 1); the probability that a token survives to t = 1
@@ -111,7 +112,7 @@ class LogLinearSchedule(Schedule):
             raise ValueError(f"eps must be a number in [0, 1); got {self.eps!r}")
 
     def sigma(self, t) -> torch.Tensor:
-        """The total noise sigma(t) = -log alpha(t)."""
+        r"""The total noise :math:`\sigma(t) = -\log \alpha(t)`."""
         return -torch.log(self.alpha(t))
 
     def _alpha(self, t):

@@ -7,7 +7,7 @@ Book chapters "The NELBO" and "Joint versus marginal". One hundred sequences of 
     position 5      a token of its own for each sequence (E1 ... E100)
 
 so the data distribution is uniform over the 100 sequences. With the final token masked,
-positions 1 and 2 have marginals P(A) = 0.55 and P(B) = 0.69; decoding both at once by
+positions 1 and 2 have marginals :math:`P(A) = 0.55` and :math:`P(B) = 0.69`; decoding both at once by
 argmax picks AB (probability 0.34) although the most probable pair is A'B (0.35).
 """
 
@@ -26,8 +26,8 @@ SECOND = ("B", "B'")  # the two values of position 2
 
 @dataclass(frozen=True, eq=False)
 class ToyDataset:
-    """The toy data with its vocabulary. Token ids: A=0, A'=1, B=2, B'=3, C=4, D=5,
-    E1..En = 6..n+5, and the mask = n+6 (the last id); V = n + 7."""
+    r"""The toy data with its vocabulary. Token ids: A=0, A'=1, B=2, B'=3, C=4, D=5,
+    E1..En = :math:`6, \dots, n + 5`, and the mask = :math:`n + 6` (the last id); :math:`V = n + 7`."""
 
     data: torch.Tensor  # (n, 5) token ids, one row per sequence, each with probability 1/n
     tokens: tuple[str, ...]  # name of every id, the mask last
@@ -58,7 +58,7 @@ class ToyDataset:
         return OracleDenoiser.from_data(self.data, mask_id=self.mask_id, vocab_size=self.vocab_size)
 
     def pair_joint(self) -> torch.Tensor:
-        """P(x^1, x^2) as a 2 x 2 float64 table: rows A, A'; columns B, B'."""
+        """:math:`P(x^1, x^2)` as a 2 x 2 float64 table: rows A, A'; columns B, B'."""
         first = self.data[:, 0]  # (n,)
         second = self.data[:, 1] - 2  # (n,) 0 for B, 1 for B'
         table = torch.zeros(2, 2, dtype=torch.float64)
@@ -66,7 +66,7 @@ class ToyDataset:
         return table / len(first)
 
     def pair_marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(P(x^1 = A), P(x^1 = A')) and (P(x^2 = B), P(x^2 = B')), from the joint."""
+        """:math:`(P(x^1 = A), P(x^1 = A'))` and :math:`(P(x^2 = B), P(x^2 = B'))`, from the joint."""
         joint = self.pair_joint()
         return joint.sum(1), joint.sum(0)
 

@@ -45,8 +45,8 @@ OBJECTIVES = {
 def forward_tokens_per_sequence(objective: str, seq_len: int, block_length: int | None = None) -> int:
     """Tokens a training step runs through the model per sequence: the unit of equal compute.
 
-    random: L; blockwise and left_to_right: 2L ([x_t, x_0]); blockwise_literal: one pass of
-    length (j + 1) B for each block j, B n (n + 1) / 2 with n = L / B blocks."""
+    random: L; blockwise and left_to_right: :math:`2L` (``[x_t, x_0]``); blockwise_literal: one pass of
+    length :math:`(j + 1) B` for each block j, :math:`B n (n + 1) / 2` with :math:`n = L / B` blocks."""
     TrainConfig(objective=objective, block_length=block_length)  # checks the pair
     if objective == "random":
         return seq_len

@@ -82,7 +82,7 @@ def harmonic(s: float, N: int) -> float:
 
 
 def zipf_pmf(s: float, N: int) -> np.ndarray:
-    r"""Zipf's law, :math:`p(r) = r^{-s} / H_{N,s}` for ranks r = 1..N, as an array of shape (N,)."""
+    r"""Zipf's law, :math:`p(r) = r^{-s} / H_{N,s}` for ranks :math:`r = 1, \dots, N`, as an array of shape (N,)."""
     s, N = _check_zipf(s, N)
     # p(r) = r^(-s) / H_{N,s}     [eq-zipf]
     unnormalised = np.arange(1, N + 1, dtype=np.float64) ** -s  # (N,)
@@ -119,7 +119,7 @@ def bound_limit(s: float, N: int) -> float:
 
 
 def top_probability_bound(n, s: float, N: int) -> np.ndarray:
-    r"""The bound of Eq. 17 on the top probability of a [MASK] at distance n >= 0 (n = 0 is the
+    r"""The bound of Eq. 17 on the top probability of a [MASK] at distance :math:`n \ge 0` (:math:`n = 0` is the
     unmasked token itself, probability 1): :math:`p^* + (\omega_1 - \omega_2)^n (1 - p^*)`."""
     n = _check_counts("n", n, 0)
     omega1, omega2 = omegas(s, N)
@@ -158,7 +158,7 @@ def _check_probabilities(p) -> np.ndarray:
 
 
 def perplexity(joint_probability, n) -> np.ndarray:
-    r"""The paper's perplexity of an n-token sequence, :math:`P(x_1, \dots, x_n)^{-1/n}` (inf where P = 0)."""
+    r"""The paper's perplexity of an n-token sequence, :math:`P(x_1, \dots, x_n)^{-1/n}` (inf where :math:`P = 0`)."""
     n = _check_counts("n", n, 1)
     joint_probability = np.asarray(joint_probability, dtype=np.float64)
     with np.errstate(divide="ignore"):

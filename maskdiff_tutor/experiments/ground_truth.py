@@ -1,14 +1,14 @@
-"""The distance bound and parallel decoding on a language with known ground truth
+r"""The distance bound and parallel decoding on a language with known ground truth
 (paper Sections 3.2.3-3.3: Figure 3, Table 1, Metrics 1-3, Table 2).
 
 A Zipf Markov chain meeting Assumptions 3-4, with a few function words, is the language. A
 denoiser is trained on sequences sampled from it; then, against the chain's exact answers:
 
-- the top probability of a [MASK] at distance n after a one-token prompt: exact (P^n), trained
-  model, and the bound of Eq. 17 with the chain's own s and V; the true limit max(pi);
+- the top probability of a [MASK] at distance n after a one-token prompt: exact (:math:`P^n`), trained
+  model, and the bound of Eq. 17 with the chain's own s and V; the true limit :math:`\max(\pi)`;
 - the homogenisation table: which token each [MASK] predicts when all are predicted at once;
 - an end-of-text variant of the chain (exact): the top probability rises again far away;
-- decoding k tokens per step left to right, for k = 1 .. all: the true perplexity under the
+- decoding k tokens per step left to right, for :math:`k = 1, \dots, \text{all}`: the true perplexity under the
   chain of what was generated, from the exact marginals and from the trained model, beside the
   decoder's own probability (Metric 1-2 measured) and the Table 2 bound;
 - random-scan Gibbs from a random start (``decoders.sample_gibbs_from_random_start``, stored
@@ -254,7 +254,7 @@ def remasking_sweep(denoiser, x: torch.Tensor, P: torch.Tensor, steps, etas, gen
     """Left-to-right remasking (``decoders.sample_with_remasking``) for every number of denoiser calls
     in ``steps`` and remasking probability in ``etas``: true perplexity under the chain P and the
     mean number of tokens decoded per call (the masks plus the remasked tokens, over the calls).
-    Rows follow ``etas`` (eta = 0: no remasking), columns ``steps``."""
+    Rows follow ``etas`` (``eta = 0``: no remasking), columns ``steps``."""
     mask_id = denoiser.mask_id
     masks = int((x == mask_id).sum(-1).max())
     record = {"steps": list(steps), "etas": list(etas), "true_ppl": [], "decoded_per_call": []}

@@ -1,12 +1,13 @@
-"""Joint versus marginal on a trained denoiser (paper Section 3.2.2, Figure 1; Section 3.2.1).
+r"""Joint versus marginal on a trained denoiser (paper Section 3.2.2, Figure 1; Section 3.2.1).
 
 Trains the bidirectional denoiser on the paper's toy dataset twice, with the NELBO weight and
 without it, and measures on the trained models:
 
-- the marginals at ``[MASK] [MASK] C D [MASK]`` against the exact ones (P(A) = 0.55, P(B) = 0.69);
+- the marginals at ``[MASK] [MASK] C D [MASK]`` against the exact ones (:math:`P(A) = 0.55`,
+  :math:`P(B) = 0.69`);
 - parallel argmax of positions 1-2 (AB) against the joint's mode (A'B), and beam search over the
   model's own sequential conditionals;
-- the distribution of (x^1, x^2) when all five tokens are generated one per step (ancestral)
+- the distribution of :math:`(x^1, x^2)` when all five tokens are generated one per step (ancestral)
   and all at once, each as a total-variation distance to the true joint;
 - how much the weighted and unweighted models' predictions differ, and each one's exact NELBO.
 """
@@ -51,9 +52,9 @@ SCALES = {
 
 
 def pair_distribution(tokens: torch.Tensor) -> torch.Tensor:
-    """Empirical distribution of (x^1, x^2) over generated toy sequences (N, 5): 2 x 2, rows A, A'.
+    r"""Empirical distribution of :math:`(x^1, x^2)` over generated toy sequences (N, 5): 2 x 2, rows A, A'.
 
-    Pairs outside {A, A'} x {B, B'} (a model's mistakes) are not in the table, so it sums to the
+    Pairs outside :math:`\{A, A'\} \times \{B, B'\}` (a model's mistakes) are not in the table, so it sums to the
     fraction of valid pairs."""
     first, second = tokens[:, 0].cpu(), tokens[:, 1].cpu() - len(FIRST)
     valid = (first < len(FIRST)) & (second >= 0) & (second < len(SECOND))
@@ -63,13 +64,14 @@ def pair_distribution(tokens: torch.Tensor) -> torch.Tensor:
 
 
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
-    """TV(p, q) = 1/2 sum |p - q| over the four pairs, plus half the mass either puts elsewhere."""
+    r""":math:`\mathrm{TV}(p, q) = \frac{1}{2} \sum |p - q|` over the four pairs, plus half the mass either puts
+    elsewhere."""
     outside = abs(float(p.sum()) - float(q.sum()))
     return 0.5 * (float((p - q).abs().sum()) + outside)
 
 
 def pair_name(i: int, j: int) -> str:
-    """The name of the pair (x1, x2) with indices (i, j), e.g. "AB"."""
+    """The name of the pair :math:`(x^1, x^2)` with indices (i, j), e.g. "AB"."""
     return FIRST[i] + SECOND[j]
 
 

@@ -1,14 +1,14 @@
-"""The paper's measurements on a real masked diffusion LM (Sections 3.2.4 and 3.4.1).
+r"""The paper's measurements on a real masked diffusion LM (Sections 3.2.4 and 3.4.1).
 
 The paper measured LLaDA; this runs the same measurements on any model ``hub.load`` serves:
 
 1. Figure 3: after each prompt, ``masks`` [MASK] tokens predicted at once; the top probability of
    each mask (over the clean tokens), averaged over the prompts of each set, against its distance
-   n from the prompt, beside the Eq. 17 bound at the paper's s = 2.31, N = 130000. The quantities
+   n from the prompt, beside the Eq. 17 bound at the paper's :math:`s = 2.31`, :math:`N = 130000`. The quantities
    of Observations 1-3: the fall over the first 15 masks, the floor (the lowest mean top
    probability and where it lies), and the rise over the last 5 masks.
 2. Table 1: the argmax token of every mask when all are predicted at once, for the first prompt
-   of each set; and homogenisation, measured: the share of far masks (n > ``far_from``) whose
+   of each set; and homogenisation, measured: the share of far masks (:math:`n > \mathtt{far\_from}`) whose
    argmax is a frequent function token ("," "." "the" "and" "of", a newline) or an end-of-text,
    separator or padding token.
 3. Generation order (Section 3.4.1): greedy confidence decoding after a prompt (LLaDA at
@@ -163,7 +163,7 @@ def frequent_ids(lm: hub.HubModel) -> set:
 
 
 def observations(curve: torch.Tensor) -> dict:
-    """Observations 1-3 of a mean-top-probability curve over n = 1..M: the fall over the first 15
+    r"""Observations 1-3 of a mean-top-probability curve over :math:`n = 1, \dots, M`: the fall over the first 15
     masks, the floor and where it lies (n), and the rise over the last 5 masks above the floor."""
     curve = curve.double()
     first = min(15, len(curve)) - 1
