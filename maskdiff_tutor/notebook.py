@@ -8,6 +8,8 @@ for the chapter's verdict rows (:func:`maskdiff_tutor.claims.report`).
 
 from __future__ import annotations
 
+import numbers
+
 _GLUED: dict = {}  # every value glued in this kernel, by name
 
 
@@ -39,17 +41,19 @@ def in_colab() -> bool:
 
 class Table:
     """Rows of results shown as an HTML table in a notebook or a built page, and as aligned text
-    elsewhere (``print`` or ``repr``).
+    elsewhere (``print`` or ``repr``). Columns of numbers align right.
 
     Args:
         columns: the header of each column.
         rows: one list of values per row, as many as there are columns.
         formats: a format spec per column name (e.g. ``{"floor": ".3f"}``); other values are shown
-            with ``str``.
+            with ``str``; None is shown as an empty cell.
+        caption: a line above the table saying what it shows (settings, units), or None.
     """
 
-    def __init__(self, columns: list[str], rows: list[list], formats: dict | None = None):
-        self.columns, self.formats = list(columns), dict(formats or {})
+    def __init__(self, columns: list[str], rows: list[list], formats: dict | None = None,
+                 caption: str | None = None):
+        self.columns, self.formats, self.caption = list(columns), dict(formats or {}), caption
         unknown = sorted(set(self.formats) - set(self.columns))
         if unknown:
             raise ValueError(f"formats name columns that do not exist: {unknown}; columns are {self.columns}")
@@ -60,19 +64,30 @@ class Table:
 
     def cells(self) -> list[list[str]]:
         """Every value as the text the table shows, row by row."""
-        return [[format(v, self.formats[c]) if c in self.formats else str(v) for c, v in zip(self.columns, row)]
-                for row in self.rows]
+        return [["" if v is None else format(v, self.formats[c]) if c in self.formats else str(v)
+                 for c, v in zip(self.columns, row)] for row in self.rows]
+
+    def _numeric(self, column: int) -> bool:
+        """True when every value of ``column`` is a number (or None): its cells align right."""
+        values = [row[column] for row in self.rows if row[column] is not None]
+        return bool(values) and all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in values)
 
     def _repr_html_(self) -> str:
         import html
 
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in self.cells())
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        align = ["right" if self._numeric(i) else "left" for i in range(len(self.columns))]
+        head = "".join(f'<th style="text-align: {a}">{html.escape(c)}</th>' for c, a in zip(self.columns, align))
+        body = "".join("<tr>" + "".join(f'<td style="text-align: {a}">{html.escape(v)}</td>'
+                                        for v, a in zip(row, align)) + "</tr>" for row in self.cells())
+        caption = f'<p class="result-table-caption">{html.escape(self.caption)}</p>' if self.caption else ""
+        return (f'<div class="result-table">{caption}<table><thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table></div>")
 
     def __repr__(self) -> str:
-        cells = self.cells()
+        cells, numeric = self.cells(), [self._numeric(i) for i in range(len(self.columns))]
         widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(self.columns)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(self.columns, widths))]
-        lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))) for row in cells]
+        lines = [self.caption] if self.caption else []
+        lines += ["  ".join(c.ljust(w) for c, w in zip(self.columns, widths))]
+        lines += ["  ".join(v.rjust(w) if right else v.ljust(w) for v, w, right in zip(row, widths, numeric))
+                  for row in cells]
         return "\n".join(lines)

@@ -11,9 +11,19 @@ def test_a_table_formats_its_columns_and_escapes_html():
     table = Table(["set", "floor", "at n"], [["a < b", 0.03912, 3], ["simple", 0.5, 12]], {"floor": ".3f"})
     assert table.cells() == [["a < b", "0.039", "3"], ["simple", "0.500", "12"]]
     html = table._repr_html_()
-    assert html.startswith("<table><thead><tr><th>set</th><th>floor</th><th>at n</th></tr></thead>")
-    assert "<td>a &lt; b</td><td>0.039</td><td>3</td>" in html and html.count("<tr>") == 3
+    left, right = 'style="text-align: left"', 'style="text-align: right"'
+    assert html.startswith(f'<div class="result-table"><table><thead><tr><th {left}>set</th><th {right}>floor</th>')
+    assert f"<td {left}>a &lt; b</td><td {right}>0.039</td><td {right}>3</td>" in html and html.count("<tr>") == 3
     assert repr(table).splitlines() == ["set     floor  at n", "a < b   0.039     3", "simple  0.500    12"]
+
+
+def test_a_caption_heads_the_table_and_none_is_an_empty_cell():
+    table = Table(["k", "PPL"], [[1, 4.25], [2, None]], {"PPL": ".1f"}, caption="true PPL, s = 2")
+    assert table.cells() == [["1", "4.2"], ["2", ""]]
+    html = table._repr_html_()
+    assert html.startswith('<div class="result-table"><p class="result-table-caption">true PPL, s = 2</p>')
+    assert '<td style="text-align: right"></td>' in html  # None in a column of numbers
+    assert repr(table).splitlines() == ["true PPL, s = 2", "k  PPL", "1  4.2", "2     "]
 
 
 def test_ragged_rows_and_unknown_formats_are_refused():

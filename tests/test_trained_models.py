@@ -171,3 +171,9 @@ def test_training_settings_by_hand():
     settings = trained_models.training_settings(TINY_JOINT, ("steps", "lr"), 3, config, language={"kind": "toy"})
     assert settings == {"steps": 6, "lr": 3e-3, "seed": 3, "model": dataclasses.asdict(config),
                         "language": {"kind": "toy"}}
+
+
+def test_headline_numbers_show_as_a_table_with_their_tolerances():
+    table = book.headline_table({"weighted: P(A)": (0.55612, 0.02), "weighted: P(B)": (0.6871, 0.01)})
+    assert table.columns == ["number", "value", "retraining may move it by"]
+    assert table.cells() == [["weighted: P(A)", "0.556", "0.020"], ["weighted: P(B)", "0.687", "0.010"]]

@@ -104,9 +104,11 @@ def format_check(report: dict) -> str:
     return "\n".join(lines)
 
 
-def format_headline(numbers: dict) -> str:
-    """A plain-text table of an experiment's ``headline(result)``: each number with its tolerance."""
-    width = max(len(name) for name in numbers)
-    lines = [f"{'number':{width}s}  {'value':>8s}  {'retraining may move it by':>25s}"]
-    lines += [f"{name:{width}s}  {value:8.3f}  {tolerance:25.3f}" for name, (value, tolerance) in numbers.items()]
-    return "\n".join(lines)
+def headline_table(numbers: dict):
+    """An experiment's ``headline(result)`` as a :class:`~maskdiff_tutor.notebook.Table`: each
+    number with how far retraining may move it."""
+    from ..notebook import Table
+
+    return Table(["number", "value", "retraining may move it by"],
+                 [[name, value, tolerance] for name, (value, tolerance) in numbers.items()],
+                 {"value": ".3f", "retraining may move it by": ".3f"})
