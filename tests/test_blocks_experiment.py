@@ -15,7 +15,7 @@ from helpers import ci_scale
 
 from maskdiff_tutor import cli, corpus
 from maskdiff_tutor.denoiser import load_denoiser
-from maskdiff_tutor.experiments import blocks
+from maskdiff_tutor.experiments import blocks, blocks_results
 from maskdiff_tutor.train import forward_tokens_per_sequence
 
 SMALL = dataclasses.replace(blocks.SCALES["ci"], seq_len=16, vocab_size=16, train_sequences=2000,
@@ -165,13 +165,43 @@ def test_greedy_confidence_after_a_prompt(result):
     assert exact["top_by_distance"][-1] < exact["top_by_distance"][0]  # the exact curve decays (Eq. 17)
 
 
-def test_decoding_finds_one_record_and_names_what_exists(result):
-    record = blocks.decoding(result, "random", 4, 1, "random")
-    assert (record["block_length"], record["tokens_per_step"], record["order"]) == (4, 1, "random")
-    assert blocks.decoding(result, "random", 4, 1) is next(d for d in result.metrics["models"]["random"]["decodings"]
-                                                           if (d["block_length"], d["tokens_per_step"], d["order"])
-                                                           == (4, 1, "confidence"))
-    with pytest.raises(ValueError, match="model must be one of"):
-        blocks.decoding(result, "nope", 4, 1)
+def test_results_are_read_with_named_fields_and_lookups_name_what_exists(result):
+    measured = blocks_results.read(result)
+    assert {m.name for m in measured.models} == MODELS | {"exact denoiser"}
+    raw = result.metrics["models"]
+    record = next(d for d in raw["random"]["decodings"] if (d["block_length"], d["tokens_per_step"], d["order"])
+                  == (4, 1, "random"))
+    found = measured.decoding(blocks_results.RANDOM, 4, 1, "random")
+    assert (found.ppl, found.nfe, found.leftmost_share) == (record["ppl"], record["nfe"], record["leftmost_share"])
+    assert measured.decoding(blocks_results.RANDOM, 4, 4).leftmost_share is None  # measured for k = 1 only
+    assert measured.bound(blocks_results.blockwise(4)) == raw["blockwise B=4"]["bound"]
+    assert measured.bound_by_block(4) == raw["random"]["bound_by_block"]["4"]
+    assert measured.reference.exact_nll == result.metrics["reference"]["exact_nll"]
+    assert measured.greedy_after_prompt(blocks_results.EXACT_DENOISER).top_by_distance == tuple(
+        raw["exact denoiser"]["greedy_after_prompt"]["top_by_distance"])
+    with pytest.raises(ValueError, match=r"model must be one of \['random', 'blockwise B=4'"):
+        measured.bound(blocks_results.blockwise(8))
+    with pytest.raises(TypeError, match="model must be a blocks_results.Model"):
+        measured.bound("random")
     with pytest.raises(ValueError, match=r"was not decoded with block_length=3.*\(1, 1, 'confidence'\)"):
-        blocks.decoding(result, "random", 3, 1)
+        measured.decoding(blocks_results.RANDOM, 3, 1)
+    with pytest.raises(ValueError, match=r"block_length must be one of \[1, 4, 16\]; got 2"):
+        measured.bound_by_block(2)
+    with pytest.raises(ValueError, match=r"'blockwise B=4' was not decoded greedily"):
+        measured.greedy_after_prompt(blocks_results.blockwise(4))
+
+
+def test_curves_and_tables_hold_every_matching_decoding(result):
+    measured, raw = blocks_results.read(result), result.metrics["models"]["random"]["decodings"]
+    for k, order in ((1, "random"), (4, "random"), (4, "confidence")):  # brute force over the raw records
+        expected = sorted((d["block_length"], d["ppl"]) for d in raw if d["tokens_per_step"] == k
+                          and (d["order"] == order or d["block_length"] == k))
+        assert measured.curve(blocks_results.RANDOM, k, order) == ([b for b, _ in expected], [p for _, p in expected])
+    assert measured.curve(blocks_results.RANDOM, 4, "random")[0] == [4, 16]  # B = 4 = k: the confidence run serves
+    bounds = measured.bounds_table()
+    assert [row[0] for row in bounds.rows] == ["random", "blockwise B=4", "blockwise_literal B=4", "left_to_right",
+                                               "random, decoded in blocks of 1", "random, decoded in blocks of 4",
+                                               "random, decoded in blocks of 16"]
+    table = measured.decodings_table([blocks_results.RANDOM, blocks_results.LEFT_TO_RIGHT], tokens_per_step=(4,))
+    assert len(table.rows) == sum(d["tokens_per_step"] == 4 for d in raw)  # left to right decodes with k = 1 only
+    assert table.caption.startswith("true perplexity")

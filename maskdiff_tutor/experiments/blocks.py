@@ -40,6 +40,7 @@ from ..forward_process import denoiser_probs
 from ..schedules import LinearSchedule
 from ..train import TrainConfig, forward_tokens_per_sequence, train, training_loss
 from . import trained_models
+from .blocks_results import EXACT_DENOISER, LEFT_TO_RIGHT, RANDOM, Model, blockwise, literal, read
 from .generation_order import order_statistics, unigram_entropy
 from .result import ExperimentResult, environment
 
@@ -138,7 +139,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     for objective, block in [("random", None), *[("blockwise", b) for b in cfg.trained_blocks],
                              *[("blockwise_literal", b) for b in cfg.literal_blocks], ("left_to_right", None)]:
         steps = max(1, round(budget / (cfg.batch_size * forward_tokens_per_sequence(objective, L, block))))
-        runs[objective if block is None else f"{objective} B={block}"] = (objective, block, steps)
+        runs[Model(objective, block).name] = (objective, block, steps)
     if text is not None:  # the judge: left to right with more compute (left to right costs 2L per sequence)
         runs["judge"] = ("left_to_right", None, max(1, round(cfg.judge_compute * cfg.random_steps / 2)))
     config = DenoiserConfig.preset(cfg.preset, vocab_size=mask_id + 1, max_seq_len=L)
@@ -174,7 +175,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     if text is None:  # the exact denoiser decoded the same ways: decoding error without model error
         exact = markov.ChainDenoiser(language.description["P"], L)  # computes where its input is
         decode_on = device if device.type == "cuda" else torch.device("cpu")  # float64: not on MPS
-        metrics["models"]["exact denoiser"] = {"objective": None, "block_length": None, "steps": 0, "bound": None,
+        metrics["models"][EXACT_DENOISER.name] = {"objective": None, "block_length": None, "steps": 0, "bound": None,
                                                "decodings": _decode_all(exact, "random", None, cfg, language,
                                                                         generator_on(decode_on, generator,
                                                                                            seed + 2), decode_on),
@@ -335,51 +336,32 @@ def _greedy_after_prompt(model, cfg: Scale, language: Language, device) -> dict:
             **order_statistics(decoded.order.cpu(), slice(1, None))}
 
 
-def decoding(result: ExperimentResult, model: str, block_length: int, tokens_per_step: int,
-             order: str = "confidence") -> dict:
-    """The record of one decoding of ``model`` (a name of ``result.metrics["models"]``): its true
-    (or judge) NLL and PPL, entropy, NFE and, for one token per step, how left to right it was."""
-    entries = result.metrics["models"]
-    if model not in entries:
-        raise ValueError(f"model must be one of {sorted(entries)}; got {model!r}")
-    for record in entries[model]["decodings"]:
-        if (record["block_length"], record["tokens_per_step"], record["order"]) == (block_length, tokens_per_step,
-                                                                                      order):
-            return record
-    done = sorted({(r["block_length"], r["tokens_per_step"], r["order"]) for r in entries[model]["decodings"]})
-    raise ValueError(f"{model!r} was not decoded with block_length={block_length}, tokens_per_step={tokens_per_step}, "
-                     f"order={order!r}; its decodings (B, k, order) are {done}")
-
-
-
 # How far retraining may move the numbers: about 1.5 times the largest difference between seeds
 # 0, 1 and 2 at the ci scale (``maskdiff-tutor book-models --spread``). Held-out bounds in nats per
 # token, absolute; perplexities relative to the value. Some are as large as the differences between
 # objectives at this scale: those comparisons are within seed-to-seed variation.
-BOUND_TOLERANCE = {"random": 0.21, "blockwise B=4": 0.13, "blockwise B=8": 0.32, "blockwise_literal B=8": 0.7,
-                   "left_to_right": 0.035}
+BOUND_TOLERANCE = {RANDOM: 0.21, blockwise(4): 0.13, blockwise(8): 0.32, literal(8): 0.7, LEFT_TO_RIGHT: 0.035}
 BOUND_BY_BLOCK_TOLERANCE = {1: 0.14, 4: 0.23, 8: 0.045}  # the random-masking model decoded in blocks of B
 PPL_RELATIVE_TOLERANCE = {  # (model, B, k, order); B = None is the whole sequence
-    ("left_to_right", 1, 1, "confidence"): 0.15, ("blockwise B=4", 4, 1, "confidence"): 0.4,
-    ("blockwise B=4", 4, 1, "random"): 0.45, ("blockwise B=4", 4, 4, "confidence"): 0.15,
-    ("blockwise_literal B=8", 8, 1, "confidence"): 2.0, ("random", None, 1, "confidence"): 0.15,
-    ("random", None, 1, "random"): 0.3, ("random", 4, 1, "random"): 0.4, ("random", 4, 4, "confidence"): 0.35,
-    ("random", None, 4, "confidence"): 0.3}
+    (LEFT_TO_RIGHT, 1, 1, "confidence"): 0.15, (blockwise(4), 4, 1, "confidence"): 0.4,
+    (blockwise(4), 4, 1, "random"): 0.45, (blockwise(4), 4, 4, "confidence"): 0.15,
+    (literal(8), 8, 1, "confidence"): 2.0, (RANDOM, None, 1, "confidence"): 0.15,
+    (RANDOM, None, 1, "random"): 0.3, (RANDOM, 4, 1, "random"): 0.4, (RANDOM, 4, 4, "confidence"): 0.35,
+    (RANDOM, None, 4, "confidence"): 0.3}
 
 
 def headline(result: ExperimentResult) -> dict:
     """The numbers the chapter's conclusions rest on: name -> (value, tolerance), the tolerance
     being how far retraining may move the value (``book.check``; see ``BOUND_TOLERANCE``).
     Retraining with the same seed on another CPU moves the values less."""
-    models, whole = result.metrics["models"], result.config["scale"]["seq_len"]
-    numbers = {f"{name}: held-out bound": (models[name]["bound"], tolerance)
-               for name, tolerance in BOUND_TOLERANCE.items()}
+    measured, whole = read(result), result.config["scale"]["seq_len"]
+    numbers = {f"{model}: held-out bound": (measured.bound(model), tolerance)
+               for model, tolerance in BOUND_TOLERANCE.items()}
     for b, tolerance in BOUND_BY_BLOCK_TOLERANCE.items():
-        numbers[f"random, decoded in blocks of {b}: held-out bound"] = (models["random"]["bound_by_block"][str(b)],
-                                                                        tolerance)
-    for (name, b, k, order), relative in PPL_RELATIVE_TOLERANCE.items():
-        value = decoding(result, name, whole if b is None else b, k, order)["ppl"]
-        numbers[f"{name}: true PPL, B = {whole if b is None else b}, k = {k}, {order} order"] = (value, relative * value)
-    numbers["random: greedy after a prompt, leftmost share"] = (
-        models["random"]["greedy_after_prompt"]["leftmost_share"], 0.4)
+        numbers[f"random, decoded in blocks of {b}: held-out bound"] = (measured.bound_by_block(b), tolerance)
+    for (model, b, k, order), relative in PPL_RELATIVE_TOLERANCE.items():
+        value = measured.decoding(model, whole if b is None else b, k, order).ppl
+        numbers[f"{model}: true PPL, B = {whole if b is None else b}, k = {k}, {order} order"] = (value, relative * value)
+    numbers["random: greedy after a prompt, leftmost share"] = (measured.greedy_after_prompt(RANDOM).leftmost_share,
+                                                                0.4)
     return numbers
