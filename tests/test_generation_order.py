@@ -33,13 +33,13 @@ def test_order_statistics_of_known_orders():
 
 def test_greedy_confidence_and_margin_are_left_to_right_on_the_chain(result):
     for name in ("confidence, greedy", "margin, sampled", "entropy, sampled"):
-        row = result.metrics[f"zipf chain | L=24 | {name} | k=1"]
-        assert row["leftmost_share"] == 1.0 and row["spearman_position_vs_step"] == pytest.approx(1.0)
+        row = generation_order.measured(result, "zipf chain", 24, name)
+        assert row.leftmost_share == 1.0 and row.spearman_position_vs_step == pytest.approx(1.0)
 
 
 def test_end_of_text_reverses_the_order(result):
-    row = result.metrics["with end-of-text | L=24 | confidence, greedy | k=1"]
-    assert row["spearman_position_vs_step"] < -0.9 and row["rightmost_share"] > 0.9
+    row = generation_order.measured(result, "with end-of-text", 24, "confidence, greedy")
+    assert row.spearman_position_vs_step < -0.9 and row.rightmost_share > 0.9
 
 
 def test_distribution_based_orders_sample_the_chain_and_confidence_of_the_sample_does_not(result):
@@ -48,10 +48,25 @@ def test_distribution_based_orders_sample_the_chain_and_confidence_of_the_sample
     pi = markov.stationary_distribution(P)
     entropy_rate = float(-(pi.unsqueeze(-1) * P * torch.log(P)).sum())
     for name in ("random order, sampled", "margin, sampled"):
-        ppl = result.metrics[f"zipf chain | L=24 | {name} | k=1"]["true_ppl"]
+        ppl = generation_order.measured(result, "zipf chain", 24, name).true_ppl
         assert math.log(ppl) == pytest.approx(entropy_rate, abs=0.15)
-    biased = result.metrics["zipf chain | L=24 | confidence, sampled | k=1"]["true_ppl"]
+    biased = generation_order.measured(result, "zipf chain", 24, "confidence, sampled").true_ppl
     assert math.log(biased) < entropy_rate - 0.3  # choosing by the sampled token's probability favours likely tokens
+
+
+def test_a_setting_is_read_with_named_fields_and_unknown_settings_are_named(result):
+    raw = result.metrics["zipf chain | L=24 | margin, sampled | k=1"]
+    row = generation_order.measured(result, "zipf chain", 24, "margin, sampled", 1)
+    assert (row.true_ppl, row.nfe, row.example_order) == (raw["true_ppl"], raw["nfe"], tuple(raw["example_order"]))
+    assert generation_order.measured(result, "zipf chain", 24, "margin, sampled", 4).leftmost_share is None
+    with pytest.raises(ValueError, match=r"language must be one of \['zipf chain', 'with end-of-text'\]; got 'eos'"):
+        generation_order.measured(result, "eos", 24, "margin, sampled")
+    with pytest.raises(ValueError, match=r"length must be one of \[24\]; got 32"):
+        generation_order.measured(result, "zipf chain", 32, "margin, sampled")
+    with pytest.raises(ValueError, match="decoding_name must be one of"):
+        generation_order.measured(result, "zipf chain", 24, "margin")
+    with pytest.raises(ValueError, match=r"tokens_per_step must be one of \[1, 4\]; got 2"):
+        generation_order.measured(result, "zipf chain", 24, "margin, sampled", 2)
 
 
 def test_unknown_scale_is_refused():

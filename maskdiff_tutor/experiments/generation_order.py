@@ -28,6 +28,20 @@ DECODINGS = {"confidence, greedy": (decoding.confidence, 0.0), "confidence, samp
              "margin, sampled": (decoding.margin, 1.0), "entropy, sampled": (decoding.negative_entropy, 1.0),
              "random order, sampled": (decoding.random_score, 1.0)}
 
+LANGUAGES = ("zipf chain", "with end-of-text")  # the plain chain, and its variant with an absorbing end-of-text
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one setting (language, length, decoding, tokens per step) measured."""
+    true_ppl: float | None  # perplexity under the chain of the sequences it can produce; None if it produces none
+    impossible_share: float  # share of generated sequences the chain cannot produce
+    nfe: int  # denoiser calls per sequence
+    leftmost_share: float | None = None  # one token per step only: share of steps that took the leftmost mask
+    rightmost_share: float | None = None  # ... the rightmost mask
+    spearman_position_vs_step: float | None = None  # ... rank correlation of position and decoding step
+    example_order: tuple | None = None  # ... the decoding step of each position of the first sequence
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -96,7 +110,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     noise = generator_on(decode_on, generator, seed + 1)
     plain = markov.zipf_chain(cfg.vocab_size, cfg.s, generator, function_words=cfg.function_words)
     eos_id = cfg.vocab_size - 1
-    languages = {"zipf chain": plain, "with end-of-text": markov.with_end_of_text(plain, eos_id)}
+    languages = dict(zip(LANGUAGES, (plain, markov.with_end_of_text(plain, eos_id))))
     metrics = {}
     for language, P in languages.items():
         # prompts from the plain chain's stationary distribution, never end-of-text itself
@@ -117,7 +131,29 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
                     if k == 1:
                         row.update(order_statistics(decoded.order.cpu(), slice(1, None)))
                         row["example_order"] = decoded.order[0, 1:].tolist()
-                    metrics[f"{language} | L={length} | {name} | k={k}"] = row
+                    metrics[_key(language, length, name, k)] = row
     config = {"scale": asdict(cfg), "eos_id": eos_id, "denoiser": "exact (markov.ChainDenoiser)",
               "sampling": "Gumbel in float64 at temperature 1 (sampled) or 0 (greedy)"}
     return ExperimentResult("generation_order", scale, seed, config, metrics, {}, environment(device, started))
+
+
+def _key(language: str, length: int, decoding_name: str, tokens_per_step: int) -> str:
+    """Where ``run`` stores a setting in ``result.metrics``."""
+    return f"{language} | L={length} | {decoding_name} | k={tokens_per_step}"
+
+
+def measured(result: ExperimentResult, language: str, length: int, decoding_name: str,
+             tokens_per_step: int = 1) -> Measured:
+    """What ``result`` (of ``run``) measured for one setting: ``language`` one of ``LANGUAGES``,
+    ``length`` one of the scale's lengths, ``decoding_name`` one of ``DECODINGS``, ``tokens_per_step``
+    one of the scale's k values."""
+    scale = result.config["scale"]
+    for name, value, allowed in (("language", language, list(LANGUAGES)), ("length", length, list(scale["lengths"])),
+                                 ("decoding_name", decoding_name, list(DECODINGS)),
+                                 ("tokens_per_step", tokens_per_step, list(scale["tokens_per_step"]))):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+    row = dict(result.metrics[_key(language, length, decoding_name, tokens_per_step)])
+    if row.get("example_order") is not None:
+        row["example_order"] = tuple(row["example_order"])
+    return Measured(**row)
