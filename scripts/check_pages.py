@@ -1,6 +1,7 @@
 """Read the built book as a reader does, in a headless browser at a given width, and report per page:
 
-- code lines a reader sees (cells not folded) and output lines;
+- code lines a reader sees (cells not folded), output lines (text) and results shown as tables (and
+  their rows; a folded output counts neither);
 - lines cut off at the right: a line of a code or output block wider than the block's visible width;
 - raw TeX: text outside the rendered-math elements that looks like TeX (``\\frac``, ``$x$``, ``^{``),
   and raw equation labels (``[eq-...]``);
@@ -41,7 +42,8 @@ MEASURE = r"""
     return lines(pre).filter(line => canvas.measureText(line.replace(/\t/g, "    ")).width > room + 1);
   }
   function folded(el) { return !!el.closest("details:not([open])") || el.offsetParent === null; }
-  const report = {code_lines: 0, output_lines: 0, cut_code: [], cut_output: [], raw_tex: [], figures: []};
+  const report = {code_lines: 0, output_lines: 0, table_rows: 0, tables: 0, cut_code: [], cut_output: [], raw_tex: [],
+                  figures: []};
   for (const pre of main.querySelectorAll(".cell_input pre")) {
     if (folded(pre)) continue;
     report.code_lines += lines(pre).length;
@@ -54,6 +56,7 @@ MEASURE = r"""
   }
   for (const table of main.querySelectorAll(".cell_output table")) {
     const box = table.closest(".cell_output");
+    if (!folded(table)) { report.tables += 1; report.table_rows += table.querySelectorAll("tbody tr").length; }
     if (table.scrollWidth > box.clientWidth + 1) report.cut_output.push("(a table wider than the column)");
   }
   const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
@@ -110,11 +113,12 @@ def main(argv=None) -> int:
             page.goto(path.as_uri(), wait_until="load")
             report[path.stem] = page.evaluate(MEASURE)
         browser.close()
-    print(f"{'page':<20}{'code lines':>11}{'output lines':>13}{'cut code':>9}{'cut output':>11}{'raw TeX':>8}"
-          f"{'figures':>8}{'captioned':>10}{'sharp':>6}")
+    print(f"{'page':<20}{'code lines':>11}{'output lines':>13}{'tables':>7}{'rows':>6}{'cut code':>9}{'cut output':>11}"
+          f"{'raw TeX':>8}{'figures':>8}{'captioned':>10}{'sharp':>6}")
     for name, r in report.items():
         figures = r["figures"]
-        print(f"{name:<20}{r['code_lines']:>11}{r['output_lines']:>13}{len(r['cut_code']):>9}{len(r['cut_output']):>11}"
+        print(f"{name:<20}{r['code_lines']:>11}{r['output_lines']:>13}{r['tables']:>7}{r['table_rows']:>6}"
+              f"{len(r['cut_code']):>9}{len(r['cut_output']):>11}"
               f"{len(r['raw_tex']):>8}{len(figures):>8}{sum(f['caption'] is not None for f in figures):>10}"
               f"{sum(f['natural_width'] >= 2 * f['shown_width'] > 0 for f in figures):>6}")
     if args.json:
