@@ -55,6 +55,7 @@ class Claim:
 
     @property
     def verdict_text(self) -> str:
+        """The verdict with its qualifier, as the tables print it ("holds loosely: ...")."""
         return f"{self.verdict}: {self.qualifier}" if self.qualifier else self.verdict
 
 

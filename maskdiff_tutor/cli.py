@@ -50,6 +50,7 @@ DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``maskdiff-tutor`` command line: one sub-command per experiment, ``book-models`` and ``small-masked-lm``."""
     parser = argparse.ArgumentParser(prog="maskdiff-tutor",
                                      description="Run one of the book's experiments and save its result as JSON.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -122,6 +123,7 @@ BOOK_MODELS_HELP = ("train the models the book's chapters measure (ci scale, see
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         distributed.start()

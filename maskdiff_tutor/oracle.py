@@ -65,6 +65,7 @@ class OracleDenoiser:
 
     @property
     def seq_len(self) -> int:
+        """L, the length of every sequence of the data."""
         return self.data.shape[1]
 
     def consistent(self, x_t: torch.Tensor) -> torch.Tensor:

@@ -35,10 +35,12 @@ class ToyDataset:
 
     @property
     def mask_id(self) -> int:
+        """The id of [MASK]: the last token."""
         return len(self.tokens) - 1
 
     @property
     def vocab_size(self) -> int:
+        """The number of token ids, [MASK] included."""
         return len(self.tokens)
 
     def ids(self, names: str) -> torch.Tensor:
