@@ -204,4 +204,19 @@ def test_curves_and_tables_hold_every_matching_decoding(result):
                                                "random, decoded in blocks of 16"]
     table = measured.decodings_table([blocks_results.RANDOM, blocks_results.LEFT_TO_RIGHT], tokens_per_step=(4,))
     assert len(table.rows) == sum(d["tokens_per_step"] == 4 for d in raw)  # left to right decodes with k = 1 only
-    assert table.caption.startswith("true perplexity")
+    assert "true perplexity" in table.caption and table.columns[-2:] == ["leftmost", "rho"]
+    chosen = measured.table_of([(blocks_results.RANDOM, 4, 1, "random"), (blocks_results.LEFT_TO_RIGHT, 1, 1,
+                                                                            "confidence")], caption="two")
+    assert [row[:4] for row in chosen.rows] == [["random", 4, 1, "random"], ["left_to_right", 1, 1, "confidence"]]
+    assert chosen.caption.startswith("two: true perplexity")
+    assert chosen.rows[0][5] == measured.decoding(blocks_results.RANDOM, 4, 1, "random").ppl
+    greedy = measured.greedy_table()
+    assert [row[0] for row in greedy.rows] == ["random", "exact denoiser"]  # the models decoded greedily
+    assert "the chain's own NLL is the floor" in bounds.caption
+
+
+def test_real_text_tables_name_the_judge_as_the_reference(text_result):
+    measured = blocks_results.read(text_result)
+    assert measured.is_text and "the judge's NLL of held-out text is the reference" in measured.bounds_table().caption
+    assert "judge's perplexity" in measured.decodings_table([blocks_results.RANDOM]).caption
+    assert measured.greedy_table().columns[3] == "judge's PPL"

@@ -212,25 +212,53 @@ class BlocksResults:
                         and (d.order == order or d.block_length == d.tokens_per_step))
         return [b for b, _ in points], [p for _, p in points]
 
-    def bounds_table(self) -> Table:
-        """Every trained model's held-out bound, and the random-masking model's decoded in blocks."""
+    def bounds_table(self, caption: str | None = None) -> Table:
+        """Every trained model's held-out bound, and the random-masking model's decoded in blocks.
+        ``caption`` (e.g. which run) goes before the line saying what the numbers are."""
         rows = [[m.name, self.steps(m), self.bound(m)] for m in self.models if self.bound(m) is not None]
         steps = self.steps(RANDOM)
         rows += [[f"random, decoded in blocks of {b}", steps, v]
                  for b, v in self._entry(RANDOM)["bound_by_block"].items()]
+        floor = ("the judge's NLL of held-out text is the reference" if self.is_text
+                 else "the chain's own NLL is the floor")
         return Table(["model", "steps", "bound"], rows, {"bound": ".3f"},
-                     caption="held-out bound, nats per token (the language's own NLL is the floor)")
+                     caption=(f"{caption}: " if caption else "") + f"held-out bound, nats per token ({floor})")
 
     def decodings_table(self, models: list, tokens_per_step: tuple = (1, 4), caption: str | None = None) -> Table:
-        """The decodings of ``models`` with a number of tokens per step in ``tokens_per_step``: calls,
-        perplexity under the reference, entropy of the generated tokens and, for one token per
-        step, the share of steps that took the leftmost mask. ``caption`` goes before the line
-        saying what the columns are."""
-        rows = [[m.name, d.block_length, d.tokens_per_step, d.order, d.nfe, d.ppl, d.entropy, d.leftmost_share]
-                for m in models for d in self.decodings(m) if d.tokens_per_step in tokens_per_step]
-        judge = "the judge's" if self.is_text else "true"
-        return Table(["model", "B", "k", "order", "calls", "PPL", "entropy", "leftmost"], rows,
-                     {"PPL": ".2f", "entropy": ".3f", "leftmost": ".2f"},
-                     caption=(f"{caption}: " if caption else "")
-                     + f"{judge} perplexity of generated text, B tokens per block, k per call")
+        """The decodings of ``models`` with a number of tokens per step in ``tokens_per_step``; see
+        :meth:`table_of`."""
+        return self.table_of([(m, d.block_length, d.tokens_per_step, d.order) for m in models
+                              for d in self.decodings(m) if d.tokens_per_step in tokens_per_step], caption)
 
+    def table_of(self, settings: list, caption: str | None = None) -> Table:
+        """The decodings named by ``settings``, each ``(model, block_length, tokens_per_step, order)``:
+        calls, perplexity under the reference, entropy of the generated tokens and, for one token per
+        step, the share of steps that took the leftmost mask and the rank correlation of position and
+        step. ``caption`` goes before the line saying what the columns are."""
+        rows = []
+        for model, b, k, order in settings:
+            d = self.decoding(model, b, k, order)
+            rows.append([model.name, b, k, order, d.nfe, d.ppl, d.entropy, d.leftmost_share,
+                         d.spearman_position_vs_step])
+        judge = "the judge's" if self.is_text else "true"
+        return Table(["model", "B", "k", "order", "calls", "PPL", "entropy", "leftmost", "rho"], rows,
+                     {"PPL": ".2f", "entropy": ".3f", "leftmost": ".2f", "rho": ".2f"},
+                     caption=(f"{caption}: " if caption else "")
+                     + f"{judge} perplexity of generated text, B tokens per block, k per call; entropy of the "
+                       "generated tokens in nats; leftmost and rho (one token per step only): share of steps "
+                       "that took the leftmost mask, rank correlation of position and step")
+
+    def greedy_table(self, caption: str | None = None) -> Table:
+        """Greedy confidence decoding after a one-token prompt, one token per step (the paper's
+        setting), for every model measured that way."""
+        rows = []
+        for model in self.models:
+            if "greedy_after_prompt" in self._entry(model):
+                g = self.greedy_after_prompt(model)
+                rows.append([model.name, g.leftmost_share, g.spearman_position_vs_step, g.ppl, g.prompts])
+        judge = "judge's PPL" if self.is_text else "true PPL"
+        return Table(["model", "leftmost share", "rho", judge, "prompts"], rows,
+                     {"leftmost share": ".2f", "rho": ".2f", judge: ".2f"},
+                     caption=(f"{caption}: " if caption else "")
+                     + "greedy confidence decoding after a one-token prompt, one token per step (the paper's "
+                       "setting); rho is the rank correlation of position and step")
