@@ -52,7 +52,7 @@ class Scale:
     lr: float  # peak learning rate
     samples: int  # sequences generated per decoding setting
     tokens_per_step: tuple  # the k values of the parallel-decoding sweep
-    random_init_sweeps: tuple = (1, 2, 4, 8)  # random initialisation: denoiser calls, in multiples of L - 1
+    random_init_sweeps: tuple = (1, 2, 4, 8)  # Gibbs from a random start: denoiser calls, in multiples of L - 1
     random_init_samples: int = 250  # sequences per random-initialisation setting (the first prompts)
     variant_samples: int = 200  # sequences per setting of the two sweeps below (the first prompts)
     init_fractions: tuple = (0.0, 0.1, 0.25, 0.5, 0.75)  # the paper's random initialisation: shares initialised
@@ -290,7 +290,7 @@ def headline(result: ExperimentResult) -> dict:
             numbers[f"trained: true PPL, k = {k}"] = (value, PPL_RELATIVE_TOLERANCE[k] * value)
     for i, calls in enumerate(ri["calls"]):
         value = ri["model k=1"][i]
-        numbers[f"trained: random initialisation, true PPL after {calls} calls"] = (value, 0.2 * value)
+        numbers[f"trained: Gibbs from a random start, true PPL after {calls} calls"] = (value, 0.2 * value)
     value = ri["model one at a time"]
     numbers["trained: one token per step in random order, true PPL"] = (value, 0.05 * value)
     return numbers
