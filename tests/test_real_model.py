@@ -40,7 +40,11 @@ def test_observations_of_a_known_curve():
     got = real_model.observations(curve)
     assert got["top_at_1"] == 0.9 and got["fall_first_15"] == pytest.approx(0.8)
     assert got["floor"] == pytest.approx(0.1) and got["floor_at_n"] == 6
-    assert got["rise_last_5"] == pytest.approx(0.3 - 0.1)
+    assert got["last_5_above_floor"] == pytest.approx(0.3 - 0.1)
+    assert (got["peak_after_floor"], got["peak_after_floor_at_n"], got["top_at_end"]) == (0.5, 20, 0.5)
+    ending_low = real_model.observations(torch.tensor([0.9, 0.5, 0.7, 0.1], dtype=torch.float64))
+    assert ending_low["floor_at_n"] == 4 and ending_low["peak_after_floor"] is None
+    assert ending_low["peak_after_floor_at_n"] is None and ending_low["top_at_end"] == pytest.approx(0.1)
 
 
 def test_all_at_once_groups_prompts_by_length_and_matches_one_prompt_at_a_time(bert):

@@ -163,13 +163,21 @@ def frequent_ids(lm: hub.HubModel) -> set:
 
 
 def observations(curve: torch.Tensor) -> dict:
-    r"""Observations 1-3 of a mean-top-probability curve over :math:`n = 1, \dots, M`: the fall over the first 15
-    masks, the floor and where it lies (n), and the rise over the last 5 masks above the floor."""
+    r"""Observations 1-3 of a mean-top-probability curve over :math:`n = 1, \dots, M`: its value at n = 1, its
+    fall from n = 1 to n = min(15, M) (the value at 1 minus the value there), its minimum (``floor``) and where
+    the minimum lies (n), and how far the mean of the last 5 values lies above that minimum (a height above the
+    minimum, not a change over the last 5 masks: Observation 1's rise near the end shows as a large value).
+    Also the highest value after the minimum and where it lies (None where the minimum is the last value), and
+    the value at the last mask, n = M: a curve that dips and climbs back shows there."""
     curve = curve.double()
     first = min(15, len(curve)) - 1
     floor, where = float(curve.min()), int(curve.argmin()) + 1
+    after = curve[where:]  # n = where + 1, ..., M
     return {"top_at_1": float(curve[0]), "fall_first_15": float(curve[0] - curve[first]), "floor": floor,
-            "floor_at_n": where, "rise_last_5": float(curve[-5:].mean() - floor)}
+            "floor_at_n": where, "last_5_above_floor": float(curve[-5:].mean() - floor),
+            "peak_after_floor": float(after.max()) if len(after) else None,
+            "peak_after_floor_at_n": where + 1 + int(after.argmax()) if len(after) else None,
+            "top_at_end": float(curve[-1])}
 
 
 def _groups(ids: list, batch_size: int):
