@@ -55,7 +55,7 @@ class Claim:
 
     @property
     def verdict_text(self) -> str:
-        """The verdict with its qualifier, as the tables print it ("holds loosely: ...")."""
+        """The verdict followed by its qualifier, as the verdict tables print it."""
         return f"{self.verdict}: {self.qualifier}" if self.qualifier else self.verdict
 
 
@@ -99,7 +99,8 @@ CLAIMS: dict[int, Claim] = _claims(
           "holds", "on the paper's toy, exact and trained",
           {"joint_vs_marginal": "The trained model's parallel argmax gives {parallel_pair}, beam search {beam_pair}; "
                                 "all-at-once sampling is {tv_once} from the joint in total variation, as far as the "
-                                "product of the exact marginals ({tv_exact}); one token per step {tv_seq}."},
+                                "product of the exact marginals ({tv_exact}); one token per step {tv_seq} (the "
+                                "sampling noise of {n_samples} draws is about {tv_noise})."},
           deciding="joint_vs_marginal:tv_once"),
     Claim(4, "3.2.3", "The top probability of a mask decays with its distance from unmasked text, under the bound "
                       "of Eq. 17, towards the limit of Eq. 18.",
@@ -115,8 +116,9 @@ CLAIMS: dict[int, Claim] = _claims(
     Claim(5, "Observation 1", "Near the end of the sequence the top probability rises again, from end-of-text "
                               "tokens.",
           "holds", "with an absorbing end-of-text token",
-          {"parallel_sampling": "The exact top probability falls to {eos_dip}, then rises to {eos_far} at the far "
-                                "end."},
+          {"parallel_sampling": "The exact top probability falls to {eos_dip}, then rises to {eos_at_end} at n = 32, "
+                                "where the chapter's sequences end, and to {eos_far} at n = {eos_far_n} on a "
+                                "sequence four times as long."},
           deciding="parallel_sampling:eos_far"),
     Claim(6, "Observation 2", "The curves fall steeply over the first ~15 masks; the floor depends on the task.",
           "holds loosely", "steep, but the length of the fall is set by the exponent, not a constant 15",
@@ -169,9 +171,10 @@ CLAIMS: dict[int, Claim] = _claims(
           deciding="parallel_sampling:pri_f50_k8"),
     Claim(12, "3.4.1", "With one token per step, confidence decoding is nearly left to right; left to right is "
                        "the best order in general.",
-          "holds loosely", "greedy confidence decoding after a prompt is nearly left to right on the chain, less so "
-                           "on text, and sampled decoding is not; one token per step in any order fixed before the "
-                           "token is drawn samples exactly, so left to right only ties for best",
+          "holds loosely", "greedy confidence decoding after a prompt is exactly left to right with the exact "
+                           "denoiser on the chain and nearly so for the trained model, less so on text, and sampled "
+                           "decoding is not; one token per step in any order fixed before the token is drawn "
+                           "samples exactly, so left to right only ties for best",
           {"generation_order": "Exact denoiser: greedy confidence decoding is left to right on a first-order chain "
                                "meeting Assumptions 3-4 (rank correlation {rho_conf_chain}); sampled confidence "
                                "decoding takes the leftmost mask in a share {left_conf_sampled} of its steps.",

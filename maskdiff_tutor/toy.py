@@ -35,7 +35,7 @@ class ToyDataset:
 
     @property
     def mask_id(self) -> int:
-        """The id of [MASK]: the last token."""
+        """The id of the mask token, the last one."""
         return len(self.tokens) - 1
 
     @property
