@@ -3,6 +3,9 @@ argument and says which values are allowed."""
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 
@@ -30,10 +33,7 @@ def check_tokens(name: str, x: torch.Tensor, vocab_size: int | None, mask_id: in
     if not isinstance(x, torch.Tensor) or x.dtype != torch.int64:
         raise ValueError(f"{name} must be a torch.long (int64) tensor of token ids; got {type(x).__name__}"
                          + (f" of dtype {x.dtype} (convert it with .long())" if isinstance(x, torch.Tensor) else ""))
-    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or mask_id < 0:
-        raise ValueError(f"mask_id must be a non-negative int (the mask token's id); got {mask_id!r}")
-    if vocab_size is not None and mask_id >= vocab_size:
-        raise ValueError(f"mask_id must be an int in [0, {vocab_size - 1}] (vocab_size = {vocab_size}); got {mask_id}")
+    check_mask_id(mask_id, vocab_size)
     if x.numel() and x.min() < 0:
         raise ValueError(f"{name} holds negative ids; token ids are >= 0")
     if vocab_size is not None and x.numel() and x.max() >= vocab_size:
@@ -42,16 +42,52 @@ def check_tokens(name: str, x: torch.Tensor, vocab_size: int | None, mask_id: in
         raise ValueError(f"{name} is clean data and must not contain the mask id {mask_id}")
 
 
-def check_mask_id(mask_id: int, vocab_size: int) -> None:
-    """The mask must be a valid index of the probability vectors."""
-    if not isinstance(mask_id, int) or not 0 <= mask_id < vocab_size:
-        raise ValueError(f"mask_id must be an int in [0, {vocab_size - 1}] (vocab_size = {vocab_size}); got {mask_id!r}")
+def check_mask_id(mask_id: int, vocab_size: int | None = None) -> int:
+    """``mask_id`` if it is an int id of the vocabulary: in [0, vocab_size), or any id >= 0 where
+    ``vocab_size`` is None (not known yet). The one check of a mask id: every module calls it."""
+    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or mask_id < 0:
+        raise ValueError(f"mask_id must be a non-negative int (the mask token's id); got {mask_id!r}")
+    if vocab_size is not None and mask_id >= vocab_size:
+        raise ValueError(f"mask_id must be an int in [0, {vocab_size - 1}] (vocab_size = {vocab_size}); got {mask_id}")
+    return mask_id
+
+
+def check_number(name: str, value, *, integer: bool = False, at_least=None, above=None, at_most=None, below=None,
+                 meaning: str = "") -> int | float:
+    """``value`` if it is a finite real number (an int where ``integer``; never a bool) within the
+    limits given; otherwise a ``ValueError`` naming ``name``, the allowed values and ``value``,
+    e.g. "eta must be a finite number in [0, 1) (the remasking probability); got 1.5".
+
+    The one check of "a number in a range": every module calls it. ``meaning`` is a short
+    explanation added in parentheses."""
+    kind = numbers.Integral if integer else numbers.Real
+    fits = not isinstance(value, bool) and isinstance(value, kind) and (integer or math.isfinite(value))
+    if fits:
+        fits = ((at_least is None or value >= at_least) and (above is None or value > above)
+                and (at_most is None or value <= at_most) and (below is None or value < below))
+    if not fits:
+        allowed = "an int" if integer else "a finite number"
+        raise ValueError(f"{name} must be {allowed}{_limits(at_least, above, at_most, below)}"
+                         f"{f' ({meaning})' if meaning else ''}; got {value!r}")
+    return value
+
+
+def _limits(at_least, above, at_most, below) -> str:
+    """The range as the messages write it: " >= 0", " in [0, 1)", " < 1"; "" without limits."""
+    low, high = (at_least, "[") if at_least is not None else (above, "(")
+    top, close = (at_most, "]") if at_most is not None else (below, ")")
+    if low is not None and top is not None:
+        return f" in {high}{low:g}, {top:g}{close}"
+    if low is not None:
+        return f" {'>=' if high == '[' else '>'} {low:g}"
+    if top is not None:
+        return f" {'<=' if close == ']' else '<'} {top:g}"
+    return ""
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
+    """``value`` if it is an int >= ``minimum``."""
+    return check_number(name, value, integer=True, at_least=minimum)
 
 
 def check_logits(logits, x: torch.Tensor, mask_id: int) -> None:
@@ -61,21 +97,6 @@ def check_logits(logits, x: torch.Tensor, mask_id: int) -> None:
                          f"got {tuple(getattr(logits, 'shape', ()))}")
     if not 0 <= mask_id < logits.shape[-1]:
         raise ValueError(f"mask_id {mask_id} is not an index of the denoiser's V = {logits.shape[-1]} logits")
-
-
-def read_json(path, what: str):
-    """The JSON in the file at ``path``; a file that is missing, unreadable or not JSON raises
-    ValueError naming the file and ``what`` it should hold."""
-    import json
-    import pathlib
-
-    path = pathlib.Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file (expected {what})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not readable as {what} ({type(error).__name__}: {error})") from None
 
 
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:

@@ -22,7 +22,7 @@ import sys
 
 from . import distributed
 from .experiments import book
-from .experiments.result import write_atomically
+from .files import write_atomically
 
 # command name -> (module, one-line description); each module has run(scale, device, seed, progress)
 EXPERIMENTS = {

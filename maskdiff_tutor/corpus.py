@@ -18,7 +18,8 @@ import pathlib
 
 import torch
 
-from ._checks import check_positive_int, read_json
+from ._checks import check_positive_int
+from .files import read_json
 
 MASK_TOKEN = "[MASK]"
 

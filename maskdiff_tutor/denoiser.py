@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import read_json
+from .files import read_json
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ for the chapter's verdict rows (:func:`maskdiff_tutor.claims.report`).
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 
 _GLUED: dict = {}  # every value glued in this kernel, by name
@@ -62,6 +63,22 @@ class Table:
             if len(row) != len(self.columns):
                 raise ValueError(f"row {i} has {len(row)} values for {len(self.columns)} columns")
 
+    @classmethod
+    def of(cls, records, columns: dict | None = None, formats: dict | None = None,
+           caption: str | None = None) -> Table:
+        """A table with one row per typed record (a dataclass instance), read by attribute.
+
+        ``columns`` maps each header to the attribute it shows (a field or property name) or to a
+        function of the record; without it every field is a column, headed by its name."""
+        records = list(records)
+        if columns is None:
+            if not records:
+                raise ValueError("columns must be given for a table of no records")
+            columns = {f.name: f.name for f in dataclasses.fields(records[0])}
+        rows = [[getter(record) if callable(getter) else _attribute(record, getter, header)
+                 for header, getter in columns.items()] for record in records]
+        return cls(list(columns), rows, formats, caption)
+
     def cells(self) -> list[list[str]]:
         """Every value as the text the table shows, row by row."""
         return [["" if v is None else format(v, self.formats[c]) if c in self.formats else str(v)
@@ -91,3 +108,13 @@ class Table:
         lines += ["  ".join(v.rjust(w) if right else v.ljust(w) for v, w, right in zip(row, widths, numeric))
                   for row in cells]
         return "\n".join(lines)
+
+
+def _attribute(record, name: str, header: str):
+    """``record.name``; a name the record lacks raises naming the column and the record's fields."""
+    try:
+        return getattr(record, name)
+    except AttributeError:
+        fields = [f.name for f in dataclasses.fields(record)] if dataclasses.is_dataclass(record) else []
+        raise ValueError(f"column {header!r}: {type(record).__name__} has no attribute {name!r} "
+                         f"(its fields: {fields})") from None

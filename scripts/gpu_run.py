@@ -35,7 +35,7 @@ import time
 import torch
 
 from maskdiff_tutor.device import hardware_description
-from maskdiff_tutor.experiments.result import write_atomically
+from maskdiff_tutor.files import write_atomically
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXPERIMENTS = {  # CLI name -> the file the chapters read (``<name>_<scale>.json``)

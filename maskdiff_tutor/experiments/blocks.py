@@ -42,7 +42,7 @@ from ..train import TrainConfig, forward_tokens_per_sequence, train, training_lo
 from . import trained_models
 from .blocks_results import EXACT_DENOISER, LEFT_TO_RIGHT, RANDOM, Model, blockwise, literal, read
 from .generation_order import order_statistics, unigram_entropy
-from .result import ExperimentResult, environment
+from .result import LegacyResult as ExperimentResult, environment
 
 ORDERS = {"confidence": decoding.confidence, "random": decoding.random_score}
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..notebook import Table
 from ..train import OBJECTIVES
-from .result import ExperimentResult
+from .result import LegacyResult as ExperimentResult
 
 #: The objective name of the chain's exact denoiser (no training).
 EXACT = "exact"

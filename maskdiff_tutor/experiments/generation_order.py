@@ -21,7 +21,7 @@ import torch
 
 from .. import decoders, decoding, markov
 from ..device import generator_on, pick_device
-from .result import ExperimentResult, environment
+from .result import LegacyResult as ExperimentResult, environment
 
 # name -> (score, temperature): confidence is tried greedy (LLaDA at temperature 0) and sampled
 DECODINGS = {"confidence, greedy": (decoding.confidence, 0.0), "confidence, sampled": (decoding.confidence, 1.0),

@@ -35,7 +35,7 @@ from ..device import generator_on, evaluation_dtype, pick_device
 from ..forward_process import denoiser_probs
 from ..train import TrainConfig, train
 from . import trained_models
-from .result import ExperimentResult, environment
+from .result import LegacyResult as ExperimentResult, environment
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ..forward_process import denoiser_probs
 from ..toy import FIRST, SECOND, toy_dataset
 from ..train import TrainConfig, train
 from . import trained_models
-from .result import ExperimentResult, environment
+from .result import LegacyResult as ExperimentResult, environment
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from .. import decoders, decoding, hub, zipf
 from ..clean_distribution import clean_log_probs, clean_probs
 from ..device import pick_device
 from .generation_order import order_statistics, unigram_entropy
-from .result import ExperimentResult, environment
+from .result import LegacyResult as ExperimentResult, environment
 from .small_masked_lm import BOOK_FOLDER
 
 PAPER_ZIPF = (2.31, 130_000)  # the s and N the paper's Figure 3 draws Eq. 17 with

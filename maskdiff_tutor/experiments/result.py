@@ -1,111 +1,193 @@
-"""The record every experiment returns: what was run, with which settings, on what, and what it measured."""
+"""The record every experiment returns: what was run, with which settings, on what, and what it measured.
+
+Each experiment defines its result as a subclass of :class:`ExperimentResult` whose ``config``,
+``metrics`` and ``curves`` are typed records (frozen dataclasses, named for what they measure), so
+a chapter reads ``result.metrics.weighted.p_a`` instead of indexing nested dicts by strings. The
+envelope is common to all: the experiment's name and schema version, the scale and seed, and the
+:class:`Environment` (library versions, hardware, wall time).
+
+A result saves as strict JSON (``save``) and reads back into the same types (``load``), every value
+checked against its field. A file of another experiment, or one written under another schema
+version, is refused with a message that names both: numbers are never read into fields that
+mean something else.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
-import math
-import os
 import pathlib
-import platform
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
 from .. import distributed
-from .._checks import read_json
 from ..device import hardware_description
+from ..files import read_json, write_atomically
+from ..records import from_json, non_finite_places, to_json
+
+# The experiments whose results ``ExperimentResult.load`` can read: name -> module.
+EXPERIMENT_MODULES = ("joint_vs_marginal", "ground_truth", "generation_order", "blocks", "real_model",
+                      "nelbo_checks", "distance_bound")
 
 
-@dataclass
-class ExperimentResult:
-    """What an experiment run returns and saves: its settings, numbers, curves and environment."""
-    experiment: str  # module name of the experiment
-    scale: str  # "ci" or "gpu"
-    seed: int  # the seed the run used
-    config: dict  # every setting that produced the numbers
-    metrics: dict = field(default_factory=dict)  # the numbers (JSON-serialisable)
-    curves: dict = field(default_factory=dict)  # training histories and other series
-    environment: dict = field(default_factory=dict)  # versions, hardware, wall time
+@dataclass(frozen=True)
+class Environment:
+    """Where and with what a run was made: versions, hardware and wall time."""
 
-    def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Write the result as strict JSON (parent folders created), atomically: a temporary file
-        in the same folder, then a rename, so a failed write never leaves half a file or destroys
-        an earlier result at ``path``. A non-finite number (NaN, +-inf) is written as null and
-        named, with its place, in ``environment["non_finite_values"]``."""
-        path = pathlib.Path(path)
-        record = _strict(asdict(self), "", found := [])
-        if found:
-            record["environment"] = {**record["environment"], "non_finite_values": found}
-        write_atomically(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
-        return path
+    maskdiff_tutor: str  # the package's version
+    numpy: str
+    python: str
+    torch: str
+    device: str  # the device the run measured on ("cpu", "cuda:0")
+    platform: str
+    processor: str
+    cpu_threads: int  # torch's intra-op threads
+    wall_seconds: float  # the run's wall time
+    finished: str  # UTC time stamp, ISO 8601
+    cpu_capability: str | None = None  # the CPU kernels torch picked (AVX512, AVX2, ...)
+    processes: int = 1  # processes under torchrun
+    gpu: str | None = None  # the GPU's name on CUDA
+    gpu_memory_gib: float | None = None
+    cuda: str | None = None  # CUDA version of torch's build
+    training: Environment | None = None  # where the measured models were trained (None: no models, or trained here)
+    non_finite_values: tuple[str, ...] = ()  # places of NaN and infinities, written as null
 
     @classmethod
-    def load(cls, path: str | pathlib.Path) -> "ExperimentResult":
-        """Read a result written by ``save``; a file that is not one raises ``ValueError`` naming it."""
+    def now(cls, device: torch.device, started: float, training: Environment | None = None) -> Environment:
+        """The environment of a run on ``device`` that began at ``started`` (``time.time()``)."""
+        import numpy
+
+        from .. import __version__
+
+        hardware = hardware_description(device)
+        return cls(maskdiff_tutor=__version__, numpy=numpy.__version__, processes=distributed.world_size(),
+                   wall_seconds=round(time.time() - started, 2),
+                   finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), training=training, **hardware)
+
+    @property
+    def hardware(self) -> str:
+        """The hardware in a few words: the GPU's name, or the CPU with its kernels and threads."""
+        if self.gpu is not None:
+            return self.gpu
+        kernels = f"{self.cpu_capability} kernels, " if self.cpu_capability else ""
+        return f"CPU ({kernels}{self.cpu_threads} threads)"
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """What an experiment run returns and saves. Subclasses set ``EXPERIMENT`` (the module name)
+    and ``SCHEMA``, and type ``config``, ``metrics`` and ``curves``."""
+
+    EXPERIMENT: ClassVar[str] = ""  # the experiment's module name, e.g. "ground_truth"
+    SCHEMA: ClassVar[int] = 2  # the version of the file layout; a file of another version is refused
+
+    scale: str  # "ci", "cpu" or "gpu"
+    seed: int  # the seed the run used
+    config: Any  # every setting that produced the numbers (a typed record)
+    metrics: Any  # the numbers (a typed record)
+    curves: Any  # training histories and other series (a typed record)
+    environment: Environment  # versions, hardware, wall time
+
+    _TYPES: ClassVar[dict] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.EXPERIMENT:
+            ExperimentResult._TYPES[cls.EXPERIMENT] = cls
+
+    def to_json(self) -> dict:
+        """The result as plain JSON values, the envelope first; non-finite floats are null and
+        their places listed in ``environment.non_finite_values``."""
+        found: list[str] = []
+        body = {f.name: to_json(getattr(self, f.name), f.name, found) for f in dataclasses.fields(self)}
+        if found:
+            body["environment"]["non_finite_values"] = found
+        return {"experiment": self.EXPERIMENT, "schema": self.SCHEMA, **body}
+
+    def save(self, path: str | pathlib.Path) -> pathlib.Path:
+        """Write the result as strict JSON (parent folders created), atomically: a failed write
+        never leaves half a file or destroys an earlier result at ``path``."""
+        return write_atomically(path, json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+
+    @classmethod
+    def from_json(cls, record, source: str = "the record"):
+        """A result from ``to_json``'s values. Called on a subclass, the record must be of that
+        experiment; called on ``ExperimentResult``, the record's experiment picks the class."""
+        if not isinstance(record, dict):
+            raise ValueError(f"{source}: a result is a JSON object; got {type(record).__name__}")
+        experiment, schema = record.get("experiment"), record.get("schema", 1)
+        kind = cls._result_type(experiment, source) if not cls.EXPERIMENT else cls
+        if experiment != kind.EXPERIMENT:
+            raise ValueError(f"{source} holds a result of experiment {experiment!r}, not of {kind.EXPERIMENT!r}; "
+                             f"load it with the class of its own experiment (or ExperimentResult.load)")
+        if schema != kind.SCHEMA:
+            raise ValueError(f"{source} holds a result of {experiment!r} written under schema {schema!r} (a file "
+                             f"with no 'schema' is schema 1); this version reads schema {kind.SCHEMA} of "
+                             f"{kind.EXPERIMENT!r}: run the experiment again to write it anew")
+        body = {key: value for key, value in record.items() if key not in ("experiment", "schema")}
+        environment = body.get("environment")
+        places = environment.get("non_finite_values", []) if isinstance(environment, dict) else []
+        return from_json(kind, body, "", non_finite_places(places) if isinstance(places, list) else {})
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path):
+        """Read a result written by ``save``; a file that is not one, or one of another experiment
+        or schema, raises ``ValueError`` naming the file, what it holds and what was expected."""
         path = pathlib.Path(path)
         record = read_json(path, "an experiment result")
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: a result is a JSON object; got {type(record).__name__}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        missing, unknown = sorted(set(fields) - set(record)), sorted(set(record) - set(fields))
-        if missing or unknown:
-            raise ValueError(f"{path}: not an experiment result (missing {missing}, unknown {unknown})")
-        for name, kind in (("experiment", str), ("scale", str), ("seed", int), ("config", dict), ("metrics", dict),
-                           ("curves", dict), ("environment", dict)):
-            if not isinstance(record[name], kind) or isinstance(record[name], bool):
-                raise ValueError(f"{path}: {name!r} must be a JSON {_JSON_NAMES[kind]}; got {record[name]!r:.60}")
+        try:
+            return cls.from_json(record, str(path))
+        except ValueError as error:
+            message = str(error)
+            raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+
+    @staticmethod
+    def _result_type(experiment, source: str) -> type:
+        if experiment not in EXPERIMENT_MODULES:
+            raise ValueError(f"{source}: not an experiment result (experiment {experiment!r}; results are of "
+                             f"{list(EXPERIMENT_MODULES)})")
+        importlib.import_module(f"{__package__}.{experiment}")
+        if experiment not in ExperimentResult._TYPES:
+            raise ValueError(f"{source}: experiment {experiment!r} has no typed result class")
+        return ExperimentResult._TYPES[experiment]
+
+
+# --- transitional: the untyped result of the experiments not yet converted ------------------------
+
+@dataclass
+class LegacyResult:
+    """The untyped result (nested dicts) that the experiments returned before their typed records."""
+    experiment: str
+    scale: str
+    seed: int
+    config: dict
+    metrics: dict = dataclasses.field(default_factory=dict)
+    curves: dict = dataclasses.field(default_factory=dict)
+    environment: dict = dataclasses.field(default_factory=dict)
+
+    def save(self, path: str | pathlib.Path) -> pathlib.Path:
+        """Write the result as strict JSON, atomically."""
+        found: list[str] = []
+        record = to_json(dataclasses.asdict(self), "", found)
+        if found:
+            record["environment"] = {**record["environment"], "non_finite_values": found}
+        return write_atomically(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path) -> LegacyResult:
+        """Read a result written by ``save``."""
+        record = read_json(path, "an experiment result")
         return cls(**record)
 
 
-_JSON_NAMES = {str: "string", int: "integer", dict: "object"}
-
-
-def write_atomically(path: str | pathlib.Path, text: str) -> pathlib.Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _strict(value, where: str, found: list):
-    """``value`` as plain JSON values (tensors and numpy scalars converted), with every non-finite
-    float replaced by None and its place appended to ``found``."""
-    if isinstance(value, dict):
-        return {key: _strict(item, f"{where}.{key}" if where else str(key), found) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(item, f"{where}[{i}]", found) for i, item in enumerate(value)]
-    if isinstance(value, torch.Tensor):
-        return _strict(value.tolist(), where, found)
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        found.append(f"{where}: {value}")
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    raise TypeError(f"cannot store {type(value).__name__} in a result")
-
-
 def environment(device: torch.device, started: float) -> dict:
-    """Library versions, hardware and wall time of a run that began at ``started`` (time.time())."""
-    import numpy
+    """Library versions, hardware and wall time of a run that began at ``started`` (time.time()), as
+    a dict (transitional: typed results use ``Environment.now``)."""
+    return dataclasses.asdict(Environment.now(device, started))
 
-    from .. import __version__
 
-    return {"maskdiff_tutor": __version__, "numpy": numpy.__version__, "python": platform.python_version(),
-            **hardware_description(device), "processes": distributed.world_size(),
-            "wall_seconds": round(time.time() - started, 2),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+__all__ = ["Environment", "ExperimentResult", "EXPERIMENT_MODULES", "LegacyResult", "environment"]

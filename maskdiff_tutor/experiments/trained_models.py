@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import distributed
-from .._checks import read_json
+from ..files import read_json
 from ..denoiser import load_denoiser, save_denoiser
 
 BOOK_MODELS = pathlib.Path(__file__).resolve().parent.parent / "book_models"  # the book's trained models

@@ -1,0 +1,181 @@
+"""Typed records as strict JSON: the one conversion between the package's result dataclasses and files.
+
+An experiment's result is a tree of frozen dataclasses whose fields say what they hold
+(``float``, ``list[float | None]``, ``dict[int, Row]``, another dataclass). ``to_json`` turns such
+a tree into plain JSON values; ``from_json`` reads them back into the same types, checking every
+value against its field's type and naming the place of the first that does not fit
+("metrics.parallel.exact.true_ppl[3]: expected a number; got 'abc'").
+
+Strict JSON has no NaN or infinity. ``to_json`` writes a non-finite float as null and records its
+place and value (``"metrics.x[2]: nan"``); ``from_json`` given those records restores it, so a
+result reads back exactly as it was written. A null anywhere else is only accepted by a field
+typed ``X | None``.
+
+JSON object keys are strings; a ``dict[int, ...]`` or ``dict[float, ...]`` field is written with
+its keys as text and read back as numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any
+
+__all__ = ["to_json", "from_json", "non_finite_places"]
+
+
+def to_json(value, where: str = "", found: list | None = None):
+    """``value`` (dataclasses, lists, tuples, dicts, tensors, numpy scalars, numbers, strings,
+    None) as plain JSON values; a non-finite float becomes None and ``"<place>: <value>"`` is
+    appended to ``found``."""
+    found = [] if found is None else found
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name), _child(where, f.name), found) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {_key_text(key, where): to_json(item, _child(where, _key_text(key, where)), found)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(item, f"{where}[{i}]", found) for i, item in enumerate(value)]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # a tensor or numpy array or scalar
+        return to_json(value.tolist(), where, found)
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(f"{where}: {value}")
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"{where or 'the record'}: cannot store {type(value).__name__} in a JSON result")
+
+
+def non_finite_places(records: list[str]) -> dict[str, float]:
+    """The places and values ``to_json`` recorded (``["a.b[2]: nan"]``) as ``{"a.b[2]": nan}``."""
+    places = {}
+    for record in records:
+        place, _, value = record.rpartition(": ")
+        places[place] = float(value)
+    return places
+
+
+def from_json(kind, data, where: str = "", non_finite: dict[str, float] | None = None):
+    """``data`` (plain JSON values) read as ``kind``: a dataclass, ``int``, ``float``, ``str``,
+    ``bool``, ``X | None``, ``list[X]``, ``tuple[X, ...]``, ``dict[K, V]`` (K ``str``, ``int`` or
+    ``float``) or ``Any`` (taken as it is). Raises ``ValueError`` naming the place of the first
+    value that does not fit. ``non_finite`` maps the places of floats written as null to their
+    values (``non_finite_places``)."""
+    return _Reader(non_finite or {}).read(kind, data, where)
+
+
+class _Reader:
+    def __init__(self, non_finite: dict[str, float]):
+        self.non_finite = non_finite
+
+    def read(self, kind, data, where: str):
+        origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+        if kind is Any or kind is object:
+            return data
+        if origin in (typing.Union, types.UnionType):
+            return self._union(arguments, data, where)
+        if dataclasses.is_dataclass(kind):
+            return self._dataclass(kind, data, where)
+        if origin is list or kind is list:
+            items = self._expect(data, list, "a list", where)
+            item_kind = arguments[0] if arguments else Any
+            return [self.read(item_kind, item, f"{where}[{i}]") for i, item in enumerate(items)]
+        if origin is tuple or kind is tuple:
+            return self._tuple(arguments, data, where)
+        if origin is dict or kind is dict:
+            return self._dict(arguments or (str, Any), data, where)
+        if kind in (int, float, str, bool):
+            return self._scalar(kind, data, where)
+        if kind is type(None):
+            if data is not None:
+                raise ValueError(f"{where}: expected null; got {data!r:.60}")
+            return None
+        raise TypeError(f"{where}: records cannot hold fields of type {kind!r}")
+
+    @staticmethod
+    def _expect(data, python_type, name: str, where: str):
+        if not isinstance(data, python_type):
+            raise ValueError(f"{where}: expected {name}; got {data!r:.60}")
+        return data
+
+    def _union(self, arguments, data, where: str):
+        if data is None and type(None) in arguments:
+            return None
+        options = [a for a in arguments if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return self.read(option, data, where)
+            except ValueError as error:
+                errors.append(str(error))
+        raise ValueError(errors[0] if len(errors) == 1 else f"{where}: fits none of {options}; got {data!r:.60}")
+
+    def _dataclass(self, kind, data, where: str):
+        data = self._expect(data, dict, f"an object ({kind.__name__})", where)
+        hints = typing.get_type_hints(kind)
+        fields = {f.name: f for f in dataclasses.fields(kind) if f.init}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"{where or kind.__name__}: unknown field(s) {unknown} for {kind.__name__} "
+                             f"(its fields: {sorted(fields)})")
+        values = {}
+        for name, f in fields.items():
+            if name in data:
+                values[name] = self.read(hints[name], data[name], _child(where, name))
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{where or kind.__name__}: missing field {name!r} of {kind.__name__}")
+        return kind(**values)
+
+    def _tuple(self, arguments, data, where: str):
+        items = self._expect(data, list, "a list", where)
+        if len(arguments) == 2 and arguments[1] is Ellipsis:
+            return tuple(self.read(arguments[0], item, f"{where}[{i}]") for i, item in enumerate(items))
+        if arguments and len(arguments) != len(items):
+            raise ValueError(f"{where}: expected a list of {len(arguments)} values; got {len(items)}")
+        kinds = arguments or (Any,) * len(items)
+        return tuple(self.read(k, item, f"{where}[{i}]") for i, (k, item) in enumerate(zip(kinds, items)))
+
+    def _dict(self, arguments, data, where: str):
+        key_kind, value_kind = arguments
+        data = self._expect(data, dict, "an object", where)
+        out = {}
+        for text, item in data.items():
+            key = _key_value(key_kind, text, where)
+            out[key] = self.read(value_kind, item, _child(where, text))
+        return out
+
+    def _scalar(self, kind, data, where: str):
+        if kind is float and data is None and where in self.non_finite:
+            return self.non_finite[where]
+        if isinstance(data, bool) != (kind is bool):
+            raise ValueError(f"{where}: expected {_NAMES[kind]}; got {data!r:.60}")
+        if kind is float and isinstance(data, (int, float)):
+            return float(data)
+        if not isinstance(data, kind):
+            raise ValueError(f"{where}: expected {_NAMES[kind]}; got {data!r:.60}")
+        return data
+
+
+_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _child(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else str(name)
+
+
+def _key_text(key, where: str) -> str:
+    """A dict key as JSON writes it: strings as they are, ints and floats as their text."""
+    if isinstance(key, bool) or not isinstance(key, (str, int, float)):
+        raise TypeError(f"{where or 'the record'}: dict keys must be strings or numbers; got {key!r}")
+    return key if isinstance(key, str) else repr(key)
+
+
+def _key_value(kind, text: str, where: str):
+    if kind is str or kind is Any:
+        return text
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{where}: key {text!r} is not {_NAMES.get(kind, kind)}") from None

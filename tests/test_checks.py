@@ -1,0 +1,52 @@
+"""Tests of maskdiff_tutor._checks: the one check of a number in a range and the one check of a
+mask id, whose messages every module's bad-input errors share."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from maskdiff_tutor._checks import check_mask_id, check_number, check_positive_int
+
+
+@pytest.mark.parametrize("value, limits, allowed", [
+    (-1, {"at_least": 0}, "a finite number >= 0"),
+    (0, {"above": 0}, "a finite number > 0"),
+    (1, {"at_least": 0, "below": 1}, "a finite number in [0, 1)"),
+    (0, {"above": 0, "at_most": 1}, "a finite number in (0, 1]"),
+    (2.5, {"at_most": 2}, "a finite number <= 2"),
+    (math.nan, {}, "a finite number"),
+    (math.inf, {"at_least": 0}, "a finite number >= 0"),
+    (True, {}, "a finite number"),
+    ("1", {}, "a finite number"),
+    (1.5, {"integer": True, "at_least": 1}, "an int >= 1"),
+    (0, {"integer": True, "at_least": 1}, "an int >= 1"),
+])
+def test_a_number_outside_its_range_is_named_with_the_allowed_values(value, limits, allowed):
+    with pytest.raises(ValueError, match=f"^{re.escape(f'x must be {allowed}; got {value!r}')}$"):
+        check_number("x", value, **limits)
+
+
+def test_a_number_in_range_is_returned_as_it_is():
+    assert check_number("x", 0, at_least=0, below=1) == 0
+    assert check_number("x", np.float64(0.5), above=0, at_most=1) == 0.5
+    assert check_number("x", np.int64(3), integer=True, at_least=1) == 3
+    assert check_positive_int("steps", 5) == 5
+
+
+def test_the_meaning_is_added_in_parentheses():
+    with pytest.raises(ValueError, match=r"^eta must be a finite number in \[0, 1\) \(the remasking probability\); "
+                                         r"got 1.5$"):
+        check_number("eta", 1.5, at_least=0, below=1, meaning="the remasking probability")
+
+
+def test_a_mask_id_is_an_int_in_the_vocabulary():
+    assert check_mask_id(3, 4) == 3 and check_mask_id(10**6) == 10**6
+    with pytest.raises(ValueError, match=r"^mask_id must be an int in \[0, 3\] \(vocab_size = 4\); got 4$"):
+        check_mask_id(4, 4)
+    for bad in (-1, True, 1.0, "3"):
+        with pytest.raises(ValueError, match=r"^mask_id must be a non-negative int \(the mask token's id\)"):
+            check_mask_id(bad, 4)

@@ -1,0 +1,207 @@
+"""Tests of maskdiff_tutor.records (typed records as strict JSON) and of the typed result envelope
+(experiments.result): round trips, every kind of field, non-finite values, and the refusals that
+name the place, the experiment and the schema."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+
+from maskdiff_tutor.experiments.result import Environment, ExperimentResult
+from maskdiff_tutor.records import from_json, non_finite_places, to_json
+
+
+@dataclass(frozen=True)
+class Row:
+    k: int
+    ppl: float
+    label: str = "x"
+
+
+@dataclass(frozen=True)
+class Tree:
+    rows: list[Row]
+    by_k: dict[int, Row]
+    by_eta: dict[float, float]
+    maybe: float | None
+    pair: tuple[int, str]
+    many: tuple[float, ...]
+    flags: list[bool]
+    free: dict = field(default_factory=dict)
+
+
+TREE = Tree(rows=[Row(1, 2.5), Row(2, 3.0, "y")], by_k={1: Row(1, 2.5), 8: Row(8, 9.0)}, by_eta={0.0: 1.0, 0.4: 2.0},
+            maybe=None, pair=(3, "AB"), many=(1.0, 2.0), flags=[True, False], free={"a": [1, {"b": None}]})
+
+
+def test_a_tree_of_records_round_trips_through_json():
+    data = to_json(TREE)
+    assert data["by_k"] == {"1": {"k": 1, "ppl": 2.5, "label": "x"}, "8": {"k": 8, "ppl": 9.0, "label": "x"}}
+    assert data["by_eta"] == {"0.0": 1.0, "0.4": 2.0}
+    assert from_json(Tree, json.loads(json.dumps(data, allow_nan=False))) == TREE
+
+
+def test_tensors_and_numpy_values_become_plain_json():
+    data = to_json({"t": torch.tensor([[0.5, 0.25]], dtype=torch.float64), "s": torch.tensor(1.5),
+                    "f": np.float64(0.125), "i": np.int64(7)})
+    assert data == {"t": [[0.5, 0.25]], "s": 1.5, "f": 0.125, "i": 7}
+    assert type(data["i"]) is int
+
+
+def test_an_int_is_read_as_a_float_but_not_the_other_way():
+    assert from_json(Row, {"k": 1, "ppl": 3}) == Row(1, 3.0)
+    with pytest.raises(ValueError, match=r"^k: expected an integer; got 1.5$"):
+        from_json(Row, {"k": 1.5, "ppl": 3})
+
+
+@pytest.mark.parametrize("data, error", [
+    ({"k": True, "ppl": 1.0}, r"^k: expected an integer; got True$"),
+    ({"k": 1, "ppl": "abc"}, r"^ppl: expected a number; got 'abc'$"),
+    ({"k": 1, "ppl": None}, r"^ppl: expected a number; got None$"),
+    ({"k": 1}, r"^Row: missing field 'ppl' of Row$"),
+    ({"k": 1, "ppl": 1.0, "extra": 2}, r"^Row: unknown field\(s\) \['extra'\] for Row \(its fields: "),
+    ([1, 2], r"^: expected an object \(Row\); got \[1, 2\]$"),
+])
+def test_a_value_that_does_not_fit_is_named_by_its_place(data, error):
+    with pytest.raises(ValueError, match=error):
+        from_json(Row, data)
+
+
+def test_the_place_of_a_nested_misfit_is_a_path():
+    data = to_json(TREE)
+    data["rows"][1]["ppl"] = "bad"
+    with pytest.raises(ValueError, match=r"^rows\[1\]\.ppl: expected a number; got 'bad'$"):
+        from_json(Tree, data)
+    data = to_json(TREE)
+    data["by_k"]["one"] = data["by_k"].pop("1")
+    with pytest.raises(ValueError, match=r"^by_k: key 'one' is not an integer$"):
+        from_json(Tree, data)
+    data = to_json(TREE)
+    data["pair"] = [3]
+    with pytest.raises(ValueError, match=r"^pair: expected a list of 2 values; got 1$"):
+        from_json(Tree, data)
+
+
+def test_non_finite_floats_are_null_and_restored_from_their_places():
+    found = []
+    data = to_json({"ppl": [1.5, math.nan, math.inf], "x": -math.inf}, "metrics", found)
+    assert data == {"ppl": [1.5, None, None], "x": None}
+    assert found == ["metrics.ppl[1]: nan", "metrics.ppl[2]: inf", "metrics.x: -inf"]
+    places = non_finite_places(found)
+    values = from_json(list[float], [1.5, None, None], "metrics.ppl", places)
+    assert values[0] == 1.5 and math.isnan(values[1]) and values[2] == math.inf
+
+
+def test_what_json_cannot_hold_is_refused_with_its_place():
+    with pytest.raises(TypeError, match=r"^a\.b: cannot store object in a JSON result$"):
+        to_json({"b": object()}, "a")
+    with pytest.raises(TypeError, match=r"dict keys must be strings or numbers; got \(1, 2\)"):
+        to_json({(1, 2): 1.0})
+
+
+# --- the typed envelope ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DemoConfig:
+    samples: int
+
+
+@dataclass(frozen=True)
+class DemoMetrics:
+    ppl: dict[int, float]
+    best: Row
+
+
+@dataclass(frozen=True)
+class DemoResult(ExperimentResult):
+    EXPERIMENT = "demo_records"
+    config: DemoConfig
+    metrics: DemoMetrics
+    curves: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class OtherResult(ExperimentResult):
+    EXPERIMENT = "other_records"
+    config: DemoConfig
+    metrics: DemoMetrics
+    curves: dict[str, list[float]]
+
+
+def _demo(**ppl) -> DemoResult:
+    env = Environment.now(torch.device("cpu"), started=0.0)
+    return DemoResult("ci", 3, DemoConfig(10), DemoMetrics({1: 4.5, 8: ppl.get("eight", 20.0)}, Row(1, 4.5)),
+                      {"loss": [3.0, 2.0]}, env)
+
+
+def test_a_typed_result_saves_and_loads_equal(tmp_path):
+    result = _demo()
+    path = result.save(tmp_path / "deep" / "r.json")
+    assert path.read_text().endswith("\n")
+    loaded = DemoResult.load(path)
+    assert loaded == result and loaded.metrics.ppl[8] == 20.0 and loaded.metrics.best.k == 1
+    stored = json.loads(path.read_text())
+    assert list(stored)[:4] == ["experiment", "schema", "scale", "seed"]
+    assert stored["experiment"] == "demo_records" and stored["schema"] == DemoResult.SCHEMA
+
+
+def test_a_non_finite_metric_reads_back_as_it_was(tmp_path):
+    path = _demo(eight=math.nan).save(tmp_path / "r.json")
+    text = path.read_text()
+    assert "NaN" not in text
+    loaded = DemoResult.load(path)
+    assert math.isnan(loaded.metrics.ppl[8])
+    assert loaded.environment.non_finite_values == ("metrics.ppl.8: nan",)
+
+
+def test_a_file_of_another_experiment_is_refused_naming_both(tmp_path):
+    path = _demo().save(tmp_path / "r.json")
+    with pytest.raises(ValueError, match=rf"^{path} holds a result of experiment 'demo_records', not of "
+                                         r"'other_records'"):
+        OtherResult.load(path)
+
+
+def test_a_file_of_an_older_schema_is_refused_naming_both(tmp_path):
+    path = tmp_path / "r.json"
+    record = _demo().to_json()
+    del record["schema"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=rf"^{path} holds a result of 'demo_records' written under schema 1 .*"
+                                         rf"this version reads schema {DemoResult.SCHEMA} of 'demo_records'"):
+        DemoResult.load(path)
+
+
+@pytest.mark.parametrize("text, error", [
+    (None, r"no such file \(expected an experiment result\)"),
+    ("{not json", r"not readable as an experiment result \(JSONDecodeError"),
+    ("[1, 2]", r"a result is a JSON object; got list"),
+    ('{"experiment": "x"}', r"not an experiment result \(experiment 'x'; results are of "),
+])
+def test_a_file_that_is_not_a_result_is_named_in_the_error(tmp_path, text, error):
+    path = tmp_path / "r.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ValueError, match=rf"^{path}: {error}"):
+        ExperimentResult.load(path)
+
+
+def test_a_field_of_the_wrong_kind_is_named_with_the_file(tmp_path):
+    path = tmp_path / "r.json"
+    record = _demo().to_json()
+    record["metrics"]["ppl"]["8"] = "twenty"
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=rf"^{path}: metrics\.ppl\.8: expected a number; got 'twenty'$"):
+        DemoResult.load(path)
+
+
+def test_the_environment_names_the_hardware():
+    env = Environment.now(torch.device("cpu"), started=0.0)
+    assert env.device == "cpu" and env.torch == torch.__version__ and env.numpy == np.__version__
+    assert env.wall_seconds > 0 and env.hardware.startswith("CPU (")
+    gpu = Environment(**{**env.__dict__, "gpu": "NVIDIA H100 80GB HBM3"})
+    assert gpu.hardware == "NVIDIA H100 80GB HBM3"
