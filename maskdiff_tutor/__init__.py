@@ -29,6 +29,8 @@ Modules (one concept of the paper each):
 - ``corpus``           real text: local files or Hugging Face datasets, char and BPE tokenizers
 - ``device``           device choice and seeding, in one place
 - ``claims``           the paper's 16 claims, one verdict each, rendered in every chapter
+- ``records``          typed records as strict JSON: how results are saved and read back
+- ``files``            the one atomic writer (results, checkpoints) and the JSON reader
 - ``experiments``      one module per experiment: run(scale=..., device=..., seed=...)
 """
 
@@ -40,7 +42,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
                "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "decoding", "decoders", "corpus",
-               "device", "claims", "claim_registry", "experiments", "notebook")
+               "device", "claims", "claim_registry", "experiments", "notebook", "records", "files")
 
 __all__ = ["__version__", *_SUBMODULES]
 
