@@ -1,16 +1,23 @@
 """Argument checks shared by the modules: each failure is a ValueError that names the
-argument and says which values are allowed."""
+argument and says which values are allowed.
+
+torch is imported by the checks of tensors only, so that the pure-numpy modules (``zipf``,
+``assumptions``) can check their numbers without loading it."""
 
 from __future__ import annotations
 
 import math
 import numbers
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def check_times(name: str, t) -> torch.Tensor:
     """Return ``t`` as a float64 tensor, or raise if any value lies outside [0, 1]."""
+    import torch
+
     t = torch.as_tensor(t, dtype=torch.float64)
     if torch.isnan(t).any() or (t < 0).any() or (t > 1).any():
         bad = t[torch.isnan(t) | (t < 0) | (t > 1)].flatten()[0].item()
@@ -30,6 +37,8 @@ def check_tokens(name: str, x: torch.Tensor, vocab_size: int | None, mask_id: in
     [0, vocab_size) (no upper limit where ``vocab_size`` is None), and, where ``allow_mask`` is
     False, no mask token; and unless ``mask_id`` is a non-negative int, inside the vocabulary
     where it is known."""
+    import torch
+
     if not isinstance(x, torch.Tensor) or x.dtype != torch.int64:
         raise ValueError(f"{name} must be a torch.long (int64) tensor of token ids; got {type(x).__name__}"
                          + (f" of dtype {x.dtype} (convert it with .long())" if isinstance(x, torch.Tensor) else ""))
@@ -90,8 +99,26 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     return check_number(name, value, integer=True, at_least=minimum)
 
 
+def check_counts(name: str, values, minimum: int = 0):
+    """``values`` (an int or an array-like of ints, any shape) as an int64 numpy array, if every
+    value is an int >= ``minimum``; otherwise the first value that is not is named with its index,
+    in the words of ``check_number``: "k[1] must be an int >= 1; got 0"."""
+    import numpy as np
+
+    array = np.asarray(values)
+    integer = array.dtype.kind in "iu"
+    bad = array < minimum if integer else np.ones(array.shape, dtype=bool)  # other dtypes: look at each value
+    for index in np.argwhere(bad):
+        where = f"{name}[{', '.join(str(i) for i in index)}]" if array.ndim else name
+        value = array[tuple(index)]
+        check_number(where, value.item() if isinstance(value, np.generic) else value, integer=True, at_least=minimum)
+    return array.astype(np.int64)
+
+
 def check_logits(logits, x: torch.Tensor, mask_id: int) -> None:
     """A denoiser's output must be logits (B, L, V) for input x (B, L), with the mask an index into V."""
+    import torch
+
     if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or logits.shape[:2] != x.shape:
         raise ValueError(f"the denoiser must return logits of shape (B, L, V) with (B, L) = {tuple(x.shape)}; "
                          f"got {tuple(getattr(logits, 'shape', ()))}")
