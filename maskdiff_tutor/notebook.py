@@ -50,11 +50,14 @@ class Table:
         formats: a format spec per column name (e.g. ``{"floor": ".3f"}``); other values are shown
             with ``str``; None is shown as an empty cell.
         caption: a line above the table saying what it shows (settings, units), or None.
+        markdown: the cells are Markdown (MyST) text, e.g. with links to chapters: the table is
+            shown as a Markdown table, on a page and as text alike (the verdict tables).
     """
 
     def __init__(self, columns: list[str], rows: list[list], formats: dict | None = None,
-                 caption: str | None = None):
+                 caption: str | None = None, markdown: bool = False):
         self.columns, self.formats, self.caption = list(columns), dict(formats or {}), caption
+        self.markdown = markdown
         unknown = sorted(set(self.formats) - set(self.columns))
         if unknown:
             raise ValueError(f"formats name columns that do not exist: {unknown}; columns are {self.columns}")
@@ -89,7 +92,25 @@ class Table:
         values = [row[column] for row in self.rows if row[column] is not None]
         return bool(values) and all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in values)
 
-    def _repr_html_(self) -> str:
+    def _markdown(self) -> str:
+        """The table as a Markdown table ("|" inside a cell escaped), its caption above it."""
+        def line(values):
+            return "| " + " | ".join(" ".join(v.split()).replace("|", "\\|") for v in values) + " |"
+
+        lines = [self.caption, ""] if self.caption else []
+        lines += [line(self.columns), "|" + "---|" * len(self.columns), *(line(row) for row in self.cells())]
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str | None:
+        return self._markdown() if self.markdown else None
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Table) and (self.columns, self.cells(), self.caption, self.markdown) == (
+            other.columns, other.cells(), other.caption, other.markdown)
+
+    def _repr_html_(self) -> str | None:
+        if self.markdown:
+            return None
         import html
 
         align = ["right" if self._numeric(i) else "left" for i in range(len(self.columns))]
@@ -101,6 +122,8 @@ class Table:
                 f"<tbody>{body}</tbody></table></div>")
 
     def __repr__(self) -> str:
+        if self.markdown:
+            return self._markdown()
         cells, numeric = self.cells(), [self._numeric(i) for i in range(len(self.columns))]
         widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(self.columns)]
         lines = [self.caption] if self.caption else []

@@ -31,3 +31,15 @@ def test_ragged_rows_and_unknown_formats_are_refused():
         Table(["a", "b"], [[1, 2], [3]])
     with pytest.raises(ValueError, match=r"formats name columns that do not exist: \['c'\]"):
         Table(["a", "b"], [[1, 2]], {"c": ".2f"})
+
+
+def test_a_markdown_table_is_the_same_markdown_on_a_page_and_as_text():
+    from maskdiff_tutor.notebook import Table
+
+    table = Table(["claim", "verdict"], [["3 (3.2.2)", "holds:  exactly | always"], ["4", None]], markdown=True)
+    text = "| claim | verdict |\n|---|---|\n| 3 (3.2.2) | holds: exactly \\| always |\n| 4 |  |"
+    assert table._repr_markdown_() == text and repr(table) == text and table._repr_html_() is None
+    plain = Table(["claim"], [["3"]])
+    assert plain._repr_markdown_() is None and plain._repr_html_().startswith('<div class="result-table">')
+    assert table == Table(["claim", "verdict"], [["3 (3.2.2)", "holds:  exactly | always"], ["4", None]],
+                          markdown=True)
