@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import check_counts, check_number
 from .zipf import omegas, zipf_pmf
 
 
@@ -58,26 +59,20 @@ class Language:
         return len(self.conditionals)
 
 
-def _check_size(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
-
-
 def _check_position(lang: Language, n, minimum: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not minimum <= n <= lang.length:
-        raise ValueError(f"n must be an int in [{minimum}, {lang.length}] (the language has L = {lang.length}); got {n!r}")
+    check_number("n", n, integer=True, at_least=minimum, at_most=lang.length,
+                 meaning=f"the language has L = {lang.length}")
     return int(n)
 
 
 # ----------------------------------------------------------------------------- building languages
 
 
-def _zipf_rows(N: int, s: float, rankings: np.ndarray) -> np.ndarray:
-    """Rows (..., N) that put the Zipf probabilities on the given rankings (..., N): ranking[r] is
-    the token of rank r + 1."""
+def _zipf_rows(pmf: np.ndarray, rankings: np.ndarray) -> np.ndarray:
+    """Rows (..., N) that put the Zipf probabilities ``pmf`` (N,) on the given rankings (..., N):
+    ranking[r] is the token of rank r + 1."""
     rows = np.empty(rankings.shape, dtype=np.float64)
-    np.put_along_axis(rows, rankings, np.broadcast_to(zipf_pmf(s, N), rankings.shape), axis=-1)
+    np.put_along_axis(rows, rankings, np.broadcast_to(pmf, rankings.shape), axis=-1)
     return rows
 
 
@@ -87,7 +82,7 @@ def language_from_chain(P: np.ndarray, first: np.ndarray, length: int) -> Langua
     P, first = np.asarray(P, dtype=np.float64), np.asarray(first, dtype=np.float64)
     if P.ndim != 2 or P.shape[0] != P.shape[1] or first.shape != P.shape[:1]:
         raise ValueError(f"P must be (N, N) and first (N,); got {P.shape} and {first.shape}")
-    _check_size("length", length, 1)
+    check_number("length", length, integer=True, at_least=1)
     N = P.shape[0]
     conditionals = [first.copy()]
     for k in range(1, length):
@@ -105,8 +100,9 @@ def random_language(N: int, s: float, length: int, rng: np.random.Generator,
     serves every history (Assumption H); the lower ranks still depend on the whole history, so the
     language is not a first-order chain.
     """
-    N, length = _check_size("N", N, 2), _check_size("length", length, 1)
-    conditionals = [_zipf_rows(N, s, rng.permutation(N))]
+    pmf = zipf_pmf(s, N)  # (N,); checks s and N
+    check_number("length", length, integer=True, at_least=1)
+    conditionals = [_zipf_rows(pmf, rng.permutation(N))]
     for k in range(1, length):
         rankings = np.empty((N,) * (k + 1), dtype=np.int64)  # rankings[g, u] : ranking of T_(k+1)
         fixed = rng.permutation(N)
@@ -115,7 +111,7 @@ def random_language(N: int, s: float, length: int, rng: np.random.Generator,
             for u in range(N):
                 rest = rng.permutation(np.delete(np.arange(N), peaks[u]))
                 rankings[g + (u,)] = np.concatenate([[peaks[u]], rest])
-        conditionals.append(_zipf_rows(N, s, rankings))
+        conditionals.append(_zipf_rows(pmf, rankings))
     return Language(tuple(conditionals))
 
 
@@ -128,14 +124,14 @@ def peak_chaining_language(N: int, s: float, length: int, target: int = 0) -> La
     that sends the likely token :math:`u = m(h)` to ``target``. Every conditional is Zipf(s) (Assumption 3) with
     ``target`` ranked second wherever it is not the peak, the other tokens in increasing order.
     """
-    N, length = _check_size("N", N, 2), _check_size("length", length, 1)
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= target < N:
-        raise ValueError(f"target must be a token id in [0, {N - 1}]; got {target!r}")
+    pmf = zipf_pmf(s, N)  # (N,); checks s and N
+    check_number("length", length, integer=True, at_least=1)
+    check_number("target", target, integer=True, at_least=0, at_most=N - 1, meaning="a token id")
     rankings = np.empty((N, N), dtype=np.int64)  # rankings[m]: ranking of a conditional with peak m
     for m in range(N):
         second = [target] if m != target else []
         rankings[m] = [m, *second, *(v for v in range(N) if v not in (m, target))]
-    rows = _zipf_rows(N, s, rankings)  # (N, N)
+    rows = _zipf_rows(pmf, rankings)  # (N, N)
     peaks = np.array(target)  # m(h) for the empty history
     conditionals = [rows[peaks]]
     for _ in range(1, length):
@@ -249,9 +245,7 @@ def full_history_bound(n, s: float, N: int) -> np.ndarray:
     r"""The best bound on :math:`\max_v P(T_n = v \mid \text{prompt})` that Assumptions 3-4 with
     the full history give: :math:`\omega_1` at :math:`n = 1`, :math:`\omega_2 + (\omega_1 - \omega_2)\, \omega_1`
     at every :math:`n \ge 2`."""
-    n = np.asarray(n)
-    if n.dtype.kind not in "iu" or (n < 1).any():
-        raise ValueError(f"n must be integers >= 1; got {n!r}")
+    n = check_counts("n", n, 1)
     omega1, omega2 = omegas(s, N)
     # omega1 at n = 1, omega2 + (omega1 - omega2) omega1 for n >= 2     [eq-full-history-bound]
     return np.where(n == 1, omega1, omega2 + (omega1 - omega2) * omega1)

@@ -7,6 +7,10 @@ in [0, V) and differ from ``mask_id``.
 
 Times ``s`` and ``t`` are floats (one time for the batch) or tensors of shape (B,) (one time
 per sequence), with :math:`0 \le s \le t \le 1`.
+
+Each public function checks its arguments once. ``_sample_xt`` and ``_forward_probs`` are the same
+computations for arguments already checked: the NELBO estimators, the training losses and the oracle,
+which check their inputs where they enter, call them.
 """
 
 from __future__ import annotations
@@ -19,23 +23,26 @@ from .clean_distribution import clean_probs
 from .schedules import Schedule
 
 
-def _per_sequence(name: str, t, x: torch.Tensor) -> torch.Tensor:
-    """Check times and shape them to broadcast against x (B, L): () or (B, 1)."""
+def _check_per_sequence(name: str, t, x: torch.Tensor) -> torch.Tensor:
+    """Check times: one for the batch or one per sequence of x (B, L); return them as float64 () or (B,)."""
     t = check_times(name, t)
-    if t.ndim == 0:
+    if t.ndim == 0 or (t.ndim == 1 and t.shape[0] == x.shape[0]):
         return t
-    if t.ndim == 1 and t.shape[0] == x.shape[0]:
-        return t.view(-1, *([1] * (x.ndim - 1)))  # (B, 1)
     raise ValueError(f"{name} must be a float or a tensor of shape (B,) = ({x.shape[0]},); got shape {tuple(t.shape)}")
 
 
-def _alphas_between(name: str, x: torch.Tensor, s, t, schedule: Schedule, mask_id: int, vocab_size: int):
-    """Check the tokens x (B, L) and the times s <= t; return alpha_s and alpha_t shaped to broadcast."""
-    check_mask_id(mask_id, vocab_size)
+def _per_sequence(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Checked times () or (B,) shaped to broadcast against x (B, L): () or (B, 1)."""
+    return t if t.ndim == 0 else t.view(-1, *([1] * (x.ndim - 1)))
+
+
+def _checked_alphas(name: str, x: torch.Tensor, s, t, schedule: Schedule, mask_id: int, vocab_size: int):
+    """Check the tokens x (B, L), the mask id and the times s <= t; return alpha_s and alpha_t shaped to
+    broadcast: () or (B, 1)."""
     check_tokens(name, x, vocab_size, mask_id, allow_mask=True)
-    s_, t_ = _per_sequence("s", s, x), _per_sequence("t", t, x)
+    s_, t_ = _check_per_sequence("s", s, x), _check_per_sequence("t", t, x)
     check_time_order(s_, t_)
-    return schedule.alpha(s_), schedule.alpha(t_)
+    return schedule._alpha(_per_sequence(s_, x)), schedule._alpha(_per_sequence(t_, x))
 
 
 def sample_xt(x0: torch.Tensor, t, schedule: Schedule, mask_id: int,
@@ -51,10 +58,16 @@ def sample_xt(x0: torch.Tensor, t, schedule: Schedule, mask_id: int,
         generator: the source of randomness (seed it for repeatable draws).
     """
     check_tokens("x0", x0, vocab_size=None, mask_id=mask_id, allow_mask=False)
+    return _sample_xt(x0, _check_per_sequence("t", t, x0), schedule, mask_id, generator)
+
+
+def _sample_xt(x0: torch.Tensor, t: torch.Tensor, schedule: Schedule, mask_id: int,
+               generator: torch.Generator | None) -> torch.Tensor:
+    """``sample_xt`` for checked arguments: t float64 () or (B,) in [0, 1]."""
     # draw on the generator's device in float64 (a CPU generator gives CPU and GPU runs the same
     # masks, and MPS has no float64); only the boolean mask moves to x0's device
     noise_device = generator.device if generator is not None else x0.device
-    alpha_t = schedule.alpha(_per_sequence("t", t, x0)).to(noise_device)  # () or (B, 1)
+    alpha_t = schedule._alpha(_per_sequence(t, x0)).to(noise_device)  # () or (B, 1)
     u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=noise_device)  # (B, L)
     # q(x_t | x_0) = Cat(x_t; alpha_t x_0 + (1 - alpha_t) m)     [eq-3]
     masked = (u < 1 - alpha_t).to(x0.device)  # (B, L)
@@ -63,9 +76,14 @@ def sample_xt(x0: torch.Tensor, t, schedule: Schedule, mask_id: int,
 
 def forward_probs(x0: torch.Tensor, t, schedule: Schedule, mask_id: int, vocab_size: int) -> torch.Tensor:
     r""":math:`q(x_t \mid x_0)` as probability vectors (B, L, V) (Eq. 3)."""
-    check_mask_id(mask_id, vocab_size)
     check_tokens("x0", x0, vocab_size, mask_id, allow_mask=False)
-    alpha_t = schedule.alpha(_per_sequence("t", t, x0)).unsqueeze(-1)  # () or (B, 1, 1)
+    return _forward_probs(x0, _check_per_sequence("t", t, x0), schedule, mask_id, vocab_size)
+
+
+def _forward_probs(x0: torch.Tensor, t: torch.Tensor, schedule: Schedule, mask_id: int,
+                   vocab_size: int) -> torch.Tensor:
+    """``forward_probs`` for checked arguments: t float64 () or (B,) in [0, 1]."""
+    alpha_t = schedule._alpha(_per_sequence(t, x0)).unsqueeze(-1)  # () or (B, 1, 1)
     onehot = F.one_hot(x0, vocab_size).double()  # (B, L, V)
     mask = F.one_hot(torch.tensor(mask_id), vocab_size).double()  # (V,)
     # alpha_t x_0 + (1 - alpha_t) m     [eq-3]
@@ -77,7 +95,7 @@ def transition_probs(x_s: torch.Tensor, s, t, schedule: Schedule, mask_id: int, 
 
     A mask stays a mask; an unmasked token survives with probability :math:`\alpha_t / \alpha_s`.
     """
-    alpha_s, alpha_t = _alphas_between("x_s", x_s, s, t, schedule, mask_id, vocab_size)
+    alpha_s, alpha_t = _checked_alphas("x_s", x_s, s, t, schedule, mask_id, vocab_size)
     if (alpha_s == 0).any():
         raise ValueError("s must satisfy alpha(s) > 0: from a fully masked state the transition is the identity")
     keep = (alpha_t / alpha_s).unsqueeze(-1)  # () or (B, 1, 1)
@@ -94,12 +112,12 @@ def posterior_probs(x_t: torch.Tensor, x0: torch.Tensor, s, t, schedule: Schedul
     An unmasked :math:`x_t` stays as it is. A masked :math:`x_t` is revealed as :math:`x_0` with probability
     :math:`(\alpha_s - \alpha_t) / (1 - \alpha_t)` and stays masked otherwise.
     """
-    check_mask_id(mask_id, vocab_size)
     check_tokens("x0", x0, vocab_size, mask_id, allow_mask=False)
     check_same_shape("x_t", x_t, "x0", x0)
     if ((x_t != mask_id) & (x_t != x0)).any():
         raise ValueError("x_t is not reachable from x0: an unmasked token of x_t differs from x0")
-    return _reveal(x_t, F.one_hot(x0, vocab_size).double(), s, t, schedule, mask_id, vocab_size)
+    alpha_s, alpha_t = _checked_alphas("x_t", x_t, s, t, schedule, mask_id, vocab_size)
+    return _reveal(x_t, F.one_hot(x0, vocab_size).double(), alpha_s, alpha_t, mask_id, vocab_size)
 
 
 def reverse_probs(x_t: torch.Tensor, x0_probs: torch.Tensor, s, t, schedule: Schedule, mask_id: int) -> torch.Tensor:
@@ -111,7 +129,8 @@ def reverse_probs(x_t: torch.Tensor, x0_probs: torch.Tensor, s, t, schedule: Sch
     vocab_size = x0_probs.shape[-1]
     if (x0_probs[..., mask_id].abs() > 1e-12).any():
         raise ValueError("x0_probs must put zero probability on mask_id (apply denoiser_probs to the logits)")
-    return _reveal(x_t, x0_probs.double(), s, t, schedule, mask_id, vocab_size)
+    alpha_s, alpha_t = _checked_alphas("x_t", x_t, s, t, schedule, mask_id, vocab_size)
+    return _reveal(x_t, x0_probs.double(), alpha_s, alpha_t, mask_id, vocab_size)
 
 
 def _check_x0_probs(x0_probs: torch.Tensor, x_t: torch.Tensor, mask_id: int) -> None:
@@ -122,9 +141,8 @@ def _check_x0_probs(x0_probs: torch.Tensor, x_t: torch.Tensor, mask_id: int) -> 
     check_mask_id(mask_id, x0_probs.shape[-1])
 
 
-def _reveal(x_t, x0_probs, s, t, schedule, mask_id, vocab_size):
-    """Shared body of Eq. 5 and Eq. 6."""
-    alpha_s, alpha_t = _alphas_between("x_t", x_t, s, t, schedule, mask_id, vocab_size)
+def _reveal(x_t, x0_probs, alpha_s, alpha_t, mask_id, vocab_size):
+    """Shared body of Eq. 5 and Eq. 6, for checked arguments."""
     if (alpha_t == 1).any():
         raise ValueError("t must satisfy alpha(t) < 1 (t > 0): at t = 0 nothing is masked")
     # probability of revealing a masked token between t and s
@@ -160,7 +178,7 @@ def reverse_kl(x_t: torch.Tensor, x0: torch.Tensor, x0_probs: torch.Tensor, s, t
     _check_x0_probs(x0_probs, x_t, mask_id)
     vocab_size = x0_probs.shape[-1]
     check_tokens("x0", x0, vocab_size, mask_id, allow_mask=False)
-    alpha_s, alpha_t = _alphas_between("x_t", x_t, s, t, schedule, mask_id, vocab_size)
+    alpha_s, alpha_t = _checked_alphas("x_t", x_t, s, t, schedule, mask_id, vocab_size)
     log_p_x0 = torch.log(x0_probs.double().gather(-1, x0.unsqueeze(-1)).squeeze(-1))  # (B, L)
     # KL = (alpha_s - alpha_t) / (1 - alpha_t) * (-log <x_theta(x_t), x_0>) at masked positions     [eq-7]
     return torch.where(x_t == mask_id, -(alpha_s - alpha_t) / (1 - alpha_t) * log_p_x0, torch.zeros_like(log_p_x0))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_positive_int
+from ._checks import check_number, check_positive_int
 from .zipf import zipf_pmf
 
 
@@ -61,8 +61,7 @@ def with_end_of_text(P: torch.Tensor, eos_id: int) -> torch.Tensor:
     not Zipf, so Assumption 3 no longer holds for it.
     """
     _check_transition(P)
-    if not isinstance(eos_id, int) or not 0 <= eos_id < P.shape[0]:
-        raise ValueError(f"eos_id must be a token id in [0, {P.shape[0] - 1}]; got {eos_id!r}")
+    check_number("eos_id", eos_id, integer=True, at_least=0, at_most=P.shape[0] - 1, meaning="a token id")
     Q = P.clone()
     Q[eos_id] = 0.0
     Q[eos_id, eos_id] = 1.0
@@ -71,7 +70,8 @@ def with_end_of_text(P: torch.Tensor, eos_id: int) -> torch.Tensor:
 
 def _check_transition(P: torch.Tensor) -> None:
     if not isinstance(P, torch.Tensor) or P.ndim != 2 or P.shape[0] != P.shape[1] or P.shape[0] < 2:
-        raise ValueError(f"P must be a square transition matrix (V, V) with V >= 2; got {tuple(getattr(P, 'shape', ()))}")
+        raise ValueError(f"P must be a square transition matrix (V, V) with V >= 2; "
+                         f"got {tuple(getattr(P, 'shape', ()))}")
     if (P < 0).any() or not torch.allclose(P.sum(-1), torch.ones(P.shape[0], dtype=P.dtype), atol=1e-9):
         raise ValueError("P must have non-negative rows that sum to 1")
 
@@ -135,14 +135,15 @@ def fall_distance(curve, floor: float, fraction: float) -> int:
     ``fraction`` of its fall from :math:`n = 1` to ``floor``:
     :math:`\mathtt{curve}[n] - \mathtt{floor} \le (1 - \mathtt{fraction})\, (\mathtt{curve}[1] - \mathtt{floor})`.
     Raises if the curve given is too short to get there."""
-    if not (isinstance(fraction, float) and 0 < fraction < 1):
-        raise ValueError(f"fraction must be a float in (0, 1); got {fraction!r}")
+    check_number("fraction", fraction, above=0, below=1, meaning="the share of the fall")
     curve = torch.as_tensor(curve, dtype=torch.float64)
     if curve.ndim != 1 or len(curve) < 2:
-        raise ValueError(f"curve must be a 1-d sequence over n = 0, 1, ... with at least 2 entries; got {tuple(curve.shape)}")
+        raise ValueError(f"curve must be a 1-d sequence over n = 0, 1, ... with at least 2 entries; "
+                         f"got {tuple(curve.shape)}")
     left = curve[1:] - floor <= (1 - fraction) * (curve[1] - floor)  # (n_max,)
     if not left.any():
-        raise ValueError(f"the curve does not cover {fraction} of its fall within n <= {len(curve) - 1}; give a longer curve")
+        raise ValueError(f"the curve does not cover {fraction} of its fall within n <= {len(curve) - 1}; "
+                         f"give a longer curve")
     return int(left.nonzero()[0]) + 1
 
 
@@ -249,7 +250,8 @@ class ChainDenoiser:
         if x_t.ndim != 2 or x_t.shape[1] > self.max_len:
             raise ValueError(f"x_t must have shape (B, L) with L <= max_len = {self.max_len}; got {tuple(x_t.shape)}")
         if x_t.numel() and (x_t.min() < 0 or x_t.max() > self.mask_id):
-            raise ValueError(f"x_t holds ids outside [0, {self.mask_id}] (tokens 0..{self.vocab_size - 1}, mask {self.mask_id})")
+            raise ValueError(f"x_t holds ids outside [0, {self.mask_id}] (tokens 0..{self.vocab_size - 1}, "
+                             f"mask {self.mask_id})")
         B, L = x_t.shape
         powers, position_marginals = self._on(x_t.device)
         pos = torch.arange(L, device=x_t.device).expand(B, L)  # (B, L)

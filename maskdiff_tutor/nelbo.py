@@ -18,20 +18,23 @@ Three kinds of functions:
 
 Both need :math:`\alpha(0) = 1` and :math:`\alpha(1) = 0`: then the reconstruction and prior terms vanish and the
 NELBO is the diffusion term alone.
+
+Each public function checks its arguments where they enter; what it calls then trusts them (the private
+``_name`` variants and the schedule's ``_alpha``, ``_weight``).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
 from ._checks import check_logits, check_positive_int, check_tokens
-from .forward_process import denoiser_probs, sample_xt
+from .forward_process import _sample_xt, denoiser_probs
 from .schedules import Schedule
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]
@@ -59,6 +62,11 @@ def sample_times(batch_size: int, generator: torch.Generator | None = None, anti
     times (on the toy of the book it removes no measurable part). Otherwise B independent draws.
     """
     check_positive_int("batch_size", batch_size)
+    return _sample_times(batch_size, generator, antithetic)
+
+
+def _sample_times(batch_size: int, generator: torch.Generator | None, antithetic: bool) -> torch.Tensor:
+    """``sample_times`` for a checked batch size."""
     if antithetic:
         u = torch.rand((), generator=generator, dtype=torch.float64)
         offsets = torch.arange(batch_size, dtype=torch.float64) / batch_size  # (B,)
@@ -66,19 +74,19 @@ def sample_times(batch_size: int, generator: torch.Generator | None = None, anti
     return 1 - torch.rand(batch_size, generator=generator, dtype=torch.float64)
 
 
-def _check(x0: torch.Tensor, schedule: Schedule, mask_id: int) -> None:
+def _check_x0(x0: torch.Tensor, mask_id: int) -> None:
+    """x0 must be a batch of clean token ids (B, L) with B >= 1, and mask_id a valid id."""
     check_tokens("x0", x0, None, mask_id, allow_mask=False)
-    if x0.ndim != 2:
-        raise ValueError(f"x0 must have shape (B, L); got {tuple(x0.shape)}")
-    if float(schedule.alpha(0.0)) != 1.0 or float(schedule.alpha(1.0)) != 0.0:
+    if x0.ndim != 2 or x0.shape[0] == 0:
+        raise ValueError(f"x0 must have shape (B, L) with B >= 1; got {tuple(x0.shape)}")
+
+
+def _check_schedule(schedule: Schedule) -> None:
+    """The NELBO is its diffusion term alone only where alpha(0) = 1 and alpha(1) = 0."""
+    alpha_0, alpha_1 = (float(schedule._alpha(torch.tensor(t, dtype=torch.float64))) for t in (0.0, 1.0))
+    if alpha_0 != 1.0 or alpha_1 != 0.0:
         raise ValueError(f"schedule must satisfy alpha(0) = 1 and alpha(1) = 0 for the NELBO to reduce to its "
-                         f"diffusion term; {schedule!r} has alpha(1) = {float(schedule.alpha(1.0)):.3g}")
-
-
-def _repeat(x0: torch.Tensor, samples: int) -> torch.Tensor:
-    """x0 (B, L) repeated ``samples`` times: (S B, L), draw s of sequence b at row s B + b."""
-    check_positive_int("samples", samples)
-    return x0.repeat(samples, 1)  # (S B, L)
+                         f"diffusion term; {schedule!r} has alpha(0) = {alpha_0:.3g} and alpha(1) = {alpha_1:.3g}")
 
 
 def _estimate(per_token, nll, weight, t, x_t, batch: int, samples: int) -> NelboEstimate:
@@ -113,13 +121,15 @@ def continuous_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, m
     parts have :math:`S B` rows (draw s of sequence b at row :math:`s B + b`). ``antithetic`` spreads the
     :math:`S B` times evenly.
     """
-    _check(x0, schedule, mask_id)
+    _check_x0(x0, mask_id)
+    _check_schedule(schedule)
+    check_positive_int("samples", samples)
     batch = x0.shape[0]
-    x0 = _repeat(x0, samples)  # (S B, L)
-    t = sample_times(x0.shape[0], generator, antithetic)  # (S B,)
-    x_t = sample_xt(x0, t, schedule, mask_id, generator)  # (S B, L)
+    x0 = x0.repeat(samples, 1)  # (S B, L): draw s of sequence b at row s B + b
+    t = _sample_times(x0.shape[0], generator, antithetic)  # (S B,)
+    x_t = _sample_xt(x0, t, schedule, mask_id, generator)  # (S B, L)
     nll = _masked_nll(denoiser, x_t, x0, mask_id)  # (S B, L)
-    weight = schedule.weight(t)  # (S B,)
+    weight = schedule._weight(t)  # (S B,)
     # w(t) sum_l 1[x_t^l = m] (-log p_theta(x_0^l | x_t)), one draw of Eq. 13     [eq-13]
     per_token = torch.where(x_t == mask_id, weight.unsqueeze(-1) * nll, torch.zeros_like(nll))  # (S B, L)
     return _estimate(per_token, nll, weight, t, x_t, batch, samples)
@@ -141,15 +151,17 @@ def count_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
     No schedule and no time are involved; ``t`` holds the masked fraction :math:`k / L`. ``samples`` and
     the shapes of the parts are as in ``continuous_nelbo``.
     """
-    check_tokens("x0", x0, None, mask_id, allow_mask=False)
-    if x0.ndim != 2 or x0.shape[1] == 0:
+    _check_x0(x0, mask_id)
+    if x0.shape[1] == 0:
         raise ValueError(f"x0 must have shape (B, L) with L >= 1; got {tuple(x0.shape)}")
+    check_positive_int("samples", samples)
     batch, seq_len = x0.shape
-    x0 = _repeat(x0, samples)  # (S B, L)
+    x0 = x0.repeat(samples, 1)  # (S B, L): draw s of sequence b at row s B + b
     noise_device = generator.device if generator is not None else torch.device("cpu")
     k = torch.randint(1, seq_len + 1, (x0.shape[0],), generator=generator, device=noise_device)  # (S B,)
     # the positions of the k smallest of L iid uniforms: k positions uniformly without replacement
-    rank = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=noise_device).argsort(-1).argsort(-1)  # (S B, L)
+    uniform = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=noise_device)  # (S B, L)
+    rank = uniform.argsort(-1).argsort(-1)  # (S B, L)
     masked = (rank < k.unsqueeze(-1)).to(x0.device)  # (S B, L), k True per row
     x_t = torch.where(masked, torch.full_like(x0, mask_id), x0)  # (S B, L)
     nll = _masked_nll(denoiser, x_t, x0, mask_id)  # (S B, L)
@@ -172,14 +184,15 @@ def t_step_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_
     with :math:`s(i) = (i - 1)/T` and :math:`t(i) = i/T`. One step i (uniform) and one :math:`x_t` per sequence; the
     sum over steps is estimated as T times the sampled term.
     """
-    _check(x0, schedule, mask_id)
+    _check_x0(x0, mask_id)
+    _check_schedule(schedule)
     check_positive_int("num_steps", num_steps)
-    u = sample_times(x0.shape[0], generator, antithetic)  # (B,) in (0, 1]
+    u = _sample_times(x0.shape[0], generator, antithetic)  # (B,) in (0, 1]
     step = torch.ceil(u * num_steps).clamp(1, num_steps)  # (B,) uniform on 1..T
     s, t = (step - 1) / num_steps, step / num_steps  # (B,), (B,)
-    x_t = sample_xt(x0, t, schedule, mask_id, generator)  # (B, L)
+    x_t = _sample_xt(x0, t, schedule, mask_id, generator)  # (B, L)
     nll = _masked_nll(denoiser, x_t, x0, mask_id)  # (B, L)
-    alpha_s, alpha_t = schedule.alpha(s), schedule.alpha(t)
+    alpha_s, alpha_t = schedule._alpha(s), schedule._alpha(t)
     # T * (alpha_s - alpha_t) / (1 - alpha_t): the sampled step stands for all T     [eq-10]
     weight = num_steps * (alpha_s - alpha_t) / (1 - alpha_t)  # (B,)
     per_token = weight.unsqueeze(-1) * nll  # (B, L)
@@ -217,13 +230,27 @@ def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_ste
       (\alpha_{s(i)} - \alpha_{t(i)}) / (1 - \alpha_{t(i)})`.
     """
     check_positive_int("seq_len", seq_len)
-    k = torch.arange(seq_len + 1, dtype=torch.float64)  # (L + 1,)
+    _check_weighting(schedule, num_steps, weighted)
+    return _pattern_coefficients(seq_len, schedule, num_steps, weighted)
+
+
+def _check_weighting(schedule: Schedule | None, num_steps: int | None, weighted: bool) -> None:
+    """The settings of ``pattern_coefficients`` that name a loss."""
     if num_steps is not None:
         if schedule is None or not weighted:
             raise ValueError("num_steps needs a schedule and weighted=True (the T-step NELBO has its own weights)")
         check_positive_int("num_steps", num_steps)
+    elif not weighted and schedule is None:
+        raise ValueError("weighted=False needs a schedule: the unweighted loss depends on it")
+
+
+def _pattern_coefficients(seq_len: int, schedule: Schedule | None, num_steps: int | None,
+                          weighted: bool) -> torch.Tensor:
+    """``pattern_coefficients`` for checked arguments."""
+    k = torch.arange(seq_len + 1, dtype=torch.float64)  # (L + 1,)
+    if num_steps is not None:
         i = torch.arange(1, num_steps + 1, dtype=torch.float64)  # (T,)
-        a_s, a_t = schedule.alpha((i - 1) / num_steps), schedule.alpha(i / num_steps)  # (T,), (T,)
+        a_s, a_t = schedule._alpha((i - 1) / num_steps), schedule._alpha(i / num_steps)  # (T,), (T,)
         term = (1 - a_t)[:, None] ** k * a_t[:, None] ** (seq_len - k) * ((a_s - a_t) / (1 - a_t))[:, None]  # (T, L+1)
         coeff = term.sum(0)
     elif weighted:
@@ -231,9 +258,8 @@ def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_ste
         coeff = torch.tensor([0.0] + [1 / (j * math.comb(seq_len, j)) for j in range(1, seq_len + 1)],
                              dtype=torch.float64)
     else:
-        if schedule is None:
-            raise ValueError("weighted=False needs a schedule: the unweighted loss depends on it")
-        coeff = torch.tensor([quad_unit_interval(lambda t: (1 - schedule.alpha(t)) ** j * schedule.alpha(t) ** (seq_len - j))
+        coeff = torch.tensor([quad_unit_interval(lambda t, j=j: (1 - schedule._alpha(t)) ** j
+                                                 * schedule._alpha(t) ** (seq_len - j))
                               for j in range(seq_len + 1)], dtype=torch.float64)
     coeff[0] = 0.0  # a pattern with no mask contributes no term
     return coeff
@@ -241,10 +267,18 @@ def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_ste
 
 def mask_patterns(seq_len: int) -> torch.Tensor:
     r"""All :math:`2^L` mask patterns as a boolean tensor ``(2^L, L)``, True where masked."""
+    _check_enumerable(seq_len)
+    return _mask_patterns(seq_len)
+
+
+def _check_enumerable(seq_len: int) -> None:
     check_positive_int("seq_len", seq_len)
     if seq_len > 16:
         raise ValueError(f"seq_len must be <= 16 for exact enumeration (2^L patterns); got {seq_len}")
-    return torch.tensor(list(itertools.product([False, True], repeat=seq_len)))
+
+
+def _mask_patterns(seq_len: int) -> torch.Tensor:
+    return torch.tensor(list(itertools.product([False, True], repeat=seq_len)))  # (2^L, L)
 
 
 def exact_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, schedule: Schedule | None = None,
@@ -255,21 +289,20 @@ def exact_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, schedule: Sc
     schedule; an integer gives the T-step NELBO (Eq. 10) under ``schedule``. ``weighted=False``
     gives the unweighted loss instead (not a bound; Section 3.2.1).
     """
-    _check_exact(x0, schedule, mask_id)
-    patterns = mask_patterns(x0.shape[1])  # (P, L)
-    coeff = pattern_coefficients(x0.shape[1], schedule, num_steps, weighted)[patterns.sum(-1)]  # (P,)
+    _check_exact(x0, mask_id, schedule)
+    _check_weighting(schedule, num_steps, weighted)
+    patterns = _mask_patterns(x0.shape[1])  # (P, L)
+    coeff = _pattern_coefficients(x0.shape[1], schedule, num_steps, weighted)[patterns.sum(-1)]  # (P,)
     # sum over patterns M of c_|M| sum_{l in M} -log p_theta(x_0^l | x_0 with M masked)
     return (coeff * _pattern_nlls(denoiser, x0, mask_id, patterns)).sum(-1)
 
 
-def _check_exact(x0: torch.Tensor, schedule: Schedule | None, mask_id: int) -> None:
+def _check_exact(x0: torch.Tensor, mask_id: int, schedule: Schedule | None) -> None:
     """Check the input of an exact (enumerating) computation; the schedule is optional there."""
+    _check_x0(x0, mask_id)
     if schedule is not None:
-        _check(x0, schedule, mask_id)
-    else:
-        check_tokens("x0", x0, None, mask_id, allow_mask=False)
-        if x0.ndim != 2:
-            raise ValueError(f"x0 must have shape (B, L); got {tuple(x0.shape)}")
+        _check_schedule(schedule)
+    _check_enumerable(x0.shape[1])
 
 
 def _pattern_nlls(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, patterns: torch.Tensor) -> torch.Tensor:
@@ -294,16 +327,22 @@ def second_moment_coefficients(seq_len: int, schedule: Schedule | None = None) -
       for :math:`k \ge 2` and the linear schedule :math:`d_k = B(k - 1, L - k + 1)`.
     """
     check_positive_int("seq_len", seq_len)
+    if schedule is not None:
+        _check_schedule(schedule)
+    return _second_moment_coefficients(seq_len, schedule)
+
+
+def _second_moment_coefficients(seq_len: int, schedule: Schedule | None) -> torch.Tensor:
+    """``second_moment_coefficients`` for checked arguments."""
     if schedule is None:
-        coeff = torch.tensor([0.0] + [seq_len / (k * k * math.comb(seq_len, k)) for k in range(1, seq_len + 1)],
-                             dtype=torch.float64)
-        return coeff
-    if float(schedule.alpha(0.0)) != 1.0 or float(schedule.alpha(1.0)) != 0.0:
-        raise ValueError(f"schedule must satisfy alpha(0) = 1 and alpha(1) = 0; {schedule!r} does not")
-    coeff = torch.tensor([0.0] + [quad_unit_interval(lambda t, k=k: schedule.weight(t) ** 2 * (1 - schedule.alpha(t)) ** k
-                                                     * schedule.alpha(t) ** (seq_len - k))
-                                  for k in range(1, seq_len + 1)], dtype=torch.float64)
-    if float(schedule.dalpha(0.0)) != 0.0:
+        return torch.tensor([0.0] + [seq_len / (k * k * math.comb(seq_len, k)) for k in range(1, seq_len + 1)],
+                            dtype=torch.float64)
+    def second_moment(k: int) -> float:  # int_0^1 w(t)^2 (1 - alpha_t)^k alpha_t^(L-k) dt
+        return quad_unit_interval(lambda t: schedule._weight(t) ** 2 * (1 - schedule._alpha(t)) ** k
+                                  * schedule._alpha(t) ** (seq_len - k))
+
+    coeff = torch.tensor([0.0] + [second_moment(k) for k in range(1, seq_len + 1)], dtype=torch.float64)
+    if float(schedule._dalpha(torch.tensor(0.0, dtype=torch.float64))) != 0.0:
         coeff[1] = math.inf  # int_0 -alpha'(0) / t dt diverges
     return coeff
 
@@ -318,12 +357,12 @@ def exact_estimator_variance(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
     ``second_moment_coefficients`` :math:`d_k` and ``pattern_coefficients`` :math:`c_k`. The variance is
     infinite where :math:`d_1` is and some single-mask pattern has :math:`S_M > 0`.
     """
-    _check_exact(x0, schedule, mask_id)
-    patterns = mask_patterns(x0.shape[1])  # (P, L)
+    _check_exact(x0, mask_id, schedule)
+    patterns = _mask_patterns(x0.shape[1])  # (P, L)
     k = patterns.sum(-1)  # (P,)
     nll = _pattern_nlls(denoiser, x0, mask_id, patterns)  # (B, P)
-    mean = (pattern_coefficients(x0.shape[1])[k] * nll).sum(-1)  # (B,)
-    d = second_moment_coefficients(x0.shape[1], schedule)[k]  # (P,)
+    mean = (_pattern_coefficients(x0.shape[1], None, None, True)[k] * nll).sum(-1)  # (B,)
+    d = _second_moment_coefficients(x0.shape[1], schedule)[k]  # (P,)
     # a pattern whose masked tokens cost nothing adds nothing, even where d_k is infinite
     second = torch.where(nll == 0, torch.zeros_like(nll), d * nll**2).sum(-1)  # (B,)
     return second - mean**2

@@ -8,6 +8,8 @@ parts, so the book can plot what the optimiser saw.
   :math:`w(t) \sum_{l \text{ masked}} -\log p_\theta(x_0^l \mid x_t)` divided by the number of tokens.
 - ``masked_diffusion_loss(weighted=False)``: the same cross-entropy without :math:`w(t)`, the
   "unweighted" objective; not a bound, same optimum (Section 3.2.1).
+
+``masked_diffusion_loss`` checks its batch once; the times and masks it draws are not checked again.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import torch.nn.functional as F
 
 from ._checks import check_logits, check_tokens
 from .clean_distribution import clean_logits
-from .forward_process import sample_xt
-from .nelbo import sample_times
+from .forward_process import _sample_xt
+from .nelbo import _sample_times
 from .schedules import Schedule
 
 
@@ -71,8 +73,8 @@ def masked_diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, mask_id: 
     check_tokens("x0", x0, None, mask_id, allow_mask=False)
     if x0.ndim != 2 or x0.numel() == 0:
         raise ValueError(f"x0 must be a non-empty batch of shape (B, L); got {tuple(x0.shape)}")
-    t = sample_times(x0.shape[0], generator, antithetic)  # (B,) float64 on the CPU
-    x_t = sample_xt(x0, t, schedule, mask_id, generator)  # (B, L)
+    t = _sample_times(x0.shape[0], generator, antithetic)  # (B,) float64 on the CPU
+    x_t = _sample_xt(x0, t, schedule, mask_id, generator)  # (B, L)
     tokens = torch.ones_like(x0, dtype=torch.bool) if pad_id is None else x0 != pad_id  # (B, L)
     x_t = torch.where(tokens, x_t, x0)  # padding stays itself
     masked = x_t == mask_id  # (B, L)
@@ -88,7 +90,7 @@ def masked_diffusion_loss(model, x0: torch.Tensor, schedule: Schedule, mask_id: 
     logits = model(x_t, t.to(x0.device).float()) if time_input else model(x_t)  # (B, L, V)
     check_logits(logits, x_t, mask_id)
     nll = masked_nll(logits, x0, masked, mask_id)  # (B, L)
-    weight = (schedule.weight(t) if weighted else torch.ones_like(t)).to(x0.device).float()  # (B,)
+    weight = (schedule._weight(t) if weighted else torch.ones_like(t)).to(x0.device).float()  # (B,)
     # L = sum_b w(t_b) sum_{l masked} -log p_theta(x_0^l | x_t) / (number of tokens)     [eq-13]
     loss = (weight.unsqueeze(-1) * nll).sum() / num_tokens
     return LossParts(loss, nll.detach(), weight, t, masked, num_tokens)

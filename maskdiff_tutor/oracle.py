@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_mask_id, check_tokens
+from ._checks import check_times, check_tokens
+from .forward_process import _forward_probs
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +43,7 @@ class OracleDenoiser:
 
     @classmethod
     def from_data(cls, data: torch.Tensor, mask_id: int, vocab_size: int,
-                  weights: torch.Tensor | None = None) -> "OracleDenoiser":
+                  weights: torch.Tensor | None = None) -> OracleDenoiser:
         """Args:
             data: (N, L) integer token ids; repeated rows add their weights.
             mask_id: the mask token, which must not occur in ``data``.
@@ -51,17 +52,16 @@ class OracleDenoiser:
         """
         if not isinstance(data, torch.Tensor) or data.ndim != 2 or data.shape[0] == 0:
             raise ValueError("data must be a non-empty integer tensor of shape (N, L)")
-        check_mask_id(mask_id, vocab_size)
+        check_tokens("data", data, vocab_size, mask_id, allow_mask=True)  # a mask in data: its own message below
         if (data == mask_id).any():
             raise ValueError(f"mask_id {mask_id} occurs in data: the mask must lie outside the data's vocabulary")
-        check_tokens("data", data, vocab_size, mask_id, allow_mask=False)
-        if weights is None:
-            weights = torch.ones(data.shape[0], dtype=torch.float64)
+        weights = torch.ones(data.shape[0], dtype=torch.float64) if weights is None else weights
         weights = torch.as_tensor(weights, dtype=torch.float64)
         if (weights.shape != (data.shape[0],) or not torch.isfinite(weights).all() or (weights < 0).any()
                 or weights.sum() <= 0):
-            raise ValueError(f"weights must be a finite non-negative tensor of shape ({data.shape[0]},) with a positive sum")
-        return cls(data=data.long(), probs=weights / weights.sum(), mask_id=mask_id, vocab_size=vocab_size)
+            raise ValueError(f"weights must be a finite non-negative tensor of shape ({data.shape[0]},) "
+                             f"with a positive sum")
+        return cls(data=data, probs=weights / weights.sum(), mask_id=mask_id, vocab_size=vocab_size)
 
     @property
     def seq_len(self) -> int:
@@ -106,12 +106,11 @@ class OracleDenoiser:
 
         ``t`` is one time (a float) for the whole batch.
         """
-        if torch.as_tensor(t).ndim != 0:
+        t = check_times("t", t)
+        if t.ndim != 0:
             raise ValueError("t must be a single float here (one time for the whole batch)")
-        from .forward_process import forward_probs
-
         self._check_xt(x_t)
-        q = forward_probs(self.data, t, schedule, self.mask_id, self.vocab_size)  # (N, L, V)
+        q = _forward_probs(self.data, t, schedule, self.mask_id, self.vocab_size)  # (N, L, V); data checked at build
         # q(x_t | x_n, t) = prod_l q(x_t^l | x_n^l, t) for every data row n and every row b of x_t
         per_token = q[:, torch.arange(self.seq_len), x_t].permute(1, 0, 2)  # (N, B, L) -> (B, N, L)
         likelihood = per_token.prod(-1)  # (B, N)

@@ -5,7 +5,9 @@ Book chapter "The NELBO"; paper Section 2. Time runs from data (:math:`t = 0`) t
 
 A schedule is chosen by passing an instance (``LinearSchedule()``), never by a string.
 Every method takes a float, a sequence or a tensor of times in [0, 1] and returns a
-float64 tensor of the same shape.
+float64 tensor of the same shape. The public methods check the times; the package's own
+callers, which have checked their times where they entered, call the unchecked ``_alpha``,
+``_dalpha`` and ``_weight`` on float64 tensors.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import check_times
+from ._checks import check_number, check_times
 
 
 class Schedule:
@@ -83,8 +85,7 @@ class PolynomialSchedule(Schedule):
     exponent: float = 2.0  # > 0; larger exponents keep tokens unmasked for longer
 
     def __post_init__(self):
-        if not (isinstance(self.exponent, (int, float)) and math.isfinite(self.exponent) and self.exponent > 0):
-            raise ValueError(f"exponent must be a finite number > 0; got {self.exponent!r}")
+        check_number("exponent", self.exponent, above=0)
 
     def _alpha(self, t):
         return 1 - t**self.exponent
@@ -108,8 +109,7 @@ class LogLinearSchedule(Schedule):
     eps: float = 1e-3  # in [0, 1); the probability that a token survives to t = 1
 
     def __post_init__(self):
-        if not (isinstance(self.eps, (int, float)) and 0 <= self.eps < 1):
-            raise ValueError(f"eps must be a number in [0, 1); got {self.eps!r}")
+        check_number("eps", self.eps, at_least=0, below=1, meaning="the probability that a token survives to t = 1")
 
     def sigma(self, t) -> torch.Tensor:
         r"""The total noise :math:`\sigma(t) = -\log \alpha(t)`."""

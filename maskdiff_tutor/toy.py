@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._checks import check_number
 from .oracle import OracleDenoiser
 
 PAPER_COUNTS = {"AB": 34, "AB'": 21, "A'B": 35, "A'B'": 10}  # Section 3.2.2
@@ -48,7 +49,8 @@ class ToyDataset:
         index = {name: i for i, name in enumerate(self.tokens)}
         unknown = [n for n in names.split() if n not in index]
         if unknown:
-            raise ValueError(f"unknown token names {unknown}; allowed: A, A', B, B', C, D, E1..E{len(self.data)}, [MASK]")
+            raise ValueError(f"unknown token names {unknown}; allowed: A, A', B, B', C, D, E1..E{len(self.data)}, "
+                             f"[MASK]")
         return torch.tensor([[index[n] for n in names.split()]])
 
     def names(self, ids: torch.Tensor) -> str:
@@ -76,11 +78,7 @@ class ToyDataset:
 def toy_dataset(counts: dict | None = None) -> ToyDataset:
     """Build the toy dataset; ``counts`` maps "AB", "AB'", "A'B", "A'B'" to non-negative
     integers (default: the paper's 34, 21, 35, 10)."""
-    counts = dict(PAPER_COUNTS if counts is None else counts)
-    if set(counts) != set(PAPER_COUNTS):
-        raise ValueError(f"counts must have exactly the keys {sorted(PAPER_COUNTS)}; got {sorted(counts)}")
-    if any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in counts.values()) or sum(counts.values()) == 0:
-        raise ValueError(f"counts must be non-negative ints with a positive total; got {counts}")
+    counts = _checked_counts(PAPER_COUNTS if counts is None else counts)
     n = sum(counts.values())
     tokens = (*FIRST, *SECOND, "C", "D", *(f"E{i}" for i in range(1, n + 1)), "[MASK]")
     rows = []
@@ -91,3 +89,14 @@ def toy_dataset(counts: dict | None = None) -> ToyDataset:
     data = torch.tensor(rows)  # (n, 4)
     unique_last = torch.arange(6, 6 + n).unsqueeze(1)  # (n, 1)
     return ToyDataset(data=torch.cat([data, unique_last], dim=1), tokens=tokens, counts=counts)
+
+
+def _checked_counts(counts: dict) -> dict:
+    """A copy of ``counts`` if it gives each of the four pairs a count, an int >= 0, with a positive total."""
+    if set(counts) != set(PAPER_COUNTS):
+        raise ValueError(f"counts must have exactly the keys {sorted(PAPER_COUNTS)}; got {sorted(counts)}")
+    for pair, count in counts.items():
+        check_number(f"counts[{pair!r}]", count, integer=True, at_least=0, meaning="the number of sequences")
+    if sum(counts.values()) == 0:
+        raise ValueError(f"counts must have a positive total (the number of sequences); got {counts}")
+    return dict(counts)

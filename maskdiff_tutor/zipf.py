@@ -21,29 +21,24 @@ Book chapter "The distance bound" (paper Section 3.2.3, Eq. 14-18) and its Table
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import check_counts, check_number
+
 
 def _check_zipf(s, N) -> tuple[float, int]:
-    if isinstance(s, bool) or not isinstance(s, (int, float, np.floating, np.integer)) or not math.isfinite(s) or s <= 0:
-        raise ValueError(f"s (the Zipf exponent) must be a finite number > 0; got {s!r}")
-    if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 2:
-        raise ValueError(f"N (the vocabulary size) must be an int >= 2; got {N!r}")
+    """The Zipf exponent and vocabulary size as a float > 0 and an int >= 2."""
+    check_number("s", s, above=0, meaning="the Zipf exponent")
+    check_number("N", N, integer=True, at_least=2, meaning="the vocabulary size")
     return float(s), int(N)
-
-
-def _check_counts(name: str, values, minimum: int) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "iu" or (arr < minimum).any():
-        raise ValueError(f"{name} must be integers >= {minimum}; got {values!r}")
-    return arr.astype(np.int64)
 
 
 DIRECT_TERMS = 100_000  # power sums up to this many terms are summed term by term
 
 
-def _power_sum(s: float, a: int, N: int, c: float = 1.0) -> float:
+def _power_sum(s: float, N: int, a: int, c: float = 1.0) -> float:
     """sum_{r=a}^{N} (c / r)^s in float64, in time and memory independent of N: the first
     ``DIRECT_TERMS`` terms one by one, the rest by the Euler-Maclaurin formula for f(x) = (c/x)^s
     (integral, end corrections and three Bernoulli terms; with the tail starting beyond r = 10^5
@@ -77,8 +72,7 @@ def _power_sum(s: float, a: int, N: int, c: float = 1.0) -> float:
 def harmonic(s: float, N: int) -> float:
     r"""The generalised harmonic number :math:`H_{N,s} = \sum_{r=1}^{N} r^{-s}`, in time and memory
     independent of N (see ``_power_sum``)."""
-    s, N = _check_zipf(s, N)
-    return _power_sum(s, 1, N)
+    return _power_sum(*_check_zipf(s, N), a=1)
 
 
 def zipf_pmf(s: float, N: int) -> np.ndarray:
@@ -92,8 +86,11 @@ def zipf_pmf(s: float, N: int) -> np.ndarray:
 def omegas(s: float, N: int) -> tuple[float, float]:
     r"""The largest and second-largest Zipf probabilities,
     :math:`(\omega_1, \omega_2) = (1 / H_{N,s},\ 2^{-s} / H_{N,s})` (the paper's footnote 2)."""
-    s, N = _check_zipf(s, N)
-    h = harmonic(s, N)
+    return _omegas(*_check_zipf(s, N))
+
+
+def _omegas(s: float, N: int) -> tuple[float, float]:
+    h = _power_sum(s, N, a=1)  # H_{N,s}
     # omega1 = 1 / H_{N,s}, omega2 = 2^(-s) / H_{N,s}     [eq-omegas]
     return 1.0 / h, 2.0**-s / h
 
@@ -113,17 +110,23 @@ def bound_limit(s: float, N: int) -> float:
     cancellation in :math:`1 - (\omega_1 - \omega_2)` (multiply the numerator and the denominator
     by :math:`H_{N,s} / 2^{-s}`). For large s, :math:`\omega_1 - \omega_2` rounds to 1 and the
     paper's form would divide by zero; this one tends to 1/2."""
-    s, N = _check_zipf(s, N)
+    return _bound_limit(*_check_zipf(s, N))
+
+
+def _bound_limit(s: float, N: int) -> float:
     # p* = omega2 / (1 - (omega1 - omega2)) = 1 / (2 + sum_{r>=3} (2/r)^s)     [eq-18]
-    return 1.0 / (2.0 + _power_sum(s, 3, N, 2.0))
+    return 1.0 / (2.0 + _power_sum(s, N, a=3, c=2.0))
 
 
 def top_probability_bound(n, s: float, N: int) -> np.ndarray:
     r"""The bound of Eq. 17 on the top probability of a [MASK] at distance :math:`n \ge 0` (:math:`n = 0` is the
     unmasked token itself, probability 1): :math:`p^* + (\omega_1 - \omega_2)^n (1 - p^*)`."""
-    n = _check_counts("n", n, 0)
-    omega1, omega2 = omegas(s, N)
-    p_star = bound_limit(s, N)
+    return _top_probability_bound(check_counts("n", n, 0), *_check_zipf(s, N))
+
+
+def _top_probability_bound(n: np.ndarray, s: float, N: int) -> np.ndarray:
+    omega1, omega2 = _omegas(s, N)
+    p_star = _bound_limit(s, N)
     # p* + (omega1 - omega2)^n (1 - p*)     [eq-17]
     return p_star + (omega1 - omega2) ** n.astype(np.float64) * (1 - p_star)
 
@@ -159,7 +162,7 @@ def _check_probabilities(p) -> np.ndarray:
 
 def perplexity(joint_probability, n) -> np.ndarray:
     r"""The paper's perplexity of an n-token sequence, :math:`P(x_1, \dots, x_n)^{-1/n}` (inf where :math:`P = 0`)."""
-    n = _check_counts("n", n, 1)
+    n = check_counts("n", n, 1)
     joint_probability = np.asarray(joint_probability, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return joint_probability ** (-1.0 / n)
@@ -168,21 +171,22 @@ def perplexity(joint_probability, n) -> np.ndarray:
 def metric_bounds(k, s: float, N: int, metric=None) -> np.ndarray:
     r"""A metric (``metric_1``, ``metric_2`` or ``metric_3``; default Metric 2) applied to the
     Eq. 17 bounds :math:`\bar p_1, \dots, \bar p_k` of the first k masks after the prompt, for each k."""
-    k = _check_counts("k", k, 1)
-    metric = metric_2 if metric is None else metric
-    p_bar = top_probability_bound(np.arange(1, int(k.max()) + 1), s, N)  # (k_max,)
-    return np.array([metric(p_bar[:j]) for j in k.ravel()]).reshape(k.shape)
+    return _metric_bounds(check_counts("k", k, 1), *_check_zipf(s, N), metric_2 if metric is None else metric)
+
+
+def _metric_bounds(k: np.ndarray, s: float, N: int, metric) -> np.ndarray:
+    p_bar = _top_probability_bound(np.arange(1, k.max(initial=0) + 1), s, N)  # (k_max,)
+    return np.array([metric(p_bar[:j]) for j in k.ravel()], dtype=np.float64).reshape(k.shape)
 
 
 def parallel_joint_bound(k, s: float, N: int) -> np.ndarray:
     r"""Metric 2 applied to Eq. 17: :math:`J_k = \prod_{n=1}^{k} \bar p_n` for the first k masks."""
-    return np.exp(_log_joint_bound(k, s, N))
+    return np.exp(_log_joint_bound(check_counts("k", k, 1), *_check_zipf(s, N)))
 
 
-def _log_joint_bound(k, s: float, N: int) -> np.ndarray:
+def _log_joint_bound(k: np.ndarray, s: float, N: int) -> np.ndarray:
     """The logarithm of J_k, summed in the log domain so that large k does not underflow."""
-    k = _check_counts("k", k, 1)
-    log_p = np.log(top_probability_bound(np.arange(1, int(k.max()) + 1), s, N))  # (k_max,)
+    log_p = np.log(_top_probability_bound(np.arange(1, k.max(initial=0) + 1), s, N))  # (k_max,)
     return np.cumsum(log_p)[k - 1]
 
 
@@ -190,20 +194,40 @@ def parallel_perplexity_bound(k, s: float, N: int) -> np.ndarray:
     r"""The perplexity from Metric 2 applied to the Eq. 17 bound, :math:`J_k^{-1/k}`: that of the
     first k masks' argmax tokens if each had the bound's top probability and they were independent
     (the paper's Table 2)."""
-    k = _check_counts("k", k, 1)
+    k = check_counts("k", k, 1)
+    return _perplexity_bound(k, *_check_zipf(s, N))
+
+
+def _perplexity_bound(k: np.ndarray, s: float, N: int) -> np.ndarray:
     return np.exp(-_log_joint_bound(k, s, N) / k)
 
 
-def perplexity_table(s: float, N: int, ks=range(1, 9)) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class PerplexityRow:
+    r"""One row of Table 2 recomputed from Eq. 17: the first k masks decoded in parallel, each with
+    the bound's top probability :math:`\bar p_1, \dots, \bar p_k`."""
+
+    k: int  # masks decoded in parallel
+    p_bound: float  # the Eq. 17 bound \bar p_k on the top probability of the k-th mask
+    joint_metric_1: float  # Metric 1, min_i \bar p_i: an upper bound on the joint probability of the k tokens
+    joint_metric_2: float  # Metric 2, prod_i \bar p_i: their joint if the masks were independent
+    joint_metric_3: float  # Metric 3, max(0, sum_i \bar p_i - (k - 1)): a lower bound
+    ppl_metric_1: float  # each joint's perplexity J^(-1/k); inf where the joint is 0
+    ppl_metric_2: float  # the paper's Table 2 column
+    ppl_metric_3: float
+
+
+def perplexity_table(s: float, N: int, ks=range(1, 9)) -> list[PerplexityRow]:
     r"""Table 2 recomputed from Eq. 17: for each number k of parallel samples, the bound :math:`\bar p_k` of
     the k-th mask and, for Metrics 1-3, the joint probability of the first k masks and its
-    perplexity (``"ppl_metric_2"`` is the paper's Table 2 column)."""
-    k = _check_counts("ks", list(ks), 1)
-    table = {"k": k, "p_bound": top_probability_bound(k, s, N)}
-    for name, metric in (("metric_1", metric_1), ("metric_2", metric_2), ("metric_3", metric_3)):
-        table[f"joint_{name}"] = metric_bounds(k, s, N, metric)
-        table[f"ppl_{name}"] = perplexity(table[f"joint_{name}"], k)
-    return table
+    perplexity (``ppl_metric_2`` is the paper's Table 2 column). One row per k."""
+    k = check_counts("ks", list(ks), 1)
+    s, N = _check_zipf(s, N)
+    p_bound = _top_probability_bound(k, s, N)
+    joints = [_metric_bounds(k, s, N, metric) for metric in (metric_1, metric_2, metric_3)]
+    ppls = [perplexity(joint, k) for joint in joints]
+    return [PerplexityRow(int(k[i]), float(p_bound[i]), *(float(j[i]) for j in joints), *(float(p[i]) for p in ppls))
+            for i in range(len(k))]
 
 
 def implied_probabilities(ppl) -> np.ndarray:
@@ -224,12 +248,15 @@ def largest_within_budget(ppl, ppl_budget: float) -> int:
     ppl = np.asarray(ppl, dtype=np.float64)
     if ppl.ndim != 1 or (np.diff(ppl) < 0).any():
         raise ValueError(f"ppl must be an increasing column (K,) of perplexities; got {ppl!r}")
+    return _largest_within_budget(ppl, ppl_budget)
+
+
+def _largest_within_budget(ppl: np.ndarray, ppl_budget: float) -> int:
     return int((ppl <= ppl_budget).sum())
 
 
 def _check_budget(ppl_budget) -> None:
-    if isinstance(ppl_budget, bool) or not (isinstance(ppl_budget, (int, float)) and ppl_budget >= 1):
-        raise ValueError(f"ppl_budget must be a number >= 1 (a perplexity); got {ppl_budget!r}")
+    check_number("ppl_budget", ppl_budget, at_least=1, meaning="a perplexity")
 
 
 def max_parallel_samples(ppl_budget: float, s: float, N: int, k_max: int = 10_000) -> float:
@@ -237,7 +264,8 @@ def max_parallel_samples(ppl_budget: float, s: float, N: int, k_max: int = 10_00
     even one token exceeds it, ``math.inf`` if the limit :math:`1 / p^*` is within the budget
     (:math:`\mathrm{PPL}_k` increases towards it)."""
     _check_budget(ppl_budget)
-    _check_counts("k_max", k_max, 1)
-    if 1 / bound_limit(s, N) <= ppl_budget:
+    check_number("k_max", k_max, integer=True, at_least=1)
+    s, N = _check_zipf(s, N)
+    if 1 / _bound_limit(s, N) <= ppl_budget:
         return math.inf
-    return float(largest_within_budget(parallel_perplexity_bound(np.arange(1, k_max + 1), s, N), ppl_budget))
+    return float(_largest_within_budget(_perplexity_bound(np.arange(1, k_max + 1), s, N), ppl_budget))

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-
 from helpers import RandomLogits
 
 from maskdiff_tutor import blockwise
@@ -15,6 +14,7 @@ from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 from maskdiff_tutor.schedules import CosineSchedule, LinearSchedule
 
 MASK = 10
+LINEAR = LinearSchedule()
 
 
 def model(n_layers=2, rotary=False, seed=0):
@@ -23,7 +23,7 @@ def model(n_layers=2, rotary=False, seed=0):
                                    rotary=rotary)).eval()
 
 
-def batch(seq_len=24, block_length=4, seed=0, schedule=LinearSchedule()):
+def batch(seq_len=24, block_length=4, seed=0, schedule=LINEAR):
     g = torch.Generator().manual_seed(seed)
     x0 = torch.randint(0, MASK, (3, seq_len), generator=g)
     x_t, t = blockwise.sample_block_noise(x0, block_length, schedule, MASK, g)
@@ -37,10 +37,8 @@ def test_vectorised_mask_against_the_rule_written_out(seq_len, block_length):
         for k in range(2 * seq_len):
             q_clean, k_clean = q >= seq_len, k >= seq_len
             qb, kb = (q % seq_len) // block_length, (k % seq_len) // block_length
-            if q_clean:
-                allowed = k_clean and kb <= qb
-            else:
-                allowed = (not k_clean and kb == qb) or (k_clean and kb < qb)
+            # a clean query sees clean keys up to its block; a noisy one noisy keys of its block, clean ones before
+            allowed = (k_clean and kb <= qb) if q_clean else ((not k_clean and kb == qb) or (k_clean and kb < qb))
             assert bool(mask[q, k]) == allowed, (q, k)
 
 
@@ -127,8 +125,8 @@ def test_semi_ar_nelbo_with_blocks_of_one_is_the_left_to_right_nll_written_out()
         logits = model(x_t)[:, i].double()
         logits[:, mask] = -torch.inf
         exact -= torch.log_softmax(logits, -1).gather(-1, x0[:, i:i + 1]).squeeze(-1)
-    estimate = blockwise.semi_autoregressive_nelbo(model, x0, 1, LinearSchedule(), mask, torch.Generator().manual_seed(1),
-                                         repeats=6000)
+    estimate = blockwise.semi_autoregressive_nelbo(model, x0, 1, LinearSchedule(), mask,
+                                                   torch.Generator().manual_seed(1), repeats=6000)
     assert torch.allclose(estimate, exact / length, rtol=0.05)
 
 
@@ -138,3 +136,29 @@ def test_semi_ar_nelbo_checks_its_arguments():
         blockwise.semi_autoregressive_nelbo(RandomLogits(6, 5), x0, 4, LinearSchedule(), 4)
     with pytest.raises(ValueError, match="repeats must be an int >= 1"):
         blockwise.semi_autoregressive_nelbo(RandomLogits(6, 5), x0, 2, LinearSchedule(), 4, repeats=0)
+    for bad in (torch.zeros(0, 6, dtype=torch.long), torch.zeros(6, dtype=torch.long)):
+        with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with B >= 1; got "):
+            blockwise.semi_autoregressive_nelbo(RandomLogits(6, 5), bad, 2, LinearSchedule(), 4)
+        with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with B >= 1; got "):
+            blockwise.sample_block_noise(bad, 2, LinearSchedule(), 4)
+
+
+def test_the_inputs_are_checked_once(monkeypatch):
+    # x0 and the times enter once: the forward process, the schedule and the objective trust them
+    from maskdiff_tutor import _checks, forward_process, nelbo, objectives, schedules
+
+    calls = []
+    for module in (blockwise, forward_process, nelbo, objectives, schedules):
+        for name in ("check_tokens", "check_times"):
+            if hasattr(module, name):
+                original = getattr(_checks, name)
+                monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    x0 = torch.zeros(2, 6, dtype=torch.long)
+    blockwise.semi_autoregressive_nelbo(RandomLogits(6, 5), x0, 2, LinearSchedule(), 4, repeats=3)
+    assert calls == ["check_tokens"]
+    calls.clear()
+    x_t, t = blockwise.sample_block_noise(x0, 2, CosineSchedule(), 4, torch.Generator().manual_seed(0))
+    assert calls == ["check_tokens"]
+    calls.clear()
+    blockwise.blockwise_loss(model(n_layers=1), x0, x_t, t, 2, CosineSchedule(), 4)
+    assert calls == ["check_times"]

@@ -127,10 +127,10 @@ def test_forward_probs_rows_and_values(schedule):
     assert q.shape == (3, 6, V) and q.dtype == torch.float64
     torch.testing.assert_close(q.sum(-1), torch.ones(3, 6, dtype=torch.float64), rtol=0, atol=1e-15)
     a = float(schedule.alpha(t))
-    for b, l in itertools.product(range(3), range(6)):
+    for b, pos in itertools.product(range(3), range(6)):
         for v in range(V):
-            expected = a if v == int(x0[b, l]) else (1 - a if v == MASK else 0.0)
-            assert q[b, l, v].item() == pytest.approx(expected, abs=1e-15)
+            expected = a if v == int(x0[b, pos]) else (1 - a if v == MASK else 0.0)
+            assert q[b, pos, v].item() == pytest.approx(expected, abs=1e-15)
 
 
 def test_forward_probs_per_row_times():
@@ -162,9 +162,9 @@ def test_transition_probs_values(schedule):
     # a mask stays a mask
     assert q[0, 1, MASK].item() == 1.0 and q[0, 1].sum().item() == 1.0
     # an unmasked token survives with probability alpha_t / alpha_s
-    for l in (0, 2, 3):
-        assert q[0, l, int(x_s[0, l])].item() == pytest.approx(keep, abs=1e-15)
-        assert q[0, l, MASK].item() == pytest.approx(1 - keep, abs=1e-15)
+    for pos in (0, 2, 3):
+        assert q[0, pos, int(x_s[0, pos])].item() == pytest.approx(keep, abs=1e-15)
+        assert q[0, pos, MASK].item() == pytest.approx(1 - keep, abs=1e-15)
     # s = t is the identity
     torch.testing.assert_close(transition_probs(x_s, t, t, schedule, MASK, V)[0],
                                torch.eye(V, dtype=torch.float64)[x_s[0]])
@@ -182,11 +182,11 @@ def test_chapman_kolmogorov_by_enumeration(schedule, s, t):
     states = _all_states(L)  # (V^L, L)
     q_ts = transition_probs(states, s, t, schedule, MASK, V)  # (V^L, L, V): q(x_t^l | x_s)
     for x_t in states:
-        direct = math.prod(q_t0[l, x_t[l]].item() for l in range(L))
+        direct = math.prod(q_t0[pos, x_t[pos]].item() for pos in range(L))
         composed = 0.0
         for i, x_s in enumerate(states):
-            p_s = math.prod(q_s0[l, x_s[l]].item() for l in range(L))
-            p_ts = math.prod(q_ts[i, l, x_t[l]].item() for l in range(L))
+            p_s = math.prod(q_s0[pos, x_s[pos]].item() for pos in range(L))
+            p_ts = math.prod(q_ts[i, pos, x_t[pos]].item() for pos in range(L))
             composed += p_s * p_ts
         assert composed == pytest.approx(direct, abs=1e-14), (x_t, s, t)
 
@@ -227,9 +227,9 @@ def test_posterior_is_bayes_rule(schedule, s, t):
     post = posterior_probs(x_t, x0, s, t, schedule, MASK, V)
     assert post.shape == (1, 6, V)
     torch.testing.assert_close(post.sum(-1), torch.ones(1, 6, dtype=torch.float64), rtol=0, atol=1e-14)
-    for l in range(6):
-        expected = _bayes_posterior(int(x_t[0, l]), int(x0[0, l]), s, t, schedule)
-        torch.testing.assert_close(post[0, l], torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-14)
+    for pos in range(6):
+        expected = _bayes_posterior(int(x_t[0, pos]), int(x0[0, pos]), s, t, schedule)
+        torch.testing.assert_close(post[0, pos], torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-14)
 
 
 def test_posterior_closed_form_values():
@@ -292,10 +292,10 @@ def test_reverse_probs_values(schedule):
     p = reverse_probs(x_t, x0_probs, s, t, schedule, MASK)
     reveal = float((schedule.alpha(s) - schedule.alpha(t)) / (1 - schedule.alpha(t)))
     torch.testing.assert_close(p.sum(-1), torch.ones(1, 3, dtype=torch.float64))
-    for l in (0, 2):
-        expected = reveal * x0_probs[0, l]
+    for pos in (0, 2):
+        expected = reveal * x0_probs[0, pos]
         expected[MASK] = 1 - reveal
-        torch.testing.assert_close(p[0, l], expected)
+        torch.testing.assert_close(p[0, pos], expected)
     torch.testing.assert_close(p[0, 1], torch.eye(V, dtype=torch.float64)[2])  # unmasked: carried over
 
 
@@ -428,13 +428,14 @@ def test_mask_id_outside_the_vocabulary_raises(mask_id):
     x0 = torch.tensor([[0, 1]])
     probs = torch.full((1, 2, V), 0.25, dtype=torch.float64)
     probs[..., 4] = 0.0
-    with pytest.raises(ValueError, match="^mask_id must be an int"):
+    error = r"^mask_id must be (an int in \[0, 4\] \(vocab_size = 5\)|a non-negative int \(the mask token's id\)); got "
+    with pytest.raises(ValueError, match=error):
         forward_probs(x0, 0.5, sch, mask_id, V)
-    with pytest.raises(ValueError, match="^mask_id must be an int"):
+    with pytest.raises(ValueError, match=error):
         transition_probs(x0, 0.2, 0.5, sch, mask_id, V)
-    with pytest.raises(ValueError, match="^mask_id must be an int"):
+    with pytest.raises(ValueError, match=error):
         posterior_probs(x0, x0, 0.2, 0.5, sch, mask_id, V)
-    with pytest.raises(ValueError, match="^mask_id must be an int"):
+    with pytest.raises(ValueError, match=error):
         denoiser_probs(torch.zeros(1, 2, V), mask_id)
 
 

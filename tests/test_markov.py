@@ -46,7 +46,7 @@ def test_distance_marginals_against_path_enumeration():
         brute = torch.zeros(V, dtype=torch.float64)
         for path in itertools.product(range(V), repeat=n + 1):  # x_0, ..., x_n
             prob = start[path[0]]
-            for a, b in zip(path, path[1:]):
+            for a, b in itertools.pairwise(path):
                 prob = prob * P[a, b]
             brute[path[-1]] += prob
         torch.testing.assert_close(exact[n], brute, rtol=0, atol=1e-15)
@@ -118,6 +118,12 @@ def test_end_of_text_is_absorbing_and_breaks_assumption_3():
     start[0] = 1
     far = markov.distance_marginals(P, start, 300)[-1]
     assert far[7] > 0.999  # everything ends in end-of-text
+
+
+@pytest.mark.parametrize("eos_id", [8, -1, 2.0, True, None])
+def test_end_of_text_outside_the_vocabulary_raises(eos_id):
+    with pytest.raises(ValueError, match=r"^eos_id must be an int in \[0, 7\] \(a token id\); got "):
+        markov.with_end_of_text(chain(8, 1.2), eos_id=eos_id)
 
 
 def test_chain_distance_bound_refuses_chains_that_break_its_assumptions():
@@ -218,7 +224,9 @@ def test_fall_distance_by_hand():
     assert markov.fall_distance(curve, 0.1, 0.99) == 5  # 0.01 > 0.004 at n = 4; 0.0001 at n = 5
     with pytest.raises(ValueError, match="^the curve does not cover"):
         markov.fall_distance(curve, 0.1, 0.9999)
-    with pytest.raises(ValueError, match="^fraction must be a float in"):
-        markov.fall_distance(curve, 0.1, 1.0)
+    for fraction in (1.0, 0, math.nan, True, "0.5"):
+        with pytest.raises(ValueError, match=r"^fraction must be a finite number in \(0, 1\) \(the share of the "
+                                             r"fall\); got "):
+            markov.fall_distance(curve, 0.1, fraction)
     with pytest.raises(ValueError, match="^curve must be a 1-d sequence"):
         markov.fall_distance([1.0], 0.1, 0.5)

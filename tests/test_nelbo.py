@@ -155,7 +155,7 @@ def test_weighted_coefficients_are_schedule_invariant(schedule, seq_len):
         if isinstance(schedule, PolynomialSchedule) and schedule.exponent < 1:
             # w(t) (1 - alpha)^k ~ t^(k e - 1) is singular at 0 for k e < 1: substitute t = u^2 (dt = 2u du)
             f = integrand(k)
-            value = _quad(lambda u: f(u**2) * 2 * u)
+            value = _quad(lambda u, f=f: f(u**2) * 2 * u)
         else:
             value = _quad(integrand(k))
         assert value == pytest.approx(float(closed[k]), rel=1e-10), k
@@ -172,7 +172,7 @@ def test_unweighted_coefficients(seq_len):
     cos = CosineSchedule()
     coeff_cos = pattern_coefficients(seq_len, cos, weighted=False)
     for k in range(1, seq_len + 1):
-        value = _quad(lambda t: (1 - cos.alpha(t)) ** k * cos.alpha(t) ** (seq_len - k))
+        value = _quad(lambda t, k=k: (1 - cos.alpha(t)) ** k * cos.alpha(t) ** (seq_len - k))
         assert float(coeff_cos[k]) == pytest.approx(value, rel=1e-10)
     assert coeff_cos[0] == 0
     assert not torch.allclose(coeff_cos, coeff)
@@ -209,7 +209,7 @@ def test_t_step_coefficients_converge_to_the_continuous_ones(schedule):
     assert sum(math.comb(seq_len, k) * k * float(continuous[k]) for k in range(seq_len + 1)) == pytest.approx(6)
     errors = [float((pattern_coefficients(seq_len, schedule, num_steps=T) - continuous).abs().max())
               for T in (1, 4, 16, 64, 256, 1024, 4096)]
-    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    assert all(b < a for a, b in itertools.pairwise(errors)), errors
     assert errors[-1] < 2e-3, errors  # O(1/T)
 
 
@@ -249,7 +249,7 @@ def test_t_step_nelbo_decreases_to_the_continuous_one(toy, oracle, schedule):
     values = [exact_nelbo(oracle, x0, toy.mask_id, schedule, num_steps=T) for T in (1, 2, 4, 16, 256)]
     for v in values:
         assert (v >= continuous - 1e-12).all()
-    for coarse, fine in zip(values, values[1:]):
+    for coarse, fine in itertools.pairwise(values):
         assert (fine < coarse).all()
     assert (values[-1] - continuous).max() < 0.02
 
@@ -263,17 +263,17 @@ def _brute_force_nelbo(denoiser, x0_row, mask_id, schedule, num_steps=None, weig
     L = x0_row.shape[0]
     states = []  # (x_t, masked positions)
     for pattern in itertools.product([False, True], repeat=L):
-        x_t = torch.tensor([mask_id if m else int(v) for m, v in zip(pattern, x0_row)])
+        x_t = torch.tensor([mask_id if m else int(v) for m, v in zip(pattern, x0_row, strict=True)])
         states.append((x_t, pattern))
     x_ts = torch.stack([x for x, _ in states])
     log_p = denoiser.log_probs(x_ts)  # (2^L, L, V)
-    nll = [sum(-float(log_p[j, l, x0_row[l]]) for l in range(L) if pattern[l]) for j, (_, pattern) in
+    nll = [sum(-float(log_p[j, pos, x0_row[pos]]) for pos in range(L) if pattern[pos]) for j, (_, pattern) in
            enumerate(states)]
     n_masked = [sum(pattern) for _, pattern in states]
 
     def expected_nll(t):  # sum over x_t of q(x_t | x_0) * masked NLL, at a tensor of times
         a = schedule.alpha(t)
-        return sum((1 - a) ** k * a ** (L - k) * v for k, v in zip(n_masked, nll))
+        return sum((1 - a) ** k * a ** (L - k) * v for k, v in zip(n_masked, nll, strict=True))
 
     if num_steps is None:
         if weighted:
@@ -504,6 +504,36 @@ def test_x0_of_the_wrong_rank_raises(toy, oracle):
         continuous_nelbo(oracle, toy.data.double(), CosineSchedule(), toy.mask_id)
 
 
+def test_an_empty_batch_is_refused(toy, oracle):
+    empty = toy.data[:0]
+    for call in (lambda: continuous_nelbo(oracle, empty, CosineSchedule(), toy.mask_id),
+                 lambda: t_step_nelbo(oracle, empty, LinearSchedule(), toy.mask_id, 2),
+                 lambda: count_nelbo(oracle, empty, toy.mask_id),
+                 lambda: exact_nelbo(oracle, empty, toy.mask_id)):
+        with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with B >= 1; got \(0, 5\)$"):
+            call()
+
+
+def test_the_inputs_are_checked_once(toy, oracle, monkeypatch):
+    # x0 and the times enter once: the forward process and the schedule trust them
+    from maskdiff_tutor import _checks, forward_process, nelbo, schedules
+
+    calls = []
+    for module in (forward_process, nelbo, schedules):
+        for name in ("check_tokens", "check_times"):
+            if hasattr(module, name):
+                original = getattr(_checks, name)
+                monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    for call in (lambda: continuous_nelbo(oracle, toy.data[:3], CosineSchedule(), toy.mask_id, samples=2),
+                 lambda: t_step_nelbo(oracle, toy.data[:3], LinearSchedule(), toy.mask_id, 4),
+                 lambda: count_nelbo(oracle, toy.data[:3], toy.mask_id),
+                 lambda: exact_nelbo(oracle, toy.data[:2], toy.mask_id, CosineSchedule(), num_steps=3),
+                 lambda: exact_estimator_variance(oracle, toy.data[:2], toy.mask_id, CosineSchedule())):
+        calls.clear()
+        call()
+        assert calls == ["check_tokens"]
+
+
 def test_exact_nelbo_without_schedule_checks_the_rank_of_x0(toy, oracle):
     # Without a schedule exact_nelbo still needs x0 of shape (B, L); a 1-D x0 must be refused with a
     # message that names x0, as it is when a schedule is given.
@@ -562,7 +592,7 @@ def _count_distribution(denoiser, x0_row, mask_id):
             x_t = x0_row.clone()
             x_t[list(subset)] = mask_id
             log_p = denoiser.log_probs(x_t[None])[0]  # (L, V)
-            s_m = sum(-float(log_p[l, x0_row[l]]) for l in subset)
+            s_m = sum(-float(log_p[pos, x0_row[pos]]) for pos in subset)
             outcomes.append((1 / (L * math.comb(L, k)), L / k * s_m))
     return outcomes
 
@@ -721,7 +751,8 @@ def test_finite_second_moment_coefficients_by_quadrature(schedule):
     d = second_moment_coefficients(L, schedule)
     assert torch.isfinite(d).all()
     for k in range(1, L + 1):
-        ref = _quad(lambda t: schedule.weight(t) ** 2 * (1 - schedule.alpha(t)) ** k * schedule.alpha(t) ** (L - k), 300)
+        ref = _quad(lambda t, k=k: schedule.weight(t) ** 2 * (1 - schedule.alpha(t)) ** k
+                    * schedule.alpha(t) ** (L - k), 300)
         assert float(d[k]) == pytest.approx(ref, rel=1e-6)
 
 
@@ -746,13 +777,15 @@ def test_exact_bernoulli_variance_by_brute_force():
     var = exact_estimator_variance(den, x0, mask_id, schedule)
     for b in range(2):
         states = list(itertools.product([False, True], repeat=L))
-        x_ts = torch.stack([torch.tensor([mask_id if m else int(v) for m, v in zip(p, x0[b])]) for p in states])
+        x_ts = torch.stack([torch.tensor([mask_id if m else int(v) for m, v in zip(p, x0[b], strict=True)])
+                            for p in states])
         log_p = den.log_probs(x_ts)
-        s = [sum(-float(log_p[j, l, x0[b, l]]) for l in range(L) if p[l]) for j, p in enumerate(states)]
+        s = [sum(-float(log_p[j, pos, x0[b, pos]]) for pos in range(L) if p[pos]) for j, p in enumerate(states)]
 
-        def second(t):
+        def second(t, states=states, s=s):
             a = schedule.alpha(t)
-            return schedule.weight(t) ** 2 * sum((1 - a) ** sum(p) * a ** (L - sum(p)) * v**2 for p, v in zip(states, s))
+            return schedule.weight(t) ** 2 * sum((1 - a) ** sum(p) * a ** (L - sum(p)) * v**2
+                                                 for p, v in zip(states, s, strict=True))
 
         mean = _brute_force_nelbo(den, x0[b], mask_id, schedule)
         assert float(var[b]) == pytest.approx(_quad(second, 400) - mean**2, rel=1e-6)
@@ -783,7 +816,7 @@ def test_exact_variance_on_toy(toy, oracle):
 
 def test_denoiser_that_is_sure_of_every_token_has_zero_variance():
     # S_M = 0 for every pattern: the infinite d_1 of the linear schedule must not give NaN
-    L, V, mask_id = 3, 4, 3
+    V, mask_id = 4, 3
     x0 = torch.tensor([[0, 1, 2]])
     sure = lambda x_t: torch.where(torch.arange(V) == x0[0, :, None], 0.0, -1e4).expand(x_t.shape[0], -1, -1)  # noqa: E731
     for schedule in (None, LinearSchedule(), CosineSchedule()):

@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import RandomLogits
 
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
@@ -211,6 +210,20 @@ def test_x0_containing_the_mask_raises():
     x0[1, 3] = 6
     with pytest.raises(ValueError, match="x0 .*mask id 6"):
         masked_diffusion_loss(RandomLogits(5, 7), x0, LinearSchedule(), 6, _gen(0))
+
+
+def test_the_inputs_are_checked_once(monkeypatch):
+    # x0 enters once; the times and masks drawn for it are not checked again
+    from maskdiff_tutor import _checks, forward_process, objectives, schedules
+
+    calls = []
+    for module in (forward_process, objectives, schedules):
+        for name in ("check_tokens", "check_times"):
+            if hasattr(module, name):
+                original = getattr(_checks, name)
+                monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    masked_diffusion_loss(RandomLogits(5, 7), torch.zeros(3, 5, dtype=torch.long), CosineSchedule(), 6, _gen(0))
+    assert calls == ["check_tokens"]
 
 
 @pytest.mark.parametrize("shape", [(0, 5), (3, 0), (0, 0)])

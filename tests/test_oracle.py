@@ -22,10 +22,10 @@ def _brute_force_conditional(data, weights, x_t, mask_id, vocab_size):
     for b in range(B):
         total = 0.0
         for n in range(data.shape[0]):
-            if all(int(x_t[b, l]) == mask_id or int(x_t[b, l]) == int(data[n, l]) for l in range(L)):
+            if all(int(x_t[b, pos]) == mask_id or int(x_t[b, pos]) == int(data[n, pos]) for pos in range(L)):
                 total += float(weights[n])
-                for l in range(L):
-                    out[b, l, int(data[n, l])] += float(weights[n])
+                for pos in range(L):
+                    out[b, pos, int(data[n, pos])] += float(weights[n])
         out[b] /= total
     return out
 
@@ -89,7 +89,7 @@ def test_consistent_matches_a_loop():
     assert cons.shape == (x_t.shape[0], data.shape[0]) and cons.dtype == torch.bool
     for b in range(x_t.shape[0]):
         for n in range(data.shape[0]):
-            expected = all(int(x_t[b, l]) in (mask_id, int(data[n, l])) for l in range(data.shape[1]))
+            expected = all(int(x_t[b, pos]) in (mask_id, int(data[n, pos])) for pos in range(data.shape[1]))
             assert bool(cons[b, n]) == expected
         assert cons[b].any()  # x_t was built from a data row
 
@@ -103,7 +103,7 @@ def test_log_prob_matches_counting(seed):
     queries = torch.tensor([[a, b, c] for a in range(2) for b in range(2) for c in range(2)])
     lp = oracle.log_prob(queries)
     assert lp.shape == (8,)
-    for q, value in zip(queries, lp):
+    for q, value in zip(queries, lp, strict=True):
         c = counts.get(tuple(q.tolist()), 0)
         if c:
             assert value.item() == pytest.approx(math.log(c / 30), rel=1e-12)
@@ -149,7 +149,8 @@ def test_mask_id_inside_the_data_vocabulary_raises():
 
 @pytest.mark.parametrize("mask_id", [3, 10, -1, 1.5])
 def test_mask_id_outside_the_vector_length_raises(mask_id):
-    with pytest.raises(ValueError, match="^mask_id must be an int"):
+    error = r"^mask_id must be (an int in \[0, 2\] \(vocab_size = 3\)|a non-negative int \(the mask token's id\)); got "
+    with pytest.raises(ValueError, match=error):
         OracleDenoiser.from_data(torch.tensor([[0, 1]]), mask_id=mask_id, vocab_size=3)
 
 
@@ -229,18 +230,18 @@ def test_time_conditioned_posterior_is_bayes_and_equals_the_time_free_oracle():
                 post = torch.zeros(len(data), dtype=torch.float64)
                 for n in range(len(data)):
                     lik = 1.0
-                    for l in range(3):
-                        if x_t[b, l] == 3:
+                    for pos in range(3):
+                        if x_t[b, pos] == 3:
                             lik *= 1 - alpha
-                        elif x_t[b, l] == data[n, l]:
+                        elif x_t[b, pos] == data[n, pos]:
                             lik *= alpha
                         else:
                             lik = 0.0
                     post[n] = weights[n] * lik
                 post /= post.sum()
                 for n in range(len(data)):
-                    for l in range(3):
-                        brute[b, l, data[n, l]] += post[n]
+                    for pos in range(3):
+                        brute[b, pos, data[n, pos]] += post[n]
             torch.testing.assert_close(got, brute, rtol=0, atol=1e-14)
             torch.testing.assert_close(got, oracle.conditional_probs(x_t), rtol=0, atol=1e-14)
 

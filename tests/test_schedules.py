@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -158,20 +159,21 @@ def test_loglinear_sigma_checks_times():
         LogLinearSchedule().sigma(1.5)
 
 
-@pytest.mark.parametrize("exponent", [0, 0.0, -1.0, math.inf, -math.inf, math.nan, "2", None])
+@pytest.mark.parametrize("exponent", [0, 0.0, -1.0, math.inf, -math.inf, math.nan, "2", None, True])
 def test_bad_exponent_raises(exponent):
-    with pytest.raises(ValueError, match="exponent"):
+    with pytest.raises(ValueError, match=r"^exponent must be a finite number > 0; got "):
         PolynomialSchedule(exponent=exponent)
 
 
-@pytest.mark.parametrize("eps", [-0.1, 1.0, 1.5, math.nan, math.inf, "0.1", None])
+@pytest.mark.parametrize("eps", [-0.1, 1.0, 1.5, math.nan, math.inf, "0.1", None, False])
 def test_bad_eps_raises(eps):
-    with pytest.raises(ValueError, match="eps"):
+    with pytest.raises(ValueError, match=r"^eps must be a finite number in \[0, 1\) \(the probability that a token "
+                                         r"survives to t = 1\); got "):
         LogLinearSchedule(eps=eps)
 
 
 def test_schedules_are_frozen_values():
     assert PolynomialSchedule(2.0) == PolynomialSchedule(2.0)
     assert LogLinearSchedule(0.1) != LogLinearSchedule(0.2)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         PolynomialSchedule(2.0).exponent = 3.0

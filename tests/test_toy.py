@@ -122,12 +122,17 @@ def test_counts_with_wrong_keys_raise(counts):
         toy_dataset(counts)
 
 
-@pytest.mark.parametrize("counts", [{"AB": -1, "AB'": 2, "A'B": 3, "A'B'": 4},
-                                    {"AB": 1.5, "AB'": 2, "A'B": 3, "A'B'": 4},
-                                    {"AB": True, "AB'": 2, "A'B": 3, "A'B'": 4},
-                                    {"AB": 0, "AB'": 0, "A'B": 0, "A'B'": 0}])
-def test_bad_count_values_raise(counts):
-    with pytest.raises(ValueError, match="^counts must be non-negative ints"):
+NUMBER = r"must be an int >= 0 \(the number of sequences\); got "
+
+
+@pytest.mark.parametrize("counts, error", [
+    ({"AB": -1, "AB'": 2, "A'B": 3, "A'B'": 4}, rf"^counts\['AB'\] {NUMBER}-1$"),
+    ({"AB": 1, "AB'": 1.5, "A'B": 3, "A'B'": 4}, rf"^counts\[\"AB'\"\] {NUMBER}1.5$"),
+    ({"AB": True, "AB'": 2, "A'B": 3, "A'B'": 4}, rf"^counts\['AB'\] {NUMBER}True$"),
+    ({"AB": 0, "AB'": 0, "A'B": 0, "A'B'": 0}, r"^counts must have a positive total \(the number of sequences\); got "),
+])
+def test_bad_count_values_raise(counts, error):
+    with pytest.raises(ValueError, match=error):
         toy_dataset(counts)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from maskdiff_tutor import zipf
 from maskdiff_tutor.zipf import (
+    PerplexityRow,
     bound_limit,
     bound_step,
     harmonic,
@@ -225,33 +226,36 @@ def test_max_parallel_samples_known_value():
 def test_perplexity_table(ks):
     table = perplexity_table(1.0, 1000, ks)
     k = np.asarray(list(ks))
-    assert set(table) == {"k", "p_bound"} | {f"{q}_metric_{m}" for q in ("joint", "ppl") for m in (1, 2, 3)}
-    for key in table:
-        assert table[key].shape == k.shape
-    np.testing.assert_array_equal(table["k"], k)
-    np.testing.assert_allclose(table["p_bound"], top_probability_bound(k, 1.0, 1000), rtol=1e-14)
-    np.testing.assert_allclose(table["joint_metric_2"], parallel_joint_bound(k, 1.0, 1000), rtol=1e-12)
-    np.testing.assert_allclose(table["ppl_metric_2"], parallel_perplexity_bound(k, 1.0, 1000), rtol=1e-12)
+    assert all(isinstance(row, PerplexityRow) for row in table)
+    assert [row.k for row in table] == k.tolist() and all(type(row.k) is int for row in table)
+    column = {name: np.array([getattr(row, name) for row in table]) for name in
+              ("p_bound", "joint_metric_1", "joint_metric_2", "joint_metric_3", "ppl_metric_2")}
+    np.testing.assert_allclose(column["p_bound"], top_probability_bound(k, 1.0, 1000), rtol=1e-14)
+    np.testing.assert_allclose(column["joint_metric_2"], parallel_joint_bound(k, 1.0, 1000), rtol=1e-12)
+    np.testing.assert_allclose(column["ppl_metric_2"], parallel_perplexity_bound(k, 1.0, 1000), rtol=1e-12)
     # Metric 1 of a decreasing sequence is its last term; Metric 3 by hand
-    np.testing.assert_allclose(table["joint_metric_1"], table["p_bound"], rtol=1e-14)
-    for i, kk in enumerate(k):
-        p = [float(top_probability_bound(n, 1.0, 1000)) for n in range(1, kk + 1)]
-        assert table["joint_metric_3"][i] == pytest.approx(max(0.0, sum(p) - (kk - 1)), abs=1e-15)
+    np.testing.assert_allclose(column["joint_metric_1"], column["p_bound"], rtol=1e-14)
+    for row in table:
+        p = [float(top_probability_bound(n, 1.0, 1000)) for n in range(1, row.k + 1)]
+        assert row.joint_metric_3 == pytest.approx(max(0.0, sum(p) - (row.k - 1)), abs=1e-15)
+        for m in (1, 2, 3):  # each perplexity is its joint's J^(-1/k)
+            joint, ppl = getattr(row, f"joint_metric_{m}"), getattr(row, f"ppl_metric_{m}")
+            assert ppl == (math.inf if joint == 0 else pytest.approx(joint ** (-1 / row.k), rel=1e-14))
 
 
 def test_perplexity_table_default_is_k_1_to_8():
     table = perplexity_table(1.0, 50_000)
-    np.testing.assert_array_equal(table["k"], np.arange(1, 9))
+    assert [row.k for row in table] == list(range(1, 9))
 
 
 def test_table_2_at_the_paper_settings():
     # s = 1.05, N = 150000 (paper Section 3.3): PPL_1 = H_{N,s} exactly, and a budget of 17 allows 7
-    table = perplexity_table(1.05, 150_000)
-    assert table["ppl_metric_2"][0] == pytest.approx(_harmonic_loop(1.05, 150_000), rel=1e-12)
-    np.testing.assert_allclose(table["ppl_metric_2"], [9.5597, 13.0448, 14.7010, 15.6167, 16.1937, 16.5902,
-                                                       16.8793, 17.0995], atol=6e-5)
+    ppl = [row.ppl_metric_2 for row in perplexity_table(1.05, 150_000)]
+    assert ppl[0] == pytest.approx(_harmonic_loop(1.05, 150_000), rel=1e-12)
+    np.testing.assert_allclose(ppl, [9.5597, 13.0448, 14.7010, 15.6167, 16.1937, 16.5902, 16.8793, 17.0995],
+                               atol=6e-5)
     assert max_parallel_samples(17, 1.05, 150_000) == 7.0
-    assert largest_within_budget(table["ppl_metric_2"], 17) == 7
+    assert largest_within_budget(ppl, 17) == 7
 
 
 # ----------------------------------------------------------------------------- Metrics 1-3 on vectors
@@ -310,45 +314,54 @@ def test_largest_within_budget():
 @pytest.mark.parametrize("N", [1, 0, -5, 2.0, 10.5, True, "10", None])
 def test_bad_vocabulary_size_raises(N):
     for f in (harmonic, zipf_pmf, omegas, bound_limit):
-        with pytest.raises(ValueError, match=r"^N \(the vocabulary size\) must be an int >= 2"):
+        with pytest.raises(ValueError, match=r"^N must be an int >= 2 \(the vocabulary size\); got "):
             f(1.0, N)
-    with pytest.raises(ValueError, match=r"^N \(the vocabulary size\)"):
+    with pytest.raises(ValueError, match=r"^N must be an int >= 2 \(the vocabulary size\)"):
         top_probability_bound(3, 1.0, N)
 
 
 @pytest.mark.parametrize("s", [0, 0.0, -1.0, math.nan, math.inf, True, "1", None])
 def test_bad_exponent_raises(s):
     for f in (harmonic, zipf_pmf, omegas, bound_limit):
-        with pytest.raises(ValueError, match=r"^s \(the Zipf exponent\) must be a finite number > 0"):
+        with pytest.raises(ValueError, match=r"^s must be a finite number > 0 \(the Zipf exponent\); got "):
             f(s, 10)
-    with pytest.raises(ValueError, match=r"^s \(the Zipf exponent\)"):
+    with pytest.raises(ValueError, match=r"^s must be a finite number > 0 \(the Zipf exponent\)"):
         max_parallel_samples(2.0, s, 10)
 
 
 @pytest.mark.parametrize("k", [0, -1, [1, 0], 1.5, [2.0]])
 def test_bad_k_raises(k):
     for f in (parallel_joint_bound, parallel_perplexity_bound, metric_bounds):
-        with pytest.raises(ValueError, match="^k must be integers >= 1"):
+        with pytest.raises(ValueError, match=r"^k(\[\d+\])? must be an int >= 1; got "):
             f(k, 1.0, 10)
-    with pytest.raises(ValueError, match="^ks must be integers >= 1"):
+    with pytest.raises(ValueError, match=r"^ks\[\d+\] must be an int >= 1; got "):
         perplexity_table(1.0, 10, k if isinstance(k, list) else [k])
 
 
 @pytest.mark.parametrize("n", [-1, [0, -3], 0.5])
 def test_bad_n_raises(n):
-    with pytest.raises(ValueError, match="^n must be integers >= 0"):
+    with pytest.raises(ValueError, match=r"^n(\[\d+\])? must be an int >= 0; got "):
         top_probability_bound(n, 1.0, 10)
 
 
-@pytest.mark.parametrize("budget", [0.999, 0, -2, math.nan, "5", None])
+def test_a_bad_count_is_named_with_its_index():
+    with pytest.raises(ValueError, match=r"^n\[1\] must be an int >= 0; got -3$"):
+        top_probability_bound([0, -3], 1.0, 10)
+    with pytest.raises(ValueError, match=r"^k must be an int >= 1; got 1.5$"):
+        parallel_perplexity_bound(1.5, 1.0, 10)
+    with pytest.raises(ValueError, match=r"^ks\[2\] must be an int >= 1; got 0$"):
+        perplexity_table(1.0, 10, [1, 2, 0])
+
+
+@pytest.mark.parametrize("budget", [0.999, 0, -2, math.nan, math.inf, "5", None, True])
 def test_bad_ppl_budget_raises(budget):
-    with pytest.raises(ValueError, match="^ppl_budget must be a number >= 1"):
+    with pytest.raises(ValueError, match=r"^ppl_budget must be a finite number >= 1 \(a perplexity\); got "):
         max_parallel_samples(budget, 1.0, 10)
 
 
 @pytest.mark.parametrize("k_max", [0, -3, 2.5])
 def test_bad_k_max_raises(k_max):
-    with pytest.raises(ValueError, match="^k_max must be integers >= 1"):
+    with pytest.raises(ValueError, match="^k_max must be an int >= 1; got "):
         max_parallel_samples(2.0, 1.0, 10, k_max=k_max)
 
 
