@@ -6,71 +6,185 @@ decoder, NELBO and experiment in the package. The model keeps its ``mask_id``, `
 end-of-text ids (``eos_ids``) and a prompt helper (``prompt_ids``, with the chat template where
 the model has one).
 
-Families (``FAMILIES``), told apart by ``model_type`` in the model's ``config.json``, which is read
-as plain JSON before any code of the model runs:
-
-- ``llada``: LLaDA 8B Base and Instruct, LLaDA 1.5 (remote code). The mask is
-  ``config.mask_token_id`` where the config names it, else ``LLADA_MASK_ID``. The adapter passes
-  no attention mask: early releases of LLaDA's code ignored it, so batch prompts of equal length
-  (the decoders here never pad).
-- ``dream``: Dream v0 7B (remote code). Its logits at position i predict token :math:`i + 1`; the adapter
-  shifts them back (as Dream's own sampler does). Its forward misreads a 2-D padding mask, so none
-  is passed.
-- ``mdlm`` and ``bd3lm``: MDLM and BD3-LM trained on OpenWebText (remote code). Their forward
-  takes a noise-level argument ``timesteps`` (zeros: the released models are not time-conditioned)
-  and returns a bare tensor; the mask is the last id (``vocab_size - 1``, appended to GPT-2's
-  tokens). BD3-LM reads ``[x_t, x_0]`` side by side; the adapter passes ``[x, x]``, which is the
-  block-causal denoiser when the blocks before the one being decoded are clean (semi-AR decoding
-  in its ``block_size``). The released MDLM code imports flash-attn, which needs CUDA.
-- ``masked-lm``: any masked LM transformers knows natively (``AutoModelForMaskedLM``): ModernBERT
-  and its chat fine-tunes, BERT, RoBERTa and the like. The mask is the tokenizer's.
+Families (``FAMILIES``): one class each, ``LLaDA``, ``Dream``, ``MDLM``, ``BD3LM`` (remote code) and
+``MaskedLM`` (the masked LMs transformers knows natively: ModernBERT, BERT, RoBERTa), holding all
+the package knows of the family in one place: how ``config.json`` names it (its ``model_type``,
+read as plain JSON before any code of the model runs), the Auto class that loads it, what it
+refuses, where its mask is, and its forward pass as the denoiser. A new family is one more
+subclass of ``Family``, listed in ``FAMILIES``.
 
 Remote code runs only when the caller passes ``trust_remote_code=True``. The remote-code families
 were written for transformers 4.x and break on 5.x (LLaDA's and BD3-LM's classes never call
 ``post_init``, which 5.x needs; Dream's rotary embedding asks 5.x for a ``"default"`` entry that is
 gone), so ``pip install "maskdiff-tutor[hub]"`` pins ``transformers>=4.48,<5`` (4.48 is the first
-with ModernBERT). Each adapter is tested on a small local model with the family's interface
-(``tests/test_hub.py``).
+with ModernBERT). Each family is tested on a small local model with its interface
+(``tests/test_hub.py``). A failure this module words for the user keeps the original error as its
+cause (``raise ... from error``), so the traceback still shows what the model's code raised.
 
 transformers is imported inside the functions, so ``import maskdiff_tutor.hub`` stays cheap.
 """
 
 from __future__ import annotations
 
+import abc
 import json
 import pathlib
 from dataclasses import dataclass, field
 
 import torch
 
-from ._checks import check_tokens
+from ._checks import check_mask_id, check_tokens
 from .device import pick_device
 
 LLADA_MASK_ID = 126336  # LLaDA's <|mdm_mask|>, used where a config does not name its mask
 TRANSFORMERS_FOR_REMOTE_CODE = ((4, 48), (5, 0))  # [low, high): what the remote-code families run on
 INSTALL_HINT = 'pip install "maskdiff-tutor[hub]"  (transformers>=4.48,<5)'
-
-
-@dataclass(frozen=True)
-class Family:
-    """One family of hub models: how to recognise it, whether it ships code, which Auto class loads it."""
-    name: str
-    model_types: tuple  # config.model_type values (lower case)
-    remote_code: bool  # the model's classes come from its repository
-    auto_class: str  # the transformers Auto class that loads it
-    description: str
-
-
-FAMILIES = {
-    "llada": Family("llada", ("llada",), True, "AutoModel", "LLaDA 8B Base / Instruct and LLaDA 1.5 (GSAI-ML)"),
-    "dream": Family("dream", ("dream",), True, "AutoModel", "Dream v0 7B Base / Instruct (Dream-org)"),
-    "mdlm": Family("mdlm", ("mdlm",), True, "AutoModelForMaskedLM", "MDLM on OpenWebText (kuleshov-group)"),
-    "bd3lm": Family("bd3lm", ("bd3lm",), True, "AutoModelForMaskedLM", "BD3-LM on OpenWebText (kuleshov-group)"),
-    "masked-lm": Family("masked-lm", (), False, "AutoModelForMaskedLM",
-                        "a masked LM transformers knows natively: ModernBERT and its chat fine-tunes, BERT, RoBERTa"),
-}
 LENGTH_FIELDS = ("max_sequence_length", "model_length", "max_position_embeddings", "n_positions")
 END_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>")  # end-of-turn / end-of-text tokens some families add
+
+
+class Family(abc.ABC):
+    """One family of hub models: how ``config.json`` names it, which transformers Auto class loads
+    it, what it refuses to load, where its mask is, and its forward pass as the package's denoiser.
+    The families are stateless; ``FAMILIES`` holds one instance of each."""
+
+    name: str  # its key in FAMILIES and HubModel.family
+    description: str  # the models it covers, as the messages name them
+    model_types: tuple[str, ...] = ()  # config.model_type values (lower case) that name it
+    auto_class: str = "AutoModelForMaskedLM"  # the transformers Auto class that loads it
+    remote_code: bool = False  # the model's classes come from its repository
+
+    def recognises(self, config: dict) -> bool:
+        """Whether ``config`` (a config.json) names this family."""
+        return str(config.get("model_type", "")).lower() in self.model_types
+
+    @abc.abstractmethod
+    def refuse(self, name: str, config: dict, transformers_version: str, trust_remote_code: bool) -> None:
+        """Raise, saying what to do, where model ``name`` of this family cannot be loaded here."""
+
+    @abc.abstractmethod
+    def mask_id(self, name: str, config: dict, tokenizer) -> int:
+        """The id of the mask token, from the config or the tokenizer."""
+
+    @abc.abstractmethod
+    def forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, L, V) for token ids ``x`` (B, L), position i predicting token i."""
+
+
+class RemoteCodeFamily(Family):
+    """A family whose classes come from the model's repository: loaded only with
+    ``trust_remote_code=True``, and only on the transformers versions that code runs on."""
+
+    remote_code = True
+
+    def refuse(self, name: str, config: dict, transformers_version: str, trust_remote_code: bool) -> None:
+        if not trust_remote_code:
+            files = sorted({str(v).split(".")[0] + ".py" for v in _flatten(config.get("auto_map", {}))}) or ["its own"]
+            raise ValueError(f"{name} is a {self.description} model whose classes come from its repository "
+                             f"({', '.join(files)}); load(..., trust_remote_code=True) runs that code, if you trust it")
+        low, high = TRANSFORMERS_FOR_REMOTE_CODE
+        if not low <= _version(transformers_version) < high:
+            raise ImportError(f"{name}'s own code needs transformers 4.x (from 4.48; on 5.x its classes fail to load), "
+                              f"and transformers {transformers_version} is installed: {INSTALL_HINT}")
+
+
+class LLaDA(RemoteCodeFamily):
+    """LLaDA 8B Base and Instruct, LLaDA 1.5 (remote code). The mask is ``config.mask_token_id``
+    where the config names it, else ``LLADA_MASK_ID``. No attention mask is passed: early releases
+    of LLaDA's code ignored it, so batch prompts of equal length (the decoders here never pad)."""
+
+    name = "llada"
+    description = "LLaDA 8B Base / Instruct and LLaDA 1.5 (GSAI-ML)"
+    model_types = ("llada",)
+    auto_class = "AutoModel"
+
+    def mask_id(self, name: str, config: dict, tokenizer) -> int:
+        return int(config.get("mask_token_id", LLADA_MASK_ID))
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return _logits(model(input_ids=x))  # (B, L, V)
+
+
+class Dream(RemoteCodeFamily):
+    """Dream v0 7B Base and Instruct (remote code). Its logits at position i predict token
+    :math:`i + 1`; the forward shifts them back (as Dream's own sampler does). Its forward misreads
+    a 2-D padding mask, so none is passed. The mask is ``config.mask_token_id``, else the tokenizer's."""
+
+    name = "dream"
+    description = "Dream v0 7B Base / Instruct (Dream-org)"
+    model_types = ("dream",)
+    auto_class = "AutoModel"
+
+    def mask_id(self, name: str, config: dict, tokenizer) -> int:
+        found = config.get("mask_token_id")
+        return int(found) if found is not None else _tokenizer_mask_id(name, tokenizer)
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        logits = _logits(model(input_ids=x))  # (B, L, V), position i predicting token i + 1
+        # every row one place right: position i now predicts token i (position 0 keeps its own row)
+        return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)  # (B, L, V)
+
+
+class MDLM(RemoteCodeFamily):
+    """MDLM trained on OpenWebText (remote code). Its forward takes a noise level ``timesteps``
+    (zeros: the released models are not time-conditioned) and returns a bare tensor; the mask is the
+    last id (``vocab_size - 1``, appended to GPT-2's tokens). The released code imports flash-attn,
+    which needs CUDA."""
+
+    name = "mdlm"
+    description = "MDLM on OpenWebText (kuleshov-group)"
+    model_types = ("mdlm",)
+
+    def mask_id(self, name: str, config: dict, tokenizer) -> int:
+        return int(config["vocab_size"]) - 1
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        timesteps = torch.zeros(x.shape[0], device=x.device)  # (B,)
+        return _logits(model(input_ids=x, timesteps=timesteps))  # (B, L, V)
+
+
+class BD3LM(MDLM):
+    """BD3-LM trained on OpenWebText (remote code): MDLM's tokens, mask and ``timesteps``, read
+    block-causally. It reads ``[x_t, x_0]`` side by side; the forward passes ``[x, x]``, which is the
+    block-causal denoiser when the blocks before the one being decoded are clean (semi-AR decoding
+    in its ``block_size``)."""
+
+    name = "bd3lm"
+    description = "BD3-LM on OpenWebText (kuleshov-group)"
+    model_types = ("bd3lm",)
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        timesteps = torch.zeros(x.shape[0], device=x.device)  # (B,)
+        both = torch.cat([x, x], dim=1)  # (B, 2L): [x_t, x_0], the noisy half reads the clean half's earlier blocks
+        return _logits(model(input_ids=both, timesteps=timesteps))[:, : x.shape[1]]  # (B, L, V), the x_t half
+
+
+class MaskedLM(Family):
+    """Any masked LM transformers knows natively (``AutoModelForMaskedLM``): ModernBERT and its chat
+    fine-tunes, BERT, RoBERTa and the like, recognised by a ``...ForMaskedLM`` architecture without
+    code of its own. The mask is the tokenizer's."""
+
+    name = "masked-lm"
+    description = "a masked LM transformers knows natively: ModernBERT and its chat fine-tunes, BERT, RoBERTa"
+
+    def recognises(self, config: dict) -> bool:
+        architectures = config.get("architectures") or []
+        return any(str(a).endswith("ForMaskedLM") for a in architectures) and "auto_map" not in config
+
+    def refuse(self, name: str, config: dict, transformers_version: str, trust_remote_code: bool) -> None:
+        if _version(transformers_version) < TRANSFORMERS_FOR_REMOTE_CODE[0]:
+            raise ImportError(f"maskdiff_tutor.hub needs transformers >= 4.48 (ModernBERT); {transformers_version} "
+                              f"is installed: {INSTALL_HINT}")
+
+    def mask_id(self, name: str, config: dict, tokenizer) -> int:
+        return _tokenizer_mask_id(name, tokenizer)
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return _logits(model(input_ids=x, attention_mask=torch.ones_like(x)))  # (B, L, V)
+
+
+# every family, recognised in this order (MaskedLM last: it goes by the architecture, not the model_type)
+FAMILIES = {family.name: family for family in (LLaDA(), Dream(), MDLM(), BD3LM(), MaskedLM())}
 
 
 @dataclass
@@ -80,7 +194,7 @@ class HubModel:
 
     model: torch.nn.Module
     tokenizer: object
-    family: str
+    family: str  # its key in FAMILIES
     name: str
     revision: str | None
     mask_id: int
@@ -101,10 +215,10 @@ class HubModel:
                              f"({self.max_length}); shorten the prompt or the number of masks")
         x = x.to(self.device)
         try:
-            logits = _forward(self.family, self.model, x)
-        except torch.cuda.OutOfMemoryError:
+            logits = FAMILIES[self.family].forward(self.model, x)  # (B, L, V)
+        except torch.cuda.OutOfMemoryError as error:
             raise MemoryError(f"{self.name} ran out of GPU memory on {x.shape[0]} sequences of {x.shape[1]} tokens "
-                              f"({_free_memory(self.device)}); pass fewer sequences at a time") from None
+                              f"({_free_memory(self.device)}); pass fewer sequences at a time") from error
         if logits.shape[:2] != x.shape:
             raise RuntimeError(f"{self.name} returned logits of shape {tuple(logits.shape)} for input "
                                f"{tuple(x.shape)}; expected ({x.shape[0]}, {x.shape[1]}, V)")
@@ -149,36 +263,18 @@ def load(name_or_path: str | pathlib.Path, *, device: str | torch.device | None 
     transformers = _transformers()
     config = _read_config(name, revision)
     chosen = _family(name, config, family)
-    if chosen.remote_code and not trust_remote_code:
-        files = sorted({str(v).split(".")[0] + ".py" for v in _flatten(config.get("auto_map", {}))}) or ["its own"]
-        raise ValueError(f"{name} is a {chosen.description} model whose classes come from its repository "
-                         f"({', '.join(files)}); load(..., trust_remote_code=True) runs that code, if you trust it")
-    _check_version(chosen, name, transformers.__version__)
+    chosen.refuse(name, config, transformers.__version__, trust_remote_code)
     device = pick_device(device)
     dtype = default_dtype(device) if dtype is None else dtype
     if not isinstance(dtype, torch.dtype):
         raise ValueError(f"dtype must be a torch.dtype such as torch.bfloat16, or None; got {dtype!r}")
-    common = dict(revision=revision, trust_remote_code=trust_remote_code)
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(name, **common)
-        auto = getattr(transformers, chosen.auto_class)
-        dtype_key = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
-        model = auto.from_pretrained(name, **common, **{dtype_key: dtype})
-        model = model.to(device).eval()
-    except ImportError as error:
-        if "flash_attn" in str(error) or "flash-attn" in str(error):
-            raise ImportError(f"{name}'s code imports flash-attn, which needs a CUDA GPU: pip install flash-attn "
-                              f"on a CUDA machine ({error})") from None
-        raise
-    except torch.cuda.OutOfMemoryError:
-        raise MemoryError(f"{name} does not fit on {device} in {str(dtype).removeprefix('torch.')} "
-                          f"({_free_memory(device)}); use a GPU with more memory, or a smaller model") from None
-    except OSError as error:
-        raise OSError(f"{name}: its tokenizer or weights could not be read ({_first_line(error)})") from None
+    tokenizer, model = _from_pretrained(transformers, chosen, name, revision, trust_remote_code, device, dtype)
     vocab_size = _vocab_size(model, config)
-    mask_id = _mask_id(chosen, name, config, tokenizer)
-    if not 0 <= mask_id < vocab_size:
-        raise ValueError(f"{name}: its mask id {mask_id} lies outside its {vocab_size} logits")
+    mask_id = chosen.mask_id(name, config, tokenizer)
+    try:
+        check_mask_id(mask_id, vocab_size)
+    except ValueError as error:
+        raise ValueError(f"{name}: its mask id {mask_id} lies outside its {vocab_size} logits") from error
     return HubModel(model, tokenizer, chosen.name, name, revision, mask_id, _eos_ids(config, tokenizer, vocab_size),
                     vocab_size, _max_length(config), device, dtype, config)
 
@@ -190,22 +286,30 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "mps" else torch.float32
 
 
-def _forward(family: str, model, x: torch.Tensor) -> torch.Tensor:
-    """The family's forward pass, as logits (B, L, V) with position i predicting token i."""
-    if family == "llada":
-        return _logits(model(input_ids=x))
-    if family == "dream":  # position i predicts token i + 1: move every row one place right
-        logits = _logits(model(input_ids=x))
-        return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-    timesteps = torch.zeros(x.shape[0], device=x.device)
-    if family == "mdlm":
-        return _logits(model(input_ids=x, timesteps=timesteps))
-    if family == "bd3lm":  # [x_t, x_0]: the noisy half reads the clean half's earlier blocks
-        return _logits(model(input_ids=torch.cat([x, x], dim=1), timesteps=timesteps))[:, : x.shape[1]]
-    return _logits(model(input_ids=x, attention_mask=torch.ones_like(x)))
+def _from_pretrained(transformers, family: Family, name: str, revision: str | None, trust_remote_code: bool,
+                     device: torch.device, dtype: torch.dtype) -> tuple:
+    """The tokenizer and the model (in eval mode, on ``device``); the failures a user can act on
+    are said plainly, with the original error as their cause."""
+    common = dict(revision=revision, trust_remote_code=trust_remote_code)
+    dtype_key = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name, **common)
+        model = getattr(transformers, family.auto_class).from_pretrained(name, **common, **{dtype_key: dtype})
+        return tokenizer, model.to(device).eval()
+    except ImportError as error:
+        if "flash_attn" in str(error) or "flash-attn" in str(error):
+            raise ImportError(f"{name}'s code imports flash-attn, which needs a CUDA GPU: pip install flash-attn "
+                              f"on a CUDA machine ({error})") from error
+        raise
+    except torch.cuda.OutOfMemoryError as error:
+        raise MemoryError(f"{name} does not fit on {device} in {str(dtype).removeprefix('torch.')} "
+                          f"({_free_memory(device)}); use a GPU with more memory, or a smaller model") from error
+    except OSError as error:
+        raise OSError(f"{name}: its tokenizer or weights could not be read ({_first_line(error)})") from error
 
 
 def _logits(output) -> torch.Tensor:
+    """The logits in a model's output: a bare tensor, an output with ``.logits``, or a tuple's first."""
     if isinstance(output, torch.Tensor):
         return output
     if hasattr(output, "logits"):
@@ -215,6 +319,15 @@ def _logits(output) -> torch.Tensor:
     raise TypeError(f"the model returned {type(output).__name__}, not logits")
 
 
+def _tokenizer_mask_id(name: str, tokenizer) -> int:
+    """The tokenizer's mask id; a model without one cannot denoise masks."""
+    found = getattr(tokenizer, "mask_token_id", None)
+    if found is None:
+        raise ValueError(f"{name} has no mask token (its tokenizer defines none), so it cannot denoise masks; "
+                         "give a masked LM or a masked diffusion LM")
+    return int(found)
+
+
 def _transformers():
     import warnings
 
@@ -222,8 +335,8 @@ def _transformers():
         with warnings.catch_warnings():  # transformers imports tqdm.auto, which warns where notebook widgets are absent
             warnings.filterwarnings("ignore", message="IProgress not found")
             import transformers
-    except ImportError:
-        raise ImportError(f"maskdiff_tutor.hub needs Hugging Face transformers: {INSTALL_HINT}") from None
+    except ImportError as error:
+        raise ImportError(f"maskdiff_tutor.hub needs Hugging Face transformers: {INSTALL_HINT}") from error
     return transformers
 
 
@@ -237,41 +350,46 @@ def _read_config(name: str, revision: str | None) -> dict:
     elif folder.exists():
         raise ValueError(f"{name} is a file; give a hub id (owner/name) or a folder written by save_pretrained")
     else:
-        from transformers.utils import cached_file
-
-        try:
-            path = cached_file(name, "config.json", revision=revision)
-        except (OSError, ValueError) as error:
-            text = str(error)
-            if "connect" in text.lower() or "offline" in text.lower():
-                raise OSError(f"{name} is not a local folder, and the Hugging Face Hub could not be reached to fetch "
-                              "it; connect to the network, or pass a folder written by save_pretrained "
-                              f"({_first_line(error)})") from None
-            raise OSError(f"{name} is neither a local folder nor a model on the Hugging Face Hub"
-                          f"{f' at revision {revision}' if revision else ''} ({_first_line(error)})") from None
-        if path is None:
-            raise OSError(f"{name}: the hub repository has no config.json")
+        path = _hub_config(name, revision)
     try:
         return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable model config ({_first_line(error)})") from None
+        raise ValueError(f"{path}: not a readable model config ({_first_line(error)})") from error
+
+
+def _hub_config(name: str, revision: str | None) -> str:
+    """The path of the hub repository's config.json, fetched into the local cache."""
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(name, "config.json", revision=revision)
+    except (OSError, ValueError) as error:
+        text = str(error).lower()
+        if "connect" in text or "offline" in text:
+            raise OSError(f"{name} is not a local folder, and the Hugging Face Hub could not be reached to fetch "
+                          "it; connect to the network, or pass a folder written by save_pretrained "
+                          f"({_first_line(error)})") from error
+        raise OSError(f"{name} is neither a local folder nor a model on the Hugging Face Hub"
+                      f"{f' at revision {revision}' if revision else ''} ({_first_line(error)})") from error
+    if path is None:
+        raise OSError(f"{name}: the hub repository has no config.json")
+    return path
 
 
 def _family(name: str, config: dict, requested: str | None) -> Family:
+    """The family ``requested`` by name, else the first in ``FAMILIES`` that recognises ``config``."""
     if requested is not None:
         if requested not in FAMILIES:
             raise ValueError(f"family must be one of {sorted(FAMILIES)} or None; got {requested!r}")
         return FAMILIES[requested]
-    model_type = str(config.get("model_type", "")).lower()
     for family in FAMILIES.values():
-        if model_type in family.model_types:
+        if family.recognises(config):
             return family
+    model_type = str(config.get("model_type", "")).lower()
     architectures = config.get("architectures") or []
-    if any(str(a).endswith("ForMaskedLM") for a in architectures) and "auto_map" not in config:
-        return FAMILIES["masked-lm"]
+    known = ", ".join(f"{k} ({v.description})" for k, v in FAMILIES.items())
     raise ValueError(f"{name} (model_type {model_type!r}, architectures {architectures}) is none of the supported "
-                     f"families: {', '.join(f'{k} ({v.description})' for k, v in FAMILIES.items())}; "
-                     "pass family= if it follows one of their interfaces")
+                     f"families: {known}; pass family= if it follows one of their interfaces")
 
 
 def _version(text: str) -> tuple:
@@ -282,17 +400,6 @@ def _version(text: str) -> tuple:
     return tuple(parts)
 
 
-def _check_version(family: Family, name: str, version: str) -> None:
-    low, high = TRANSFORMERS_FOR_REMOTE_CODE
-    found = _version(version)
-    if family.remote_code and not low <= found < high:
-        raise ImportError(f"{name}'s own code needs transformers 4.x (from 4.48; on 5.x its classes fail to load), "
-                           f"and transformers {version} is installed: {INSTALL_HINT}")
-    if not family.remote_code and found < low:
-        raise ImportError(f"maskdiff_tutor.hub needs transformers >= 4.48 (ModernBERT); {version} is installed: "
-                           f"{INSTALL_HINT}")
-
-
 def _vocab_size(model, config: dict) -> int:
     """V of the logits: LLaDA's ``embedding_size`` (wider than its tokenizer), else ``vocab_size``,
     else the input embedding's rows."""
@@ -301,21 +408,8 @@ def _vocab_size(model, config: dict) -> int:
         return int(config_size)
     try:
         return int(model.get_input_embeddings().weight.shape[0])
-    except (AttributeError, NotImplementedError):
-        raise ValueError("the model's config gives no vocab_size, and its input embeddings cannot be read") from None
-
-
-def _mask_id(family: Family, name: str, config: dict, tokenizer) -> int:
-    if family.name == "llada":
-        return int(config.get("mask_token_id", LLADA_MASK_ID))
-    if family.name in ("mdlm", "bd3lm"):
-        return int(config["vocab_size"]) - 1
-    found = config.get("mask_token_id") if family.name == "dream" else None
-    found = found if found is not None else getattr(tokenizer, "mask_token_id", None)
-    if found is None:
-        raise ValueError(f"{name} has no mask token (its tokenizer defines none), so it cannot denoise masks; "
-                         "give a masked LM or a masked diffusion LM")
-    return int(found)
+    except (AttributeError, NotImplementedError) as error:
+        raise ValueError("the model's config gives no vocab_size, and its input embeddings cannot be read") from error
 
 
 def _eos_ids(config: dict, tokenizer, vocab_size: int) -> tuple:

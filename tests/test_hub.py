@@ -6,6 +6,7 @@ the remote-code families are folders this file writes (a config with ``auto_map`
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 import sys
@@ -16,10 +17,9 @@ import torch
 transformers = pytest.importorskip("transformers")
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-from maskdiff_tutor import decoders, decoding, hub  # noqa: E402
+from hub_models import REMOTE, make_tokenizer, native_model, offline, remote_folder  # noqa: E402,F401 (offline: autouse)
 
-from hub_models import REMOTE, make_tokenizer, native_model, remote_folder  # noqa: E402
-from hub_models import offline  # noqa: E402,F401 (an autouse fixture)
+from maskdiff_tutor import decoders, decoding, hub  # noqa: E402
 
 
 @pytest.fixture(params=sorted(REMOTE))
@@ -57,7 +57,7 @@ def test_dream_logits_are_shifted_back_and_no_2d_mask_is_passed(tmp_path):
 
 def test_remote_code_runs_only_when_asked(remote):
     family, folder = remote
-    with pytest.raises(ValueError, match=rf"classes come from its repository \(modeling_tiny.py\); "
+    with pytest.raises(ValueError, match=r"classes come from its repository \(modeling_tiny.py\); "
                                          r"load\(\.\.\., trust_remote_code=True\) runs that code, if you trust it"):
         hub.load(folder)
 
@@ -79,8 +79,12 @@ def test_an_unguarded_flash_attn_import_gets_a_message_that_says_what_to_do(tmp_
         pass
     extra, specials = REMOTE["mdlm"]
     folder = remote_folder(tmp_path, "mdlm-flash", extra, specials)
-    with pytest.raises(ImportError, match=r"imports flash-attn, which needs a CUDA GPU: pip install flash-attn"):
+    message = r"imports flash-attn, which needs a CUDA GPU: pip install flash-attn"
+    with pytest.raises(ImportError, match=message) as caught:
         hub.load(folder, trust_remote_code=True)
+    # the error transformers raised on the model's import stays in the traceback, as the cause
+    cause = caught.value.__cause__
+    assert isinstance(cause, ImportError) and "flash_attn" in str(cause) and "CUDA GPU" not in str(cause)
 
 
 def test_llada_without_a_mask_id_in_its_config_uses_llada_s_and_checks_it(tmp_path):
@@ -139,16 +143,56 @@ def test_missing_models_and_no_network_get_one_clear_message(tmp_path):
         hub.load(native_model(tmp_path, "bert"), family="gpt")
 
 
+def test_an_unreadable_config_is_refused_with_the_parse_error_as_its_cause(tmp_path):
+    folder = native_model(tmp_path, "bert")
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"config.json: not a readable model config \(Expecting prop") as caught:
+        hub.load(folder)
+    assert isinstance(caught.value.__cause__, json.JSONDecodeError)
+
+
+def test_the_families_are_one_class_each_in_the_order_they_are_recognised():
+    assert list(hub.FAMILIES) == ["llada", "dream", "mdlm", "bd3lm", "masked-lm"]
+    assert [type(f) for f in hub.FAMILIES.values()] == [hub.LLaDA, hub.Dream, hub.MDLM, hub.BD3LM, hub.MaskedLM]
+    assert all(name == family.name for name, family in hub.FAMILIES.items())
+    assert [f.remote_code for f in hub.FAMILIES.values()] == [True, True, True, True, False]
+
+
+def test_a_new_family_is_one_class(tmp_path, monkeypatch):
+    class Reversed(hub.RemoteCodeFamily):  # LLaDA's interface with its sequences read backwards, its mask at 14
+        name = "reversed"
+        description = "reversed LLaDA (a test family)"
+        model_types = ("llada",)
+        auto_class = "AutoModel"
+
+        def mask_id(self, name, config, tokenizer):
+            return 14
+
+        def forward(self, model, x):
+            return model(input_ids=x.flip(1)).logits.flip(1)
+
+    monkeypatch.setitem(hub.FAMILIES, "reversed", Reversed())
+    extra, specials = REMOTE["llada"]
+    folder = remote_folder(tmp_path, "llada", extra, specials)
+    with pytest.raises(ValueError, match=r"is a reversed LLaDA \(a test family\) model whose classes come from"):
+        hub.load(folder, family="reversed")
+    model = hub.load(folder, family="reversed", trust_remote_code=True)
+    assert (model.family, model.mask_id) == ("reversed", 14)
+    # read backwards: each position predicts one more than the token after it (mod 12; the last one, its own)
+    assert model(torch.tensor([[15, 5, 15, 9]])).argmax(-1).tolist() == [[6, 4, 10, 10]]
+
+
 def test_running_out_of_gpu_memory_says_what_to_do(tmp_path, monkeypatch):
     model = hub.load(native_model(tmp_path, "bert"))
 
     def out_of_memory(*args):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(hub, "_forward", out_of_memory)
+    monkeypatch.setattr(hub.MaskedLM, "forward", out_of_memory)
     with pytest.raises(MemoryError, match=re.escape("ran out of GPU memory on 2 sequences of 5 tokens (on cpu); "
-                                                    "pass fewer sequences at a time")):
+                                                    "pass fewer sequences at a time")) as caught:
         model(torch.zeros(2, 5, dtype=torch.long))
+    assert isinstance(caught.value.__cause__, torch.cuda.OutOfMemoryError)
 
 
 def test_dtype_follows_the_device_and_can_be_overridden(tmp_path):
