@@ -14,23 +14,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import pathlib
 import signal
 import sys
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from . import distributed
-from ._checks import check_positive_int, check_tokens
+from ._checks import check_number, check_positive_int, check_tokens
+from .blockwise import blockwise_loss, blockwise_loss_loop, number_of_blocks, sample_block_noise
 from .device import pick_device
-from .blockwise import number_of_blocks, blockwise_loss, blockwise_loss_loop, sample_block_noise
+from .files import write_atomically
 from .objectives import LossParts, masked_diffusion_loss
 from .schedules import LinearSchedule, Schedule
-
 
 OBJECTIVES = {
     "random": "random masking of the whole sequence, one time per sequence (Eq. 13; LLaDA, MDLM)",
@@ -40,6 +38,7 @@ OBJECTIVES = {
     "left_to_right": "every token masked, each seeing the clean tokens before it: autoregressive "
                      "next-token training (block-causal with blocks of one token)",
 }
+LINEAR = LinearSchedule()  # the default noise schedule, alpha(t) = 1 - t
 
 
 def forward_tokens_per_sequence(objective: str, seq_len: int, block_length: int | None = None) -> int:
@@ -86,17 +85,14 @@ class TrainConfig:
             check_positive_int(name, getattr(self, name))
         for name in ("warmup_steps", "checkpoint_every"):
             check_positive_int(name, getattr(self, name), minimum=0)
-        for name, allowed, ok in (("lr", "a finite number > 0", lambda v: v > 0),
-                                  ("min_lr_ratio", "a number in [0, 1]", lambda v: 0 <= v <= 1),
-                                  ("grad_clip", "a finite number >= 0 (0: no clipping)", lambda v: v >= 0),
-                                  ("weight_decay", "a finite number >= 0", lambda v: v >= 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or not ok(value):
-                raise ValueError(f"{name} must be {allowed}; got {value!r}")
+        check_number("lr", self.lr, above=0)
+        check_number("min_lr_ratio", self.min_lr_ratio, at_least=0, at_most=1)
+        check_number("grad_clip", self.grad_clip, at_least=0, meaning="0: no clipping")
+        check_number("weight_decay", self.weight_decay, at_least=0)
 
     def lr_at(self, step: int) -> float:
-        """Learning rate for optimiser step ``step`` (0-based): warm-up, then cosine decay."""
+        """Learning rate for optimiser step ``step`` (0-based): warm-up, then cosine decay (the closed
+        form that ``optimizer_and_schedule``'s scheduler follows)."""
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
         progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
@@ -107,19 +103,59 @@ class TrainConfig:
 @dataclass
 class History:
     """What ``train()`` records every ``log_every`` steps, one list per quantity."""
-    step: list = field(default_factory=list)  # optimiser step (1-based) of each record
-    loss: list = field(default_factory=list)  # mean loss over the steps since the last record
-    lr: list = field(default_factory=list)  # learning rate at that step
-    grad_norm: list = field(default_factory=list)  # gradient norm before clipping
-    tokens: list = field(default_factory=list)  # tokens seen so far
+    step: list[int] = field(default_factory=list)  # optimiser step (1-based) of each record
+    loss: list[float] = field(default_factory=list)  # mean loss over the steps since the last record
+    lr: list[float] = field(default_factory=list)  # learning rate at that step
+    grad_norm: list[float] = field(default_factory=list)  # gradient norm before clipping
+    tokens: list[int] = field(default_factory=list)  # tokens seen so far
 
     def to_dict(self) -> dict:
         """The history as a dict of lists (for JSON)."""
         return asdict(self)
 
 
+@dataclass
+class LoopState:
+    """Where a training run stands after ``step`` optimiser steps: everything besides the model, the
+    optimiser and its scheduler that a checkpoint must hold for a resumed run to continue exactly."""
+    generator: torch.Generator  # batches, times and masks; seeded alike on every process
+    history: History = field(default_factory=History)  # the records so far
+    step: int = 0  # optimiser steps taken
+    running_loss: float = 0.0  # the loss summed over the steps since the last history record
+    running_steps: int = 0  # how many steps that sum holds
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one ``train()`` call uses and none changes."""
+    model: torch.nn.Module  # the caller's model, trained in place
+    step_model: torch.nn.Module  # the model as a step calls it: wrapped by DDP and torch.compile where asked
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler  # sets the optimiser's learning rate before each step
+    data: torch.Tensor  # (N, L) clean token ids on the device
+    config: TrainConfig
+    schedule: Schedule  # the noise schedule
+    mask_id: int
+    pad_id: int | None
+    time_input: bool  # the model takes t
+    device: torch.device
+    rows: slice | None  # this process's share of the global batch under torchrun; None for one process
+
+
+def optimizer_and_schedule(model: torch.nn.Module, config: TrainConfig):
+    """AdamW and its learning-rate scheduler: linear warm-up, then cosine decay to ``lr * min_lr_ratio``
+    (``config.lr_at``). Call ``scheduler.step()`` after each ``optimizer.step()``.
+
+    ``LambdaLR`` multiplies the optimiser's base rate by the factor it is given. The base rate is 1
+    and the factor the rate itself, so step s runs at ``config.lr_at(s)`` to the last bit; a factor
+    ``lr_at(s) / lr`` times ``lr`` would round differently in about a third of the warm-up steps, and
+    training would end at other weights."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: config.lr_at(step))
+
+
 def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: TrainConfig = TrainConfig(),
-          schedule: Schedule = LinearSchedule(), *, device: str | torch.device | None = None, seed: int = 0,
+          schedule: Schedule = LINEAR, *, device: str | torch.device | None = None, seed: int = 0,
           pad_id: int | None = None, checkpoint: str | pathlib.Path | None = None, resume: bool = False,
           progress: bool = True) -> History:
     """Train ``model`` in place on ``data`` with the masked-diffusion objective
@@ -135,7 +171,7 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
         device: None for the best available (cuda, mps, cpu) or a name that must exist.
         seed: seeds the batch order, times and masks (and the model's dropout).
         pad_id: padding id in ``data``; never masked, never counted.
-        checkpoint: a file for model, optimiser, generator and history; written every
+        checkpoint: a file for model, optimiser, scheduler, generators and history; written every
             ``config.checkpoint_every`` steps and at the end.
         resume: continue from ``checkpoint`` (which must exist); the result is identical, on the
             CPU, to a run that was never interrupted.
@@ -151,110 +187,126 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
     checkpoint, which holds every process's dropout generator (so resume with the same N). Ctrl-C
     in any process stops all of them after the same step.
     """
-    if not isinstance(data, torch.Tensor) or data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:
-        raise ValueError(f"data must be a non-empty integer tensor of shape (N, L); got "
-                         f"{tuple(getattr(data, 'shape', ()))}")
-    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)  # known for the package's Denoiser
-    check_tokens("data", data, vocab_size, mask_id, allow_mask=True)
-    if (data == mask_id).any():
-        raise ValueError(f"data contains mask_id {mask_id}: the mask must lie outside the data's vocabulary")
-    time_input = bool(getattr(getattr(model, "config", None), "time_conditioning", False))
-    if config.objective != "random":
-        if pad_id is not None or time_input:
-            raise ValueError(f"objective={config.objective!r} supports neither padding (pad_id) nor a "
-                             "time-conditioned model; use objective='random'")
-        if config.block_length is not None:
-            number_of_blocks(data.shape[1], config.block_length)
-    if resume and (checkpoint is None or not pathlib.Path(checkpoint).is_file()):
-        raise ValueError(f"resume=True needs an existing checkpoint file; got {checkpoint!r}")
+    time_input = _check_arguments(model, data, mask_id, config, pad_id, checkpoint, resume)
     rank, world = distributed.start()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes "
                          f"({world}, torchrun's WORLD_SIZE): each takes an equal share of the global batch")
     device = distributed.local_device(pick_device(device))
     model.to(device)
-    data = data.to(device)
-    generator = torch.Generator().manual_seed(seed)  # the same on every process: batches, times, masks
+    state = LoopState(torch.Generator().manual_seed(seed))  # the same on every process: batches, times, masks
     torch.manual_seed(seed + rank)  # dropout, different on every process
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  betas=(0.9, 0.98))
-    history, start = History(), 0
-    running, count = 0.0, 0  # the loss summed since the last history entry, and over how many steps
+    optimizer, scheduler = optimizer_and_schedule(model, config)
     if resume:
-        state = _load_checkpoint(checkpoint, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch_rng, cuda_rng = _rng_of_rank(state, checkpoint, rank, world)
-        torch.set_rng_state(torch_rng)
-        if device.type == "cuda" and cuda_rng is not None:
-            torch.cuda.set_rng_state(cuda_rng, device)
-        history, start = History(**state["history"]), state["step"]
-        running, count = state["running_loss"], state["running_steps"]
-    shared = model
-    if world > 1:  # after loading: DDP broadcasts rank 0's parameters and buffers
-        shared = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    step_model = torch.compile(shared) if config.compile else shared
+        state = _resume(checkpoint, model, optimizer, scheduler, device, rank, world)
     share = config.batch_size // world
-    rows = slice(rank * share, (rank + 1) * share) if world > 1 else None
-    bar = _progress_bar(config.steps, start, progress and rank == 0)
+    run = _Run(model, _step_model(model, device, world, config.compile), optimizer, scheduler, data.to(device),
+               config, schedule, mask_id, pad_id, time_input, device,
+               slice(rank * share, (rank + 1) * share) if world > 1 else None)
     model.train()
-    with _deferred_interrupt() as interrupted:
-        for step in range(start, config.steps):
-            running, count, stop = _step(step, model, step_model, optimizer, data, config, schedule, mask_id,
-                                         generator, pad_id, time_input, device, history, running, count, bar, rows,
-                                         interrupted)
-            due = config.checkpoint_every and (step + 1) % config.checkpoint_every == 0
-            if checkpoint is not None and (due or step + 1 == config.steps or stop):
-                _save_checkpoint(checkpoint, model, optimizer, generator, history, step + 1, running, count, device)
+    with _progress_bar(config.steps, state.step, progress and rank == 0) as bar, \
+            _deferred_interrupt() as interrupted:
+        while state.step < config.steps:
+            stop = _step(run, state, bar, interrupted)
+            due = config.checkpoint_every and state.step % config.checkpoint_every == 0
+            if checkpoint is not None and (due or state.step == config.steps or stop):
+                _save_checkpoint(checkpoint, run, state)
             if stop:
-                if bar is not None:
-                    bar.close()
-                where = f"checkpoint saved to {checkpoint}; train(..., resume=True) continues" if checkpoint \
-                    else "no checkpoint file was given, so nothing was saved"
-                if rank == 0:
-                    print(f"training interrupted after step {step + 1} of {config.steps}: {where}", file=sys.stderr)
+                _say_interrupted(bar, state.step, config.steps, checkpoint, rank)
                 raise KeyboardInterrupt
-    if bar is not None:
-        bar.close()
     model.eval()
-    return history
+    return state.history
 
 
-def _step(step, model, step_model, optimizer, data, config, schedule, mask_id, generator, pad_id, time_input, device,
-          history, running, count, bar, rows, interrupted):
-    """One optimiser step and its bookkeeping; returns the running loss sum and count, and whether
-    to stop (Ctrl-C pressed in this process or, under torchrun, in any)."""
-    for group in optimizer.param_groups:
-        group["lr"] = config.lr_at(step)
-    index = torch.randint(data.shape[0], (config.batch_size,), generator=generator).to(device)  # (B,) global batch
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        parts = training_loss(step_model, data[index], config, schedule, mask_id, generator, pad_id, time_input, rows)
-    loss, stop = parts.loss.detach(), interrupted()
-    if rows is not None:  # every process learns the mean loss and whether any was interrupted
-        agreed = torch.stack([loss.float(), torch.tensor(float(stop), device=loss.device)])
-        torch.distributed.all_reduce(agreed)
-        loss, stop = agreed[0] / torch.distributed.get_world_size(), bool(agreed[1] > 0)
+def _check_arguments(model, data, mask_id, config, pad_id, checkpoint, resume) -> bool:
+    """Check ``train()``'s arguments before any work; returns whether the model takes a time input."""
+    if not isinstance(data, torch.Tensor) or data.ndim != 2 or 0 in data.shape:
+        raise ValueError(f"data must be a non-empty integer tensor of shape (N, L); got "
+                         f"{tuple(getattr(data, 'shape', ()))}")
+    model_config = getattr(model, "config", None)  # a DenoiserConfig for the package's Denoiser
+    check_tokens("data", data, getattr(model_config, "vocab_size", None), mask_id, allow_mask=True)
+    if (data == mask_id).any():
+        raise ValueError(f"data contains mask_id {mask_id}: the mask must lie outside the data's vocabulary")
+    time_input = bool(getattr(model_config, "time_conditioning", False))
+    if config.objective != "random" and (pad_id is not None or time_input):
+        raise ValueError(f"objective={config.objective!r} supports neither padding (pad_id) nor a "
+                         "time-conditioned model; use objective='random'")
+    if config.block_length is not None:
+        number_of_blocks(data.shape[1], config.block_length)
+    if resume and (checkpoint is None or not pathlib.Path(checkpoint).is_file()):
+        raise ValueError(f"resume=True needs an existing checkpoint file; got {checkpoint!r}")
+    return time_input
+
+
+def _step_model(model, device, world: int, compile: bool):
+    """The model as a training step calls it: in DistributedDataParallel under torchrun (made after
+    a resume has loaded the weights: DDP broadcasts rank 0's parameters and buffers), compiled when
+    asked."""
+    shared = model
+    if world > 1:
+        devices = [device] if device.type == "cuda" else None
+        shared = torch.nn.parallel.DistributedDataParallel(model, device_ids=devices)
+    return torch.compile(shared) if compile else shared
+
+
+def _step(run: _Run, state: LoopState, bar, interrupted) -> bool:
+    """One optimiser step on a batch drawn from ``state.generator``, recorded in ``state``; returns
+    whether to stop (Ctrl-C pressed in this process or, under torchrun, in any)."""
+    config = run.config
+    index = torch.randint(run.data.shape[0], (config.batch_size,), generator=state.generator).to(run.device)  # (B,)
+    with torch.autocast(device_type=run.device.type, dtype=torch.bfloat16, enabled=run.device.type == "cuda"):
+        parts = training_loss(run.step_model, run.data[index], config, run.schedule, run.mask_id, state.generator,
+                              run.pad_id, run.time_input, run.rows)
+    loss, stop = _agree(parts.loss.detach(), interrupted(), run.rows is not None)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"the loss became {loss.item()} at step {step + 1}; lower the learning "
+        raise FloatingPointError(f"the loss became {loss.item()} at step {state.step + 1}; lower the learning "
                                  f"rate (lr = {config.lr}) or check the data and the schedule")
-    optimizer.zero_grad(set_to_none=True)
+    run.optimizer.zero_grad(set_to_none=True)
     parts.loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
-    optimizer.step()
-    running, count = running + loss.item(), count + 1
-    if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-        history.step.append(step + 1)
-        history.loss.append(running / count)
-        history.lr.append(config.lr_at(step))
-        history.grad_norm.append(float(grad_norm))
-        history.tokens.append((step + 1) * config.batch_size * data.shape[1])
-        running, count = 0.0, 0
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(),
+                                               config.grad_clip if config.grad_clip > 0 else math.inf)
+    run.optimizer.step()
+    lr = run.scheduler.get_last_lr()[0]  # the rate this step ran at
+    run.scheduler.step()
+    state.step += 1
+    state.running_loss += loss.item()
+    state.running_steps += 1
+    if state.step % config.log_every == 0 or state.step == config.steps:
+        _record(state, lr, float(grad_norm), state.step * config.batch_size * run.data.shape[1])
         if bar is not None:
-            bar.set_postfix(loss=f"{history.loss[-1]:.4f}")
+            bar.set_postfix(loss=f"{state.history.loss[-1]:.4f}")
     if bar is not None:
         bar.update(1)
-    return running, count, stop
+    return stop
+
+
+def _agree(loss: torch.Tensor, stop: bool, shared: bool) -> tuple[torch.Tensor, bool]:
+    """Under torchrun (``shared``) every process learns the mean loss and whether any was interrupted."""
+    if not shared:
+        return loss, stop
+    agreed = torch.stack([loss.float(), torch.tensor(float(stop), device=loss.device)])
+    torch.distributed.all_reduce(agreed)
+    return agreed[0] / torch.distributed.get_world_size(), bool(agreed[1] > 0)
+
+
+def _record(state: LoopState, lr: float, grad_norm: float, tokens: int) -> None:
+    """Append a history record: the mean loss since the last one, then start a new sum."""
+    history = state.history
+    history.step.append(state.step)
+    history.loss.append(state.running_loss / state.running_steps)
+    history.lr.append(lr)
+    history.grad_norm.append(grad_norm)
+    history.tokens.append(tokens)
+    state.running_loss, state.running_steps = 0.0, 0
+
+
+def _say_interrupted(bar, step: int, steps: int, checkpoint, rank: int) -> None:
+    if bar is not None:
+        bar.close()
+    where = f"checkpoint saved to {checkpoint}; train(..., resume=True) continues" if checkpoint \
+        else "no checkpoint file was given, so nothing was saved"
+    if rank == 0:
+        print(f"training interrupted after step {step} of {steps}: {where}", file=sys.stderr)
 
 
 def training_loss(model, x0: torch.Tensor, config: TrainConfig, schedule: Schedule, mask_id: int,
@@ -284,47 +336,59 @@ def training_loss(model, x0: torch.Tensor, config: TrainConfig, schedule: Schedu
 
 
 def _progress_bar(total: int, start: int, enabled: bool):
+    """A tqdm bar as a context manager, or one that yields None when ``enabled`` is False."""
     if not enabled:
-        return None
+        return contextlib.nullcontext()
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=start, desc="training", unit="step")
 
 
-def _save_checkpoint(path, model, optimizer, generator, history, step, running, count, device):
-    """Everything a run needs to continue exactly, written atomically (a temporary file in the same
-    folder, then a rename): a kill during the write leaves the previous checkpoint whole. Under
-    torchrun every process calls it; each one's dropout generators are gathered and rank 0 writes."""
-    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+def _save_checkpoint(path, run: _Run, state: LoopState) -> None:
+    """Everything a run needs to continue exactly, written atomically (``files.write_atomically``): a
+    kill during the write leaves the previous checkpoint whole. Under torchrun every process calls
+    it; each one's dropout generators are gathered and rank 0 writes."""
+    cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
     every_rank = distributed.gather((torch.get_rng_state(), cuda_rng))
     if not distributed.is_main():
         return
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-             "torch_rng": every_rank[0][0], "cuda_rng": every_rank[0][1],
-             "history": history.to_dict(), "step": step, "running_loss": running, "running_steps": count}
+    saved = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+             "scheduler": run.scheduler.state_dict(), "generator": state.generator.get_state(),
+             "torch_rng": every_rank[0][0], "cuda_rng": every_rank[0][1], "history": asdict(state.history),
+             "step": state.step, "running_loss": state.running_loss, "running_steps": state.running_steps}
     if len(every_rank) > 1:
-        state.update(world_size=len(every_rank), rank_torch_rng=[rng for rng, _ in every_rank],
+        saved.update(world_size=len(every_rank), rank_torch_rng=[rng for rng, _ in every_rank],
                      rank_cuda_rng=[rng for _, rng in every_rank])
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda file: torch.save(saved, file))
 
 
-def _load_checkpoint(path, device) -> dict:
-    """A checkpoint written by ``_save_checkpoint``, loaded with ``weights_only=True`` (no code runs)."""
+def _resume(path, model, optimizer, scheduler, device, rank: int, world: int) -> LoopState:
+    """Load a checkpoint into the model, optimiser, scheduler and this process's generators; returns
+    the loop's state at the step it was written."""
+    saved = _load_checkpoint(path)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    generator = torch.Generator()
+    generator.set_state(saved["generator"])
+    torch_rng, cuda_rng = _rng_of_rank(saved, path, rank, world)
+    torch.set_rng_state(torch_rng)
+    if device.type == "cuda" and cuda_rng is not None:
+        torch.cuda.set_rng_state(cuda_rng, device)
+    return LoopState(generator, History(**saved["history"]), saved["step"], saved["running_loss"],
+                     saved["running_steps"])
+
+
+def _load_checkpoint(path) -> dict:
+    """A checkpoint written by ``_save_checkpoint``, loaded onto the CPU with ``weights_only=True``
+    (no code runs); ``load_state_dict`` moves the weights and the optimiser's state to their device."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several kinds for a file that is not a checkpoint
         raise ValueError(f"{path}: not a training checkpoint that can be loaded ({type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else ''})") from None
-    needed = {"model", "optimizer", "generator", "torch_rng", "history", "step", "running_loss", "running_steps"}
+    needed = {"model", "optimizer", "scheduler", "generator", "torch_rng", "history", "step", "running_loss",
+              "running_steps"}
     if not isinstance(state, dict) or not needed <= set(state):
         raise ValueError(f"{path}: not a training checkpoint of this package (it lacks "
                          f"{sorted(needed - set(state)) if isinstance(state, dict) else 'everything'})")

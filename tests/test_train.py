@@ -4,6 +4,7 @@ learns the toy marginals P(A) = 0.55 and P(B) = 0.69."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -12,7 +13,7 @@ import torch.nn as nn
 
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 from maskdiff_tutor.forward_process import denoiser_probs
-from maskdiff_tutor.train import History, TrainConfig, train
+from maskdiff_tutor.train import History, TrainConfig, optimizer_and_schedule, train
 
 
 def _model(toy, seed: int = 0, **overrides) -> Denoiser:
@@ -26,7 +27,7 @@ def _params(model: nn.Module) -> list[torch.Tensor]:
 
 
 def _all_equal(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
-    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 SHORT = TrainConfig(steps=12, batch_size=16, lr=3e-3, warmup_steps=3, log_every=4)
@@ -48,7 +49,7 @@ def test_lr_warms_up_linearly_then_decays_to_the_floor():
         assert config.lr_at(step) == pytest.approx(2e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))),
                                                    rel=1e-12)
     decay = [config.lr_at(step) for step in range(9, 101)]
-    assert all(a >= b for a, b in zip(decay, decay[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(decay))
     assert config.lr_at(100) == pytest.approx(2e-3 * 0.1, rel=1e-12)  # ends at lr * min_lr_ratio
     assert config.lr_at(500) == pytest.approx(2e-3 * 0.1, rel=1e-12)  # and stays there
     assert 2e-3 * 0.1 < config.lr_at(99) < 2e-3 * 0.1 * 1.01
@@ -58,6 +59,31 @@ def test_lr_without_warm_up_starts_at_the_peak():
     config = TrainConfig(steps=10, lr=1e-2, warmup_steps=0, min_lr_ratio=0.0)
     assert config.lr_at(0) == pytest.approx(1e-2, rel=1e-12)
     assert config.lr_at(10) == pytest.approx(0.0, abs=1e-18)
+
+
+def _closed_form(lr: float, warmup: int, steps: int, floor: float, step: int) -> float:
+    """The learning rate of 0-based step ``step``, written out: lr (s + 1) / W during the warm-up, then
+    lr (floor + (1 - floor) (1 + cos(pi p)) / 2) with p = (s - W) / (S - W), held at 1 after the end."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = min((step - warmup) / max(1, steps - warmup), 1.0)
+    return lr * (floor + (1 - floor) * (0.5 * (1 + math.cos(math.pi * p))))
+
+
+@pytest.mark.parametrize("lr, warmup, steps, floor", [(2e-3, 10, 100, 0.1), (3e-3, 50, 1500, 0.0),
+                                                      (4e-3, 7, 40, 0.25), (1e-2, 0, 10, 0.0), (1e-3, 5, 3, 0.5)])
+def test_the_torch_scheduler_gives_the_closed_form_to_the_last_bit_at_every_step(lr, warmup, steps, floor):
+    # the rate the optimiser holds before each step is exactly the closed form (==, not approx):
+    # the book's trained weights depend on every bit of it
+    config = TrainConfig(steps=steps, lr=lr, warmup_steps=warmup, min_lr_ratio=floor)
+    optimizer, scheduler = optimizer_and_schedule(nn.Linear(2, 2), config)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+    for step in range(steps + 5):
+        expected = _closed_form(lr, warmup, steps, floor, step)
+        assert optimizer.param_groups[0]["lr"] == expected == scheduler.get_last_lr()[0], step
+        assert config.lr_at(step) == expected
+        optimizer.step()
+        scheduler.step()
 
 
 def test_history_lr_follows_lr_at(toy):
@@ -139,7 +165,7 @@ def test_different_seeds_differ(toy):
     a, b = _model(toy), _model(toy)
     ha = train(a, toy.data, toy.mask_id, SHORT, seed=3, device="cpu", progress=False)
     hb = train(b, toy.data, toy.mask_id, SHORT, seed=4, device="cpu", progress=False)
-    assert not any(torch.equal(x, y) for x, y in zip(_params(a), _params(b)) if x.numel() > 1)
+    assert not any(torch.equal(x, y) for x, y in zip(_params(a), _params(b), strict=True) if x.numel() > 1)
     assert ha.loss != hb.loss
 
 
@@ -192,6 +218,27 @@ def test_exact_resume(toy, tmp_path, dropout):
     assert resumed_history.to_dict() == straight_history.to_dict()
     assert resumed_history.step == [2, 4, 6, 8, 10, 12]
     assert torch.load(path, weights_only=False)["step"] == 12  # the final checkpoint
+
+
+def test_the_checkpoint_holds_the_schedulers_state(toy, tmp_path):
+    path = tmp_path / "run.pt"
+    config = TrainConfig(steps=6, batch_size=8, lr=3e-3, warmup_steps=4, log_every=2)
+    train(_model(toy), toy.data, toy.mask_id, config, checkpoint=path, device="cpu", progress=False)
+    saved = torch.load(path, weights_only=True)
+    assert saved["step"] == 6 and saved["scheduler"]["last_epoch"] == 6
+    assert saved["scheduler"]["_last_lr"] == [config.lr_at(6)]  # the rate of the next step
+    assert saved["optimizer"]["param_groups"][0]["lr"] == config.lr_at(6)
+
+
+def test_a_checkpoint_without_the_schedulers_state_is_refused(toy, tmp_path):
+    path = tmp_path / "run.pt"
+    train(_model(toy), toy.data, toy.mask_id, SHORT, checkpoint=path, device="cpu", progress=False)
+    saved = torch.load(path, weights_only=True)
+    del saved["scheduler"]  # as written before the scheduler joined the checkpoint
+    torch.save(saved, path)
+    with pytest.raises(ValueError, match=rf"^{path}: not a training checkpoint of this package \(it lacks "
+                                         r"\['scheduler'\]\)$"):
+        train(_model(toy), toy.data, toy.mask_id, SHORT, checkpoint=path, resume=True, device="cpu", progress=False)
 
 
 def test_resume_of_a_finished_run_changes_nothing(toy, tmp_path):
@@ -301,8 +348,21 @@ def test_bad_non_negative_ints_raise(name, value):
                                          ("weight_decay", -0.1), ("weight_decay", float("nan")),
                                          ("weight_decay", float("inf")), ("weight_decay", True)])
 def test_bad_optimiser_values_raise(name, value):
-    with pytest.raises(ValueError, match=rf"^{name} must be .*; got {value!r}$".replace("(", r"\(").replace(")", r"\)")):
+    pattern = rf"^{name} must be .*; got {value!r}$".replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises(ValueError, match=pattern):
         TrainConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("lr", 0.0, "lr must be a finite number > 0; got 0.0"),
+    ("min_lr_ratio", 1.5, "min_lr_ratio must be a finite number in [0, 1]; got 1.5"),
+    ("grad_clip", -1.0, "grad_clip must be a finite number >= 0 (0: no clipping); got -1.0"),
+    ("weight_decay", True, "weight_decay must be a finite number >= 0; got True"),
+])
+def test_optimiser_value_messages(name, value, message):
+    with pytest.raises(ValueError) as error:
+        TrainConfig(**{name: value})
+    assert str(error.value) == message
 
 
 def test_progress_bar_runs(toy, capsys):

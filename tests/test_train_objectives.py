@@ -36,7 +36,8 @@ def test_left_to_right_is_the_next_token_nll_written_out():
             inputs = torch.cat([x0[:, :i], torch.full((4, 1), MASK)], dim=1)
             clean = torch.arange(i + 1) < i
             causal = clean.unsqueeze(0) | (torch.arange(i + 1) == i).unsqueeze(-1)  # (i + 1, i + 1)
-            causal = causal & (clean.unsqueeze(-1).logical_not() | torch.tril(torch.ones(i + 1, i + 1, dtype=torch.bool)))
+            lower = torch.tril(torch.ones(i + 1, i + 1, dtype=torch.bool))
+            causal = causal & (clean.unsqueeze(-1).logical_not() | lower)
             logits = model(inputs, attn_mask=causal, position_ids=torch.arange(i + 1))[:, i].clone()
             logits[:, MASK] = -torch.inf
             expected.append(-torch.log_softmax(logits, -1).gather(-1, x0[:, i:i + 1]).squeeze(-1))
@@ -66,7 +67,8 @@ def test_forward_tokens_per_sequence_counts_every_pass(objective, block_length):
     assert forward_tokens_per_sequence(objective, L, block_length) == expected
 
 
-@pytest.mark.parametrize("objective, block_length", [("blockwise", 2), ("blockwise_literal", 4), ("left_to_right", None)])
+@pytest.mark.parametrize("objective, block_length",
+                         [("blockwise", 2), ("blockwise_literal", 4), ("left_to_right", None)])
 def test_each_objective_learns_a_deterministic_language(objective, block_length):
     model = _model()
     config = TrainConfig(steps=150, batch_size=32, lr=1e-2, warmup_steps=10, log_every=10,
@@ -83,7 +85,7 @@ def test_same_seed_same_blockwise_training():
         model = _model()
         train(model, _data(), MASK, config, seed=4, progress=False)
         runs.append([p.detach().clone() for p in model.parameters()])
-    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 
 
 @pytest.mark.parametrize("kwargs, match", [
