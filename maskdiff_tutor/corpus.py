@@ -18,7 +18,7 @@ import pathlib
 
 import torch
 
-from ._checks import check_positive_int
+from ._checks import check_number, check_positive_int
 from .files import read_json
 
 MASK_TOKEN = "[MASK]"
@@ -32,7 +32,8 @@ def load_text(path: str | pathlib.Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"path {str(path)!r} is not readable as UTF-8 text ({type(error).__name__}: {error})") from None
+        raise ValueError(f"path {str(path)!r} is not readable as UTF-8 text "
+                         f"({type(error).__name__}: {error})") from None
     if not text:
         raise ValueError(f"path {str(path)!r} is empty")
     return text
@@ -70,7 +71,7 @@ class CharTokenizer:
         self.vocab_size = self.mask_id + 1
 
     @classmethod
-    def train(cls, text: str) -> "CharTokenizer":
+    def train(cls, text: str) -> CharTokenizer:
         return cls(sorted(set(text)))
 
     def encode(self, text: str) -> torch.Tensor:
@@ -101,7 +102,7 @@ class BPETokenizer:
                              f"got {self.mask_id}")
 
     @classmethod
-    def train(cls, text: str, vocab_size: int = 512) -> "BPETokenizer":
+    def train(cls, text: str, vocab_size: int = 512) -> BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         check_positive_int("vocab_size", vocab_size, minimum=258)  # 256 bytes, at least one merge, the mask
@@ -138,7 +139,7 @@ def load_tokenizer(path: str | pathlib.Path):
             from tokenizers import Tokenizer
 
             return BPETokenizer(Tokenizer.from_str(record["tokenizer"]))
-    except (KeyError, TypeError, ValueError, Exception) as error:
+    except Exception as error:  # KeyError, TypeError, or the tokenizers library's own errors
         raise ValueError(f"{path}: a {kind} tokenizer record that cannot be read ({type(error).__name__}: {error})") \
             from None
     raise ValueError(f"{path} is not a tokenizer saved by maskdiff_tutor (kind must be 'char' or 'bpe')")
@@ -148,15 +149,15 @@ def chunk(ids: torch.Tensor, seq_len: int) -> torch.Tensor:
     """Cut a token stream (N,) into non-overlapping sequences (N // seq_len, seq_len); the tail is dropped."""
     check_positive_int("seq_len", seq_len)
     if ids.ndim != 1 or len(ids) < seq_len:
-        raise ValueError(f"ids must be a 1-D stream of at least seq_len = {seq_len} tokens; got shape {tuple(ids.shape)}")
+        raise ValueError(f"ids must be a 1-D stream of at least seq_len = {seq_len} tokens; "
+                         f"got shape {tuple(ids.shape)}")
     n = len(ids) // seq_len
     return ids[: n * seq_len].view(n, seq_len)
 
 
 def split(sequences: torch.Tensor, valid_fraction: float = 0.1, generator: torch.Generator | None = None):
     """Shuffle sequences (N, L) and split them into (train, valid); both non-empty."""
-    if not 0 < valid_fraction < 1:
-        raise ValueError(f"valid_fraction must lie in (0, 1); got {valid_fraction}")
+    check_number("valid_fraction", valid_fraction, above=0, below=1)
     n_valid = max(1, round(len(sequences) * valid_fraction))
     if len(sequences) - n_valid < 1:
         raise ValueError(f"{len(sequences)} sequences are too few to split with valid_fraction = {valid_fraction}")

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._checks import check_number, check_positive_int
 from .files import read_json
 
 
@@ -45,17 +46,14 @@ class DenoiserConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "max_seq_len", "d_model", "n_layers", "n_heads", "mlp_ratio"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
+            check_positive_int(name, getattr(self, name))
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}) "
                              "into an even head size")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must lie in [0, 1); got {self.dropout!r}")
+        check_number("dropout", self.dropout, at_least=0, below=1)
 
     @classmethod
-    def preset(cls, name: str, vocab_size: int, max_seq_len: int, **overrides) -> "DenoiserConfig":
+    def preset(cls, name: str, vocab_size: int, max_seq_len: int, **overrides) -> DenoiserConfig:
         """A named size: one of ``PRESETS`` ("toy", "tiny", "small", "base")."""
         if name not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
@@ -114,8 +112,9 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
         self.attn = Attention(config)
-        self.mlp = nn.Sequential(nn.Linear(config.d_model, config.mlp_ratio * config.d_model), nn.GELU(approximate="tanh"),
-                                 nn.Linear(config.mlp_ratio * config.d_model, config.d_model))
+        hidden = config.mlp_ratio * config.d_model
+        self.mlp = nn.Sequential(nn.Linear(config.d_model, hidden), nn.GELU(approximate="tanh"),
+                                 nn.Linear(hidden, config.d_model))
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, h, rotary, attn_mask, past=None):
@@ -210,6 +209,11 @@ class Denoiser(nn.Module):
         return self._run(h, position_ids, attn_mask, past_kv)
 
     def _check_input(self, x_t, t, attn_mask, position_ids):
+        """The inputs of ``forward`` and ``step``: tokens and positions, then time and attention mask."""
+        self._check_tokens(x_t, position_ids)
+        self._check_time_and_mask(x_t, t, attn_mask)
+
+    def _check_tokens(self, x_t, position_ids):
         c = self.config
         if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.dtype != torch.int64:
             raise ValueError(f"x_t must be a torch.long (int64) tensor of shape (B, L); got "
@@ -218,24 +222,29 @@ class Denoiser(nn.Module):
             raise ValueError(f"position_ids must have shape (L,) = ({x_t.shape[1]},); got {tuple(position_ids.shape)}")
         if position_ids.numel() and (position_ids.min() < 0 or position_ids.max() >= c.max_seq_len):
             if x_t.shape[1] > c.max_seq_len:
-                raise ValueError(f"x_t has length {x_t.shape[1]}, longer than the model's max_seq_len = {c.max_seq_len}")
+                raise ValueError(f"x_t has length {x_t.shape[1]}, longer than the model's "
+                                 f"max_seq_len = {c.max_seq_len}")
             raise ValueError(f"position_ids must lie in [0, {c.max_seq_len - 1}] (max_seq_len = {c.max_seq_len})")
         if x_t.numel() and (x_t.min() < 0 or x_t.max() >= c.vocab_size):
             raise ValueError(f"x_t holds ids outside [0, {c.vocab_size - 1}] (the model's vocab_size = {c.vocab_size})")
-        if c.time_conditioning and t is None:
+
+    def _check_time_and_mask(self, x_t, t, attn_mask):
+        if self.config.time_conditioning and t is None:
             raise ValueError("t is required: this model was configured with time_conditioning=True")
-        if not c.time_conditioning and t is not None:
+        if not self.config.time_conditioning and t is not None:
             raise ValueError("t was given but the model has time_conditioning=False (it takes no time input)")
         if t is not None and tuple(t.shape) != (x_t.shape[0],):
             raise ValueError(f"t must have shape (B,) = ({x_t.shape[0]},); got {tuple(t.shape)}")
         if attn_mask is not None and attn_mask.shape[-2:] != (x_t.shape[1], x_t.shape[1]):
-            raise ValueError(f"attn_mask must end in (L, L) = ({x_t.shape[1]}, {x_t.shape[1]}); got {tuple(attn_mask.shape)}")
+            raise ValueError(f"attn_mask must end in (L, L) = ({x_t.shape[1]}, {x_t.shape[1]}); "
+                             f"got {tuple(attn_mask.shape)}")
 
 
 def time_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """Sinusoidal embedding of times t (B,) in [0, 1], scaled by 1000: (B, dim)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)  # (dim/2,)
+    index = torch.arange(half, dtype=torch.float32, device=t.device)  # (dim/2,)
+    freqs = torch.exp(-math.log(max_period) * index / half)  # (dim/2,)
     args = 1000 * t.float().unsqueeze(-1) * freqs  # (B, dim/2)
     return torch.cat([args.cos(), args.sin()], dim=-1)  # (B, dim)
 
@@ -254,7 +263,6 @@ def save_denoiser(model: Denoiser, directory: str | pathlib.Path) -> pathlib.Pat
 def load_denoiser(directory: str | pathlib.Path, device: str | torch.device = "cpu") -> Denoiser:
     """Rebuild a model saved by ``save_denoiser``; a weights file that does not match the config
     is an error that says what differs."""
-    from safetensors import safe_open
     from safetensors.torch import load_model
 
     directory = pathlib.Path(directory)
@@ -262,27 +270,40 @@ def load_denoiser(directory: str | pathlib.Path, device: str | torch.device = "c
     for path in (config_path, weights_path):
         if not path.is_file():
             raise ValueError(f"directory {str(directory)!r} has no {path.name}; save with save_denoiser")
-    fields = read_json(config_path, "a DenoiserConfig as JSON")
-    known = {f.name for f in dataclasses.fields(DenoiserConfig)}
-    if not isinstance(fields, dict):
-        raise ValueError(f"{config_path}: a model config is a JSON object; got {type(fields).__name__}")
-    if set(fields) - known:
-        raise ValueError(f"{config_path} has unknown fields {sorted(set(fields) - known)}")
-    try:
-        model = Denoiser(DenoiserConfig(**fields))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{config_path}: {error}") from None
-    expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
-    try:
-        with safe_open(str(weights_path), framework="pt") as f:
-            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-    except Exception as error:  # safetensors raises its own error type for a damaged file
-        raise ValueError(f"{weights_path}: not a readable safetensors file ({type(error).__name__}: {error})") from None
-    wrong = [f"{n}: file {stored[n]}, config {expected[n]}" for n in stored if n in expected and stored[n] != expected[n]]
-    if wrong:
-        raise ValueError(f"{weights_path} does not match {config_path}: shapes differ for " + "; ".join(wrong[:5]))
+    model = Denoiser(_read_config(config_path))
+    _check_shapes(weights_path, config_path, model)
     missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(device))
     if missing or unexpected:
         raise ValueError(f"{weights_path} does not match {config_path}: missing {sorted(missing)[:5]}, "
                          f"unexpected {sorted(unexpected)[:5]}")
     return model.to(device)
+
+
+def _read_config(path: pathlib.Path) -> DenoiserConfig:
+    """The ``DenoiserConfig`` in a ``config.json``; errors name the file."""
+    fields = read_json(path, "a DenoiserConfig as JSON")
+    if not isinstance(fields, dict):
+        raise ValueError(f"{path}: a model config is a JSON object; got {type(fields).__name__}")
+    unknown = set(fields) - {f.name for f in dataclasses.fields(DenoiserConfig)}
+    if unknown:
+        raise ValueError(f"{path} has unknown fields {sorted(unknown)}")
+    try:
+        return DenoiserConfig(**fields)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _check_shapes(weights_path: pathlib.Path, config_path: pathlib.Path, model: Denoiser) -> None:
+    """Raise unless every tensor in the safetensors file has the shape ``model`` (built from the config) expects."""
+    from safetensors import safe_open
+
+    expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    try:
+        with safe_open(str(weights_path), framework="pt") as f:
+            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as error:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({type(error).__name__}: {error})") from None
+    wrong = [f"{name}: file {shape}, config {expected[name]}" for name, shape in stored.items()
+             if name in expected and shape != expected[name]]
+    if wrong:
+        raise ValueError(f"{weights_path} does not match {config_path}: shapes differ for " + "; ".join(wrong[:5]))

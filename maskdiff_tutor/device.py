@@ -11,6 +11,8 @@ import random
 
 import torch
 
+from ._checks import check_number
+
 DEVICE_KINDS = ("cuda", "mps", "cpu")
 
 
@@ -24,7 +26,7 @@ def pick_device(requested: str | torch.device | None = None) -> torch.device:
     if requested is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
@@ -38,11 +40,14 @@ def pick_device(requested: str | torch.device | None = None) -> torch.device:
                                   or (device.index or 0) >= torch.cuda.device_count()):
         raise ValueError(f"device {requested!r} was requested but no such CUDA device is available "
                          f"({torch.cuda.device_count()} found); pass device=None to use the best available")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
-                                     and torch.backends.mps.is_available()):
+    if device.type == "mps" and not _mps_available():
         raise ValueError(f"device {requested!r} was requested but MPS is not available; "
                          "pass device=None to use the best available")
     return device
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def evaluation_dtype(device: torch.device) -> torch.dtype:
@@ -59,8 +64,7 @@ def evaluation_dtype(device: torch.device) -> torch.dtype:
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python's, torch's (all devices) global generators and return a fresh CPU generator
     seeded with ``seed`` for code that takes an explicit ``torch.Generator``."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    check_number("seed", seed, integer=True, at_least=0)
     random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)

@@ -345,7 +345,7 @@ def test_wrong_dtype_or_rank_raises(x):
 @pytest.mark.parametrize("value", [0, -2, 2.0, True])
 def test_bad_sizes_raise(name, value):
     fields = dict(vocab_size=V, max_seq_len=L_MAX, d_model=16, n_layers=2, n_heads=2)
-    with pytest.raises(ValueError, match=f"{name} must be a positive int"):
+    with pytest.raises(ValueError, match=rf"^{name} must be an int >= 1; got {value!r}$"):
         DenoiserConfig(**{**fields, name: value})
 
 
@@ -358,7 +358,7 @@ def test_heads_must_divide_d_model_into_an_even_head_size(d_model, n_heads):
 
 @pytest.mark.parametrize("dropout", [-0.1, 1.0, 2.0, float("nan")])
 def test_dropout_out_of_range_raises(dropout):
-    with pytest.raises(ValueError, match="dropout"):
+    with pytest.raises(ValueError, match=rf"^dropout must be a finite number in \[0, 1\); got {dropout!r}$"):
         DenoiserConfig(vocab_size=V, dropout=dropout)
 
 

@@ -103,7 +103,7 @@ def test_generators_are_independent_of_the_global_state():
 
 @pytest.mark.parametrize("seed", [-1, 1.5, True, "3", None])
 def test_bad_seeds_raise(seed):
-    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+    with pytest.raises(ValueError, match=rf"^seed must be an int >= 0; got {seed!r}$"):
         seed_everything(seed)
 
 
