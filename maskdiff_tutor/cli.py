@@ -23,6 +23,7 @@ import sys
 from . import distributed
 from .experiments import book
 from .files import write_atomically
+from .records import to_json
 
 # command name -> (module, one-line description); each module has run(scale, device, seed, progress)
 EXPERIMENTS = {
@@ -56,37 +57,56 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="experiment", required=True, metavar="experiment")
     for name, (module_name, description) in EXPERIMENTS.items():
-        module = importlib.import_module(module_name)
         sub = commands.add_parser(name, help=description, description=description,
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        sub.add_argument("--scale", choices=tuple(module.SCALES), default="ci",
-                         help="ci: small, minutes on a CPU (what the book runs); cpu (where offered): larger, "
-                              "still for a CPU; gpu: the full experiment")
-        if "text" in inspect.signature(module.run).parameters:
-            sub.add_argument("--text", default=None,
-                             help="a UTF-8 text file: run on this real text (character-level) instead of the "
-                                  "ground-truth language")
-        if "save_models" in inspect.signature(module.run).parameters:
-            sub.add_argument("--save-models", default=None,
-                             help="a folder to save the trained models in, with their settings and training "
-                                  "histories")
-            sub.add_argument("--models", default=None,
-                             help="a folder written by --save-models: measure these models instead of training "
-                                  "(their settings must match this run's)")
-        if "model" in inspect.signature(module.run).parameters:
-            sub.add_argument("--model", default=None,
-                             help="a hub id (e.g. GSAI-ML/LLaDA-8B-Instruct) or a folder written by save_pretrained; "
-                                  "default: the scale's model")
-            sub.add_argument("--revision", default=None, help="a branch, tag or commit of the hub repository")
-            sub.add_argument("--trust-remote-code", action="store_true",
-                             help="let the model's own code run (LLaDA, Dream, MDLM and BD3-LM need it)")
-            sub.add_argument("--dtype", choices=tuple(DTYPES), default=None,
-                             help="default: bf16 on GPUs that support it, fp16 on others, fp32 on the CPU")
-        sub.add_argument("--device", default=None,
-                         help="cpu, cuda, cuda:N or mps; default: the best available (cuda, then mps, then cpu)")
-        sub.add_argument("--seed", type=int, default=0, help="seeds initialisation, training and sampling")
-        sub.add_argument("--out", required=True, help="path of the JSON file to write the result to")
-        sub.add_argument("--no-progress", action="store_true", help="hide the training progress bars")
+        _add_experiment_options(sub, importlib.import_module(module_name))
+    _add_book_models(commands)
+    small = commands.add_parser("small-masked-lm", help=SMALL_HELP, description=SMALL_HELP,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    small.add_argument("--text", required=True, help="a UTF-8 text file to train the tokenizer and the model on")
+    small.add_argument("--out", required=True, help="the folder to save the model and tokenizer in (save_pretrained)")
+    small.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps; default: the best available")
+    small.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
+    return parser
+
+
+def _add_experiment_options(sub: argparse.ArgumentParser, module) -> None:
+    """An experiment's options: the common ones, and those its ``run`` takes (text, stored models, a hub model)."""
+    takes = inspect.signature(module.run).parameters
+    sub.add_argument("--scale", choices=tuple(module.SCALES), default="ci",
+                     help="ci: small, minutes on a CPU (what the book runs); cpu (where offered): larger, "
+                          "still for a CPU; gpu: the full experiment")
+    if "text" in takes:
+        sub.add_argument("--text", default=None,
+                         help="a UTF-8 text file: run on this real text (character-level) instead of the "
+                              "ground-truth language")
+    if "save_models" in takes:
+        sub.add_argument("--save-models", default=None,
+                         help="a folder to save the trained models in, with their settings and training histories")
+        sub.add_argument("--models", default=None,
+                         help="a folder written by --save-models: measure these models instead of training "
+                              "(their settings must match this run's)")
+    if "model" in takes:
+        _add_hub_model_options(sub)
+    sub.add_argument("--device", default=None,
+                     help="cpu, cuda, cuda:N or mps; default: the best available (cuda, then mps, then cpu)")
+    sub.add_argument("--seed", type=int, default=0, help="seeds initialisation, training and sampling")
+    sub.add_argument("--out", required=True, help="path of the JSON file to write the result to")
+    sub.add_argument("--no-progress", action="store_true", help="hide the training progress bars")
+
+
+def _add_hub_model_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--model", default=None,
+                     help="a hub id (e.g. GSAI-ML/LLaDA-8B-Instruct) or a folder written by save_pretrained; "
+                          "default: the scale's model")
+    sub.add_argument("--revision", default=None, help="a branch, tag or commit of the hub repository")
+    sub.add_argument("--trust-remote-code", action="store_true",
+                     help="let the model's own code run (LLaDA, Dream, MDLM and BD3-LM need it)")
+    sub.add_argument("--dtype", choices=tuple(DTYPES), default=None,
+                     help="default: bf16 on GPUs that support it, fp16 on others, fp32 on the CPU")
+
+
+def _add_book_models(commands) -> None:
     book_models = commands.add_parser("book-models", help=BOOK_MODELS_HELP, description=BOOK_MODELS_HELP,
                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     book_models.add_argument("--experiment", dest="only", action="append", default=None,
@@ -105,13 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
                                   "the models in instead of the book's (one sub-folder per experiment)")
     book_models.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps; default: the best available")
     book_models.add_argument("--no-progress", action="store_true", help="hide the training progress bars")
-    small = commands.add_parser("small-masked-lm", help=SMALL_HELP, description=SMALL_HELP,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    small.add_argument("--text", required=True, help="a UTF-8 text file to train the tokenizer and the model on")
-    small.add_argument("--out", required=True, help="the folder to save the model and tokenizer in (save_pretrained)")
-    small.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps; default: the best available")
-    small.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
-    return parser
 
 
 SMALL_HELP = ("train a small ModernBERT masked LM and its BPE tokenizer on a text file and save them in the hub's "
@@ -147,16 +160,8 @@ def _experiment(args) -> int:
         check_output_file("--out", args.out)
         if getattr(args, "save_models", None) is not None:
             check_output_folder("--save-models", args.save_models)
-        extra = {name: getattr(args, name) for name in ("text", "save_models", "models", "model", "revision")
-                 if getattr(args, name, None) is not None}
-        if getattr(args, "trust_remote_code", False):
-            extra["trust_remote_code"] = True
-        if getattr(args, "dtype", None) is not None:
-            import torch
-
-            extra["dtype"] = getattr(torch, DTYPES[args.dtype])
         result = module.run(scale=args.scale, device=args.device, seed=args.seed,
-                            progress=not args.no_progress and distributed.is_main(), **extra)
+                            progress=not args.no_progress and distributed.is_main(), **_run_options(args))
         if not distributed.is_main():
             return 0
         path = result.save(args.out)
@@ -165,9 +170,22 @@ def _experiment(args) -> int:
         return 2
     except KeyboardInterrupt:  # training has said where its checkpoint is, if it had one
         return 130
-    print(f"saved {path} ({result.environment.get('wall_seconds')} s on {result.environment.get('device')}"
-          f"{f', {distributed.world_size()} processes' if distributed.world_size() > 1 else ''})")
+    processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+    print(f"saved {path} ({result.environment.wall_seconds} s on {result.environment.device}{processes})")
     return 0
+
+
+def _run_options(args) -> dict:
+    """The keyword arguments of an experiment's ``run`` beyond scale, device, seed and progress."""
+    options = {name: getattr(args, name) for name in ("text", "save_models", "models", "model", "revision")
+               if getattr(args, name, None) is not None}
+    if getattr(args, "trust_remote_code", False):
+        options["trust_remote_code"] = True
+    if getattr(args, "dtype", None) is not None:
+        import torch
+
+        options["dtype"] = getattr(torch, DTYPES[args.dtype])
+    return options
 
 
 def check_output_file(flag: str, path: str) -> None:
@@ -205,8 +223,8 @@ def _small_masked_lm(args) -> int:
     except (ValueError, OSError, ImportError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
         return 2
-    print(f"saved {args.out} ({record['parameters']} parameters, final loss {record['history']['loss'][-1]:.3f}, "
-          f"{record['environment']['wall_seconds']} s)")
+    print(f"saved {args.out} ({record.parameters} parameters, final loss {record.history.loss[-1]:.3f}, "
+          f"{record.environment.wall_seconds} s)")
     return 0
 
 
@@ -219,27 +237,39 @@ def _book_models(args) -> int:
     try:
         if args.out is not None:
             (check_output_file if args.check or args.spread else check_output_folder)("--out", args.out)
-        if not (args.check or args.spread):
-            for name in experiments:
-                folder = None if args.out is None else pathlib.Path(args.out) / name
-                result = book.make(name, folder, device=args.device, progress=not args.no_progress)
-                print(f"{name}: saved {folder or book.trained_models.BOOK_MODELS / name} "
-                      f"({result.environment['training'].get('wall_seconds')} s of training on {result.environment['device']})")
-            return 0
-        reports = []
-        for name in experiments:
-            if args.check:
-                reports.append(book.check(name, device=args.device, progress=not args.no_progress))
-                print(book.format_check(reports[-1]), flush=True)
-            else:
-                reports.append(book.spread(name, device=args.device, progress=not args.no_progress))
-                print(book.format_spread(reports[-1]), flush=True)
+        if args.check or args.spread:
+            return _book_models_report(args, experiments)
+        _make_book_models(args, experiments)
     except (ValueError, OSError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _make_book_models(args, experiments: list[str]) -> None:
+    """Train and store each experiment's models (in the book's folder, or under ``--out``)."""
+    for name in experiments:
+        folder = None if args.out is None else pathlib.Path(args.out) / name
+        result = book.make(name, folder, device=args.device, progress=not args.no_progress)
+        training = result.environment.training or result.environment  # None: trained in this run
+        print(f"{name}: saved {folder or book.trained_models.BOOK_MODELS / name} "
+              f"({training.wall_seconds} s of training on {result.environment.device})")
+
+
+def _book_models_report(args, experiments: list[str]) -> int:
+    """``--check`` or ``--spread``: one report per experiment, printed as it comes and written to
+    ``--out`` as JSON; exit status 1 if a check finds a number outside its tolerance."""
+    reports = []
+    for name in experiments:
+        if args.check:
+            reports.append(book.check(name, device=args.device, progress=not args.no_progress))
+            print(book.format_check(reports[-1]), flush=True)
+        else:
+            reports.append(book.spread(name, device=args.device, progress=not args.no_progress))
+            print(book.format_spread(reports[-1]), flush=True)
     if args.out is not None:
-        write_atomically(args.out, json.dumps(reports, indent=1, allow_nan=False) + "\n")
-    return 0 if all(report.get("passed", True) for report in reports) else 1
+        write_atomically(args.out, json.dumps(to_json(reports), indent=1, allow_nan=False) + "\n")
+    return 1 if args.check and not all(report.passed for report in reports) else 0
 
 
 if __name__ == "__main__":

@@ -122,12 +122,9 @@ def finish(stage: dict, deadline: float) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = args.device or ("cuda" if args.scale == "gpu" else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"gpu-run: error: --device {device} but torch {torch.__version__} sees no CUDA device; on a CPU, "
-              "`scripts/gpu-run.sh --scale ci --device cpu` runs the same stages at test sizes", file=sys.stderr)
-        return 2
-    if device not in ("cuda", "cpu"):
-        print(f"gpu-run: error: --device must be cuda or cpu; got {device!r}", file=sys.stderr)
+    refused = _device_error(device)
+    if refused:
+        print(f"gpu-run: error: {refused}", file=sys.stderr)
         return 2
     book, bench = pathlib.Path(args.book_results), pathlib.Path(args.bench_results)
     for folder in (book, bench):
@@ -137,31 +134,12 @@ def main(argv=None) -> int:
     logs = pathlib.Path(tempfile.mkdtemp(prefix="gpu-run-"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-    stages, outputs = [], {}
     print(f"gpu-run: scale {args.scale} on {device}, budget {args.budget:.0f} s; logs in {logs}", flush=True)
-
+    stages, outputs = [], {}
     if not args.no_benchmarks:
-        for stem, script, extra, limit in BENCHMARKS[args.scale]:
-            out = bench / f"{stem}.json"
-            command = [sys.executable, str(ROOT / "benchmarks" / script), *extra, "--device", device, "--out", str(out)]
-            stages.append(finish(run_stage(stem, command, logs / f"{stem}.log", limit, env), deadline))
-            outputs[stem] = str(out)
-
-    running = []
+        _run_benchmarks(args.scale, device, bench, logs, env, deadline, stages, outputs)
     threads = max(1, (os.cpu_count() or 1) // max(1, len(args.experiments)))
-    for name in args.experiments:
-        out = book / f"{EXPERIMENTS[name]}_{args.scale}.json"
-        command = [sys.executable, "-m", "maskdiff_tutor.cli", name, "--scale", args.scale, "--device", device,
-                   "--out", str(out), "--no-progress"]
-        stage_env = {**env, "OMP_NUM_THREADS": str(threads)}
-        stage = run_stage(name, command, logs / f"{name}.log", deadline - time.time(), stage_env)
-        if device == "cpu":  # side by side only where the work is on the GPU
-            stages.append(finish(stage, deadline))
-        else:
-            running.append(stage)
-        outputs[name] = str(out)
-    stages.extend(finish(stage, deadline) for stage in running)
-
+    _run_experiments(args, device, book, logs, {**env, "OMP_NUM_THREADS": str(threads)}, deadline, stages, outputs)
     manifest = {
         "run": "gpu_run", "scale": args.scale, "device": device,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -177,6 +155,44 @@ def main(argv=None) -> int:
     print(f"gpu-run: {len(stages) - len(failed)} of {len(stages)} stages ok in {manifest['wall_seconds']} s"
           + (f"; not ok: {', '.join(failed)}" if failed else "") + f"; manifest {path}", flush=True)
     return 1 if failed else 0
+
+
+def _device_error(device: str) -> str | None:
+    """Why ``device`` cannot run the stages, or None."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return (f"--device {device} but torch {torch.__version__} sees no CUDA device; on a CPU, "
+                "`scripts/gpu-run.sh --scale ci --device cpu` runs the same stages at test sizes")
+    if device not in ("cuda", "cpu"):
+        return f"--device must be cuda or cpu; got {device!r}"
+    return None
+
+
+def _run_benchmarks(scale: str, device: str, bench: pathlib.Path, logs: pathlib.Path, env: dict, deadline: float,
+                    stages: list, outputs: dict) -> None:
+    """The benchmarks of ``scale``, one at a time (each must have the device to itself)."""
+    for stem, script, extra, limit in BENCHMARKS[scale]:
+        out = bench / f"{stem}.json"
+        command = [sys.executable, str(ROOT / "benchmarks" / script), *extra, "--device", device, "--out", str(out)]
+        stages.append(finish(run_stage(stem, command, logs / f"{stem}.log", limit, env), deadline))
+        outputs[stem] = str(out)
+
+
+def _run_experiments(args, device: str, book: pathlib.Path, logs: pathlib.Path, env: dict, deadline: float,
+                     stages: list, outputs: dict) -> None:
+    """The experiments through the command line, each writing its typed result; side by side on a
+    GPU, one after another on the CPU."""
+    running = []
+    for name in args.experiments:
+        out = book / f"{EXPERIMENTS[name]}_{args.scale}.json"
+        command = [sys.executable, "-m", "maskdiff_tutor.cli", name, "--scale", args.scale, "--device", device,
+                   "--out", str(out), "--no-progress"]
+        stage = run_stage(name, command, logs / f"{name}.log", deadline - time.time(), env)
+        if device == "cpu":  # side by side only where the work is on the GPU
+            stages.append(finish(stage, deadline))
+        else:
+            running.append(stage)
+        outputs[name] = str(out)
+    stages.extend(finish(stage, deadline) for stage in running)
 
 
 def _commit() -> str | None:

@@ -168,10 +168,21 @@ def test_save_models_that_is_a_file_is_refused_before_the_run(tmp_path, capsys, 
 
 
 def test_a_good_out_lets_the_run_start_and_is_written(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("maskdiff_tutor.experiments.joint_vs_marginal.run", lambda **kwargs: _result(value=math.pi))
+    import dataclasses
+    import time
+
+    from maskdiff_tutor.experiments.result import Environment
+
+    @dataclasses.dataclass(frozen=True)
+    class CliDemo(ExperimentResult):  # a typed result, as every experiment returns
+        EXPERIMENT = "cli_demo"
+
+    result = CliDemo("ci", 0, {"k": 1}, {"value": math.pi}, {}, Environment.now(torch.device("cpu"), time.time()))
+    monkeypatch.setattr("maskdiff_tutor.experiments.joint_vs_marginal.run", lambda **kwargs: result)
     out = tmp_path / "new" / "folder" / "r.json"
-    code, _ = _cli(capsys, "joint-vs-marginal", "--out", str(out))
-    assert code == 0 and ExperimentResult.load(out).metrics == {"value": math.pi}
+    code = cli.main(["joint-vs-marginal", "--out", str(out)])
+    assert code == 0 and f"saved {out} (" in capsys.readouterr().out
+    assert CliDemo.load(out).metrics == {"value": math.pi}
 
 
 # --- files the package reads name themselves in their errors ----------------------------------------

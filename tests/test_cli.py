@@ -10,8 +10,10 @@ import subprocess
 import pytest
 
 from maskdiff_tutor import cli
-from maskdiff_tutor.experiments import joint_vs_marginal
+from maskdiff_tutor.experiments import book, joint_vs_marginal
 from maskdiff_tutor.experiments.joint_vs_marginal import Scale
+from maskdiff_tutor.experiments.trained_models import Comparison
+from maskdiff_tutor.records import from_json
 
 OPTIONS = ("--scale", "--device", "--seed", "--out")
 
@@ -137,3 +139,6 @@ def test_book_models_make_measure_and_check_at_a_tiny_scale(capsys, monkeypatch,
     assert "every number within its tolerance" in capsys.readouterr().out
     stored = json.loads(report.read_text())
     assert stored[0]["experiment"] == "joint_vs_marginal" and stored[0]["passed"]
+    # the report is the typed record as JSON: it reads back into book.Check
+    check = from_json(book.Check, stored[0], "report")
+    assert check.rows and all(isinstance(row, Comparison) and row.within for row in check.rows)

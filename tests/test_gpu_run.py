@@ -40,7 +40,7 @@ def test_the_gpu_run_plumbing_at_ci_scale_on_a_cpu(tmp_path):
     blocks = json.loads((bench / "blocks_and_cache_cpu_plumbing.json").read_text())
     assert blocks["hardware"]["device"] == "cpu"
     result = ExperimentResult.load(book / "generation_order_ci.json")
-    assert result.scale == "ci" and result.environment["device"] == "cpu"
+    assert result.scale == "ci" and result.environment.device == "cpu"
     assert sorted(p.name for p in book.iterdir()) == ["generation_order_ci.json"]
 
 

@@ -13,7 +13,9 @@ import torch
 
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 from maskdiff_tutor.experiments import blocks, book, ground_truth, joint_vs_marginal, trained_models
-from maskdiff_tutor.experiments.trained_models import TrainedModels
+from maskdiff_tutor.experiments.result import Environment
+from maskdiff_tutor.experiments.trained_models import Comparison, TrainedModels
+from maskdiff_tutor.train import History
 
 TINY_JOINT = joint_vs_marginal.Scale(preset="toy", steps=6, batch_size=8, lr=3e-3, samples=40)
 
@@ -24,9 +26,14 @@ def two_models(seed=0):
     return {"first": Denoiser(config), "second model B=2": Denoiser(config)}
 
 
+ENVIRONMENT = Environment(maskdiff_tutor="0", numpy="1", python="3", torch="2", device="cpu", platform="Linux",
+                          processor="x86_64", cpu_threads=2, wall_seconds=1.5, finished="2026-01-01T00:00:00Z")
+
+
 def a_set(seed=0):
     models = two_models(seed)
-    return TrainedModels(models, {name: {"step": [1], "loss": [2.0]} for name in models}, {"device": "cpu"})
+    histories = {name: History([1, 2], [2.0, 1.5], [1e-3, 2e-3], [0.5, 0.25], [8, 16]) for name in models}
+    return TrainedModels(models, histories, ENVIRONMENT)
 
 
 def test_save_then_load_gives_the_same_weights_histories_and_environment(tmp_path):
@@ -37,9 +44,20 @@ def test_save_then_load_gives_the_same_weights_histories_and_environment(tmp_pat
     loaded = trained_models.load(tmp_path / "set", "demo", settings)
     assert list(loaded.models) == ["first", "second model B=2"]
     for name, model in saved.models.items():
-        for (key, a), b in zip(model.state_dict().items(), loaded.models[name].state_dict().values()):
+        for (key, a), b in zip(model.state_dict().items(), loaded.models[name].state_dict().values(), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0, msg=key)
-    assert loaded.histories == saved.histories and loaded.environment == {"device": "cpu"}
+    assert loaded.histories == saved.histories and loaded.environment == ENVIRONMENT
+    assert isinstance(loaded.histories["first"], History) and isinstance(loaded.environment, Environment)
+
+
+def test_a_stored_history_of_the_wrong_kind_is_named(tmp_path):
+    trained_models.save(tmp_path / "set", "demo", {"seed": 0}, a_set())
+    path = tmp_path / "set" / "training.json"
+    record = json.loads(path.read_text())
+    record["models"]["first"]["history"]["loss"][1] = "low"
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"models\.first\.history.*loss\[1\]"):
+        trained_models.load(tmp_path / "set", "demo", {"seed": 0})
 
 
 def test_load_refuses_other_settings_and_names_the_first_difference(tmp_path):
@@ -65,7 +83,7 @@ def test_save_replaces_an_earlier_set_whole_and_leaves_no_staging_folder(tmp_pat
 
 def test_a_failed_save_keeps_the_earlier_set(tmp_path):
     trained_models.save(tmp_path / "set", "demo", {"seed": 0}, a_set(0))
-    broken = TrainedModels(two_models(), {}, {})  # no histories: the record cannot be written
+    broken = TrainedModels(two_models(), {}, ENVIRONMENT)  # no histories: the record cannot be written
     with pytest.raises(KeyError):
         trained_models.save(tmp_path / "set", "demo", {"seed": 1}, broken)
     assert json.loads((tmp_path / "set" / "training.json").read_text())["settings"] == {"seed": 0}
@@ -75,8 +93,9 @@ def test_a_failed_save_keeps_the_earlier_set(tmp_path):
 def test_compare_by_hand():
     rows = trained_models.compare({"a": (0.5, 0.01), "b": (1.0, 0.0), "c": (2.0, 0.1)},
                                   {"a": (0.509, 0.01), "b": (1.0, 0.0), "c": (float("nan"), 0.1)})
-    assert [(r["name"], r["within"]) for r in rows] == [("a", True), ("b", True), ("c", False)]
-    assert rows[0]["difference"] == pytest.approx(0.009)
+    assert rows[1] == Comparison("b", 1.0, 1.0, 0.0, 0.0, True)
+    assert [(r.name, r.within) for r in rows] == [("a", True), ("b", True), ("c", False)]
+    assert rows[0].difference == pytest.approx(0.009) and rows[0].stored == 0.5 and rows[0].retrained == 0.509
 
 
 def test_book_folder_of_an_unknown_experiment_is_an_error():
@@ -114,12 +133,13 @@ def test_measuring_the_stored_set_equals_the_run_that_trained_it(tiny_book):
     trained_then = joint_vs_marginal.run(scale="ci", seed=0, device="cpu")
     stored = book.measure("joint_vs_marginal", device="cpu")
     assert stored.metrics == trained_then.metrics and stored.curves == trained_then.curves
-    assert stored.environment["training"]["device"] == "cpu"
+    assert stored.environment.training.device == "cpu"
 
 
 def test_check_passes_when_retraining_is_exact_and_fails_when_the_stored_weights_moved(tiny_book):
     report = book.check("joint_vs_marginal", device="cpu")
-    assert report["passed"] and all(row["difference"] == 0 for row in report["rows"])
+    assert isinstance(report, book.Check) and report.experiment == "joint_vs_marginal"
+    assert report.passed and all(row.difference == 0 for row in report.rows)
     assert "every number within its tolerance" in book.format_check(report)
     # replace the stored weighted model by a differently initialised one: the check must see it
     record = json.loads((tiny_book / "training.json").read_text())
@@ -129,7 +149,7 @@ def test_check_passes_when_retraining_is_exact_and_fails_when_the_stored_weights
 
     save_denoiser(other, tiny_book / "weighted")
     report = book.check("joint_vs_marginal", device="cpu")
-    assert not report["passed"]
+    assert not report.passed
     assert "outside" in book.format_check(report)
 
 
@@ -141,13 +161,14 @@ def test_measure_refuses_stored_models_of_another_scale(tiny_book, monkeypatch):
 
 def test_spread_measures_each_number_across_seeds(tiny_book):
     report = book.spread("joint_vs_marginal", seeds=(1,), device="cpu")
-    assert report["seeds"] == [0, 1]
+    assert isinstance(report, book.Spread) and report.seeds == [0, 1]
     stored = joint_vs_marginal.headline(book.measure("joint_vs_marginal", device="cpu"))
     other = joint_vs_marginal.headline(joint_vs_marginal.run(scale="ci", seed=1, device="cpu"))
-    for row in report["rows"]:
-        assert row["values"] == [stored[row["name"]][0], other[row["name"]][0]]
-        assert row["spread"] == pytest.approx(abs(row["values"][0] - row["values"][1]))
-        assert row["within"] == (row["spread"] <= row["tolerance"])
+    assert [row.name for row in report.rows] == list(stored)
+    for row in report.rows:
+        assert row.values == [stored[row.name][0], other[row.name][0]] and row.tolerance == stored[row.name][1]
+        assert row.spread == pytest.approx(abs(row.values[0] - row.values[1]))
+        assert row.within == (row.spread <= row.tolerance)
     assert "seed 1" in book.format_spread(report)
 
 

@@ -9,7 +9,8 @@ states beside each number (``maskdiff-tutor book-models --check``). A retrained 
 the stored one in its last bits wherever the CPU's kernels differ, and training amplifies that; the
 tolerances say how far the chapter's numbers may move, and the check says whether they do.
 ``spread`` trains other seeds and measures how far the numbers move between seeds: the tolerances
-are set from it (``maskdiff-tutor book-models --spread``).
+are set from it (``maskdiff-tutor book-models --spread``). Both reports are typed records
+(``Check``, ``Spread``), written as JSON by ``records.to_json``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import importlib
 import pathlib
 import tempfile
 import time
+from dataclasses import dataclass
 
 from . import trained_models
 
@@ -45,11 +47,36 @@ def measure(experiment: str, folder: str | pathlib.Path | None = None, device=No
     return _module(experiment).run(scale=SCALE, seed=SEED, device=device, models=folder)
 
 
-def check(experiment: str, device=None, progress: bool = False) -> dict:
-    """Retrain ``experiment``'s models and compare their headline numbers with the stored models'.
+@dataclass(frozen=True)
+class Check:
+    """``check``'s report: the stored models' headline numbers beside those of models trained again."""
+    experiment: str  # the experiment's module name
+    rows: list[trained_models.Comparison]  # one per headline number
+    passed: bool  # every number within its tolerance
+    retrain_seconds: float  # wall time of the retraining run, in seconds
 
-    Returns a dict with "experiment", "rows" (one per number, ``trained_models.compare``),
-    "passed" and "retrain_seconds"."""
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """One headline number across training seeds."""
+    name: str  # the number, as the experiment's ``headline`` names it
+    values: list[float]  # its value for each seed of ``Spread.seeds``
+    spread: float  # largest value minus smallest
+    tolerance: float  # how far retraining may move it (the experiment's ``headline``)
+    within: bool  # spread <= tolerance
+
+
+@dataclass(frozen=True)
+class Spread:
+    """``spread``'s report: how far each headline number moves between training seeds."""
+    experiment: str  # the experiment's module name
+    seeds: list[int]  # the book's seed (the stored models), then the others
+    rows: list[SeedSpread]  # one per headline number
+
+
+def check(experiment: str, device=None, progress: bool = False) -> Check:
+    """Retrain ``experiment``'s models and compare their headline numbers with the stored models'
+    (one row per number, ``trained_models.compare``)."""
     module = _module(experiment)
     stored = measure(experiment, device=device)
     with tempfile.TemporaryDirectory() as scratch:
@@ -57,50 +84,47 @@ def check(experiment: str, device=None, progress: bool = False) -> dict:
         retrained = make(experiment, pathlib.Path(scratch) / experiment, device=device, progress=progress)
         seconds = round(time.time() - started, 1)
     rows = trained_models.compare(module.headline(stored), module.headline(retrained))
-    return {"experiment": experiment, "rows": rows, "passed": all(row["within"] for row in rows),
-            "retrain_seconds": seconds}
+    return Check(experiment, rows, all(row.within for row in rows), seconds)
 
 
-def spread(experiment: str, seeds: tuple = (1, 2), device=None, progress: bool = False) -> dict:
+def spread(experiment: str, seeds: tuple = (1, 2), device=None, progress: bool = False) -> Spread:
     """Train ``experiment``'s models with other ``seeds`` and measure how far each headline number
     lies from the stored models' (seed 0): the measurement the stated tolerances come from (each
-    about 1.5 times the spread). Returns a dict with "experiment", "seeds" (0, then ``seeds``) and
-    "rows": one per number with its "values" (one per seed), "spread" (largest minus smallest),
-    "tolerance" and "within" (spread <= tolerance)."""
+    about 1.5 times the spread)."""
     module = _module(experiment)
     stored = module.headline(measure(experiment, device=device))
     others = [module.headline(module.run(scale=SCALE, seed=seed, device=device, progress=progress)) for seed in seeds]
     rows = []
     for name, (value, tolerance) in stored.items():
         values = [value] + [other[name][0] for other in others]
-        rows.append({"name": name, "values": values, "spread": max(values) - min(values), "tolerance": tolerance,
-                     "within": max(values) - min(values) <= tolerance})
-    return {"experiment": experiment, "seeds": [SEED, *seeds], "rows": rows}
+        width = max(values) - min(values)
+        rows.append(SeedSpread(name, values, width, tolerance, bool(width <= tolerance)))
+    return Spread(experiment, [SEED, *seeds], rows)
 
 
-def format_spread(report: dict) -> str:
+def format_spread(report: Spread) -> str:
     """A plain-text table of one ``spread`` report."""
-    width = max(len(row["name"]) for row in report["rows"])
-    seeds = "".join(f"  {'seed ' + str(seed):>9s}" for seed in report["seeds"])
-    lines = [f"{report['experiment']}: headline numbers by training seed (seed {SEED}: the stored models)",
+    width = max(len(row.name) for row in report.rows)
+    seeds = "".join(f"  {'seed ' + str(seed):>9s}" for seed in report.seeds)
+    lines = [f"{report.experiment}: headline numbers by training seed (seed {SEED}: the stored models)",
              f"  {'number':{width}s}{seeds}  {'spread':>9s}  {'tolerance':>9s}"]
-    for row in report["rows"]:
-        values = "".join(f"  {value:9.4f}" for value in row["values"])
-        mark = "" if row["within"] else "  <- tolerance below the spread"
-        lines.append(f"  {row['name']:{width}s}{values}  {row['spread']:9.4f}  {row['tolerance']:9.4f}{mark}")
+    for row in report.rows:
+        values = "".join(f"  {value:9.4f}" for value in row.values)
+        mark = "" if row.within else "  <- tolerance below the spread"
+        lines.append(f"  {row.name:{width}s}{values}  {row.spread:9.4f}  {row.tolerance:9.4f}{mark}")
     return "\n".join(lines)
 
 
-def format_check(report: dict) -> str:
+def format_check(report: Check) -> str:
     """A plain-text table of one ``check`` report."""
-    lines = [f"{report['experiment']}: retrained in {report['retrain_seconds']} s; "
-             + ("every number within its tolerance" if report["passed"] else "SOME NUMBERS OUTSIDE THEIR TOLERANCE")]
-    width = max(len(row["name"]) for row in report["rows"])
+    lines = [f"{report.experiment}: retrained in {report.retrain_seconds} s; "
+             + ("every number within its tolerance" if report.passed else "SOME NUMBERS OUTSIDE THEIR TOLERANCE")]
+    width = max(len(row.name) for row in report.rows)
     lines.append(f"  {'number':{width}s}  {'stored':>9s}  {'retrained':>9s}  {'difference':>10s}  {'tolerance':>9s}")
-    for row in report["rows"]:
-        mark = "" if row["within"] else "  <- outside"
-        lines.append(f"  {row['name']:{width}s}  {row['stored']:9.4f}  {row['retrained']:9.4f}  "
-                     f"{row['difference']:10.4f}  {row['tolerance']:9.4f}{mark}")
+    for row in report.rows:
+        mark = "" if row.within else "  <- outside"
+        lines.append(f"  {row.name:{width}s}  {row.stored:9.4f}  {row.retrained:9.4f}  "
+                     f"{row.difference:10.4f}  {row.tolerance:9.4f}{mark}")
     return "\n".join(lines)
 
 

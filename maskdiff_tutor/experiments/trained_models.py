@@ -30,8 +30,11 @@ from dataclasses import dataclass
 import torch
 
 from .. import distributed
+from ..denoiser import Denoiser, load_denoiser, save_denoiser
 from ..files import read_json
-from ..denoiser import load_denoiser, save_denoiser
+from ..records import from_json, to_json
+from ..train import History
+from .result import Environment
 
 BOOK_MODELS = pathlib.Path(__file__).resolve().parent.parent / "book_models"  # the book's trained models
 RECORD = "training.json"
@@ -40,9 +43,9 @@ RECORD = "training.json"
 @dataclass(frozen=True)
 class TrainedModels:
     """A run's trained models with their training histories and the environment that trained them."""
-    models: dict  # name -> Denoiser, in training order
-    histories: dict  # name -> the training history (train.History.to_dict())
-    environment: dict  # versions, hardware and wall time of the training run
+    models: dict[str, Denoiser]  # name -> model, in training order
+    histories: dict[str, History]  # name -> the training history
+    environment: Environment  # versions, hardware and wall time of the training run
 
 
 def book_folder(experiment: str) -> pathlib.Path:
@@ -98,10 +101,10 @@ def save(folder: str | pathlib.Path, experiment: str, settings: dict, trained: T
         for name, model in trained.models.items():
             save_denoiser(model, staging / folder_name(name))
         record = {"experiment": experiment, "settings": _normalised(settings),
-                  "models": {name: {"folder": folder_name(name), "history": trained.histories[name]}
+                  "models": {name: {"folder": folder_name(name), "history": to_json(trained.histories[name])}
                              for name in trained.models},
-                  "environment": trained.environment}
-        (staging / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+                  "environment": to_json(trained.environment)}
+        (staging / RECORD).write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
@@ -136,15 +139,17 @@ def load(folder: str | pathlib.Path, experiment: str, settings: dict,
                          f"({difference}); retrain them (`maskdiff-tutor book-models` for the book's) or run "
                          "with the settings they were trained with")
     models = {name: load_denoiser(folder / entry["folder"], device) for name, entry in record["models"].items()}
-    histories = {name: entry["history"] for name, entry in record["models"].items()}
-    return TrainedModels(models, histories, record.get("environment", {}))
+    histories = {name: from_json(History, entry["history"], f"{path}: models.{name}.history")
+                 for name, entry in record["models"].items()}
+    return TrainedModels(models, histories, from_json(Environment, record["environment"], f"{path}: environment"))
 
 
 def _first_difference(stored, current, where: str = "settings") -> str | None:
     if isinstance(stored, dict) and isinstance(current, dict):
         for key in sorted(set(stored) | set(current)):
             if key not in stored or key not in current:
-                return f"{where}.{key} is {'missing from the stored record' if key not in stored else 'not a setting now'}"
+                where_not = "missing from the stored record" if key not in stored else "not a setting now"
+                return f"{where}.{key} is {where_not}"
             found = _first_difference(stored[key], current[key], f"{where}.{key}")
             if found is not None:
                 return found
@@ -154,7 +159,18 @@ def _first_difference(stored, current, where: str = "settings") -> str | None:
     return None
 
 
-def compare(stored: dict, retrained: dict) -> list[dict]:
+@dataclass(frozen=True)
+class Comparison:
+    """One headline number of the stored models beside the same number of models trained again."""
+    name: str  # the number, as the experiment's ``headline`` names it
+    stored: float  # its value on the stored models
+    retrained: float  # its value on the retrained models
+    difference: float  # |stored - retrained|
+    tolerance: float  # how far retraining may move it (the experiment's ``headline``)
+    within: bool  # difference <= tolerance (False where the difference is not finite)
+
+
+def compare(stored: dict, retrained: dict) -> list[Comparison]:
     """One row per headline number (name -> (value, tolerance), from an experiment's ``headline``):
     the stored models' value, the retrained models' value, their difference and whether it lies
     within the tolerance."""
@@ -162,6 +178,6 @@ def compare(stored: dict, retrained: dict) -> list[dict]:
     for name, (a, tolerance) in stored.items():
         b = retrained[name][0]
         difference = abs(a - b)
-        rows.append({"name": name, "stored": a, "retrained": b, "difference": difference, "tolerance": tolerance,
-                     "within": bool(math.isfinite(difference) and difference <= tolerance)})
+        within = bool(math.isfinite(difference) and difference <= tolerance)
+        rows.append(Comparison(name, a, b, difference, tolerance, within))
     return rows
