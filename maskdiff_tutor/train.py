@@ -2,9 +2,13 @@
 
 Book chapter "Joint versus marginal" and every experiment that trains. The device is chosen in
 ``device.py``; bf16 autocast on CUDA; optional ``torch.compile``; gradient clipping; linear
-warm-up then cosine decay of the learning rate; seeded runs that repeat exactly on the CPU,
-including across a checkpoint and resume; a progress bar; and a clear error, naming the step, when
-the loss stops being finite. Returns a ``History`` the book can plot.
+warm-up then cosine decay of the learning rate (a ``torch.optim.lr_scheduler``); seeded runs that
+repeat exactly on the CPU, including across a checkpoint and resume; a progress bar; and a clear
+error, naming the step, when the loss stops being finite. Returns a ``History`` the book can plot.
+
+The loop's state (step, running loss, history, generator) is one ``LoopState``; a step reads it and
+the run's fixed parts and updates it; a checkpoint is that state with the model, optimiser and
+scheduler, written atomically (``files.write_atomically``).
 
 Under ``torchrun --nproc-per-node N`` the same call trains with PyTorch's DistributedDataParallel
 (``distributed.py``): the global batch of ``batch_size`` rows is split into N equal shares.
@@ -142,14 +146,15 @@ class _Run:
     rows: slice | None  # this process's share of the global batch under torchrun; None for one process
 
 
-def optimizer_and_schedule(model: torch.nn.Module, config: TrainConfig):
+def optimizer_and_schedule(model: torch.nn.Module,
+                           config: TrainConfig) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and its learning-rate scheduler: linear warm-up, then cosine decay to ``lr * min_lr_ratio``
     (``config.lr_at``). Call ``scheduler.step()`` after each ``optimizer.step()``.
 
     ``LambdaLR`` multiplies the optimiser's base rate by the factor it is given. The base rate is 1
-    and the factor the rate itself, so step s runs at ``config.lr_at(s)`` to the last bit; a factor
-    ``lr_at(s) / lr`` times ``lr`` would round differently in about a third of the warm-up steps, and
-    training would end at other weights."""
+    and the factor the rate itself, so step s runs at ``config.lr_at(s)`` to the last bit. A base
+    rate ``lr`` times a factor :math:`(s + 1) / W` rounds differently from :math:`lr (s + 1) / W` in
+    about a third of the warm-up steps, and training would end at other weights."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1.0, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: config.lr_at(step))
 
