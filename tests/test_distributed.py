@@ -108,15 +108,18 @@ def test_an_experiment_runs_unchanged_under_torchrun_and_rank_0_alone_writes(tmp
     assert len(saved) == 1 and saved[0].endswith(", 2 processes)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "result.json"]  # no stray temporary files
     shared = ExperimentResult.load(tmp_path / "result.json")
-    assert shared.environment["processes"] == 2 and shared.scale == "plumbing"
+    assert shared.environment.processes == 2 and shared.scale == "plumbing"
     monkeypatch.setitem(joint_vs_marginal.SCALES, "plumbing", joint_vs_marginal.Scale(**ddp_worker.PLUMBING))
     torch.set_num_threads(1)
     alone = joint_vs_marginal.run("plumbing", device="cpu")
-    assert alone.environment["processes"] == 1
-    for name in ("weighted", "unweighted"):  # the same training, so the same model to float rounding
-        torch.testing.assert_close(shared.curves[name]["loss"], alone.curves[name]["loss"], rtol=1e-5, atol=0)
-        for key in ("P(A)", "P(B)", "exact_nelbo_per_sequence"):
-            assert shared.metrics[name][key] == pytest.approx(alone.metrics[name][key], rel=1e-4), (name, key)
+    assert alone.environment.processes == 1
+    # the same training, so the same model to float rounding
+    torch.testing.assert_close(shared.curves.weighted.loss, alone.curves.weighted.loss, rtol=1e-5, atol=0)
+    torch.testing.assert_close(shared.curves.unweighted.loss, alone.curves.unweighted.loss, rtol=1e-5, atol=0)
+    for a, b in zip(shared.metrics.models(), alone.metrics.models(), strict=True):
+        pairs = ((a.p_a, b.p_a), (a.p_b, b.p_b), (a.exact_nelbo_per_sequence, b.exact_nelbo_per_sequence))
+        for value, expected in pairs:
+            assert value == pytest.approx(expected, rel=1e-4), a.objective
 
 
 def test_a_global_batch_that_does_not_split_evenly_is_refused(monkeypatch):
