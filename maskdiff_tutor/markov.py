@@ -36,9 +36,8 @@ def zipf_chain(vocab_size: int, s: float, generator: torch.Generator | None = No
             mass. The rows stay Zipf and the favourites a permutation, so Assumptions 3-4 still hold.
     """
     check_positive_int("vocab_size", vocab_size, minimum=2)
-    check_positive_int("function_words", function_words, minimum=0)
-    if function_words >= vocab_size:
-        raise ValueError(f"function_words must be < vocab_size = {vocab_size}; got {function_words}")
+    check_number("function_words", function_words, integer=True, at_least=0, below=vocab_size,
+                 meaning=f"fewer than vocab_size = {vocab_size}")
     pmf = torch.as_tensor(zipf_pmf(s, vocab_size))  # (V,) probabilities by rank
     tops = torch.randperm(vocab_size, generator=generator)  # (V,) favourite successor of each token
     P = torch.empty(vocab_size, vocab_size, dtype=torch.float64)

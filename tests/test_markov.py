@@ -82,6 +82,13 @@ def test_zipf_chain_rejects_bad_input(kwargs, match):
         markov.zipf_chain(**kwargs)
 
 
+@pytest.mark.parametrize("function_words", [5, -1, 1.0, True])
+def test_zipf_chain_rejects_function_words_outside_the_vocabulary(function_words):
+    with pytest.raises(ValueError, match=r"^function_words must be an int in \[0, 5\) \(fewer than vocab_size = 5\); "
+                                         r"got "):
+        markov.zipf_chain(5, 1.0, function_words=function_words)
+
+
 def test_distance_marginals_rejects_bad_input():
     P = chain(4)
     with pytest.raises(ValueError, match="max_distance"):
