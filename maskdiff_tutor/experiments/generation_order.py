@@ -9,19 +9,23 @@ exact denoiser, choosing the position by confidence, margin, entropy or at rando
 - how fluent the result is: its true perplexity under the chain (over the sequences the chain
   can produce) and the share it cannot produce at all;
 - the same with k tokens per step, where the order starts to matter for quality.
+
+``run`` returns a :class:`GenerationOrderResult` whose metrics hold one :class:`Measured` row per
+setting (language, length, decoding, k); ``result.metrics.measured(...)`` finds one and
+``result.metrics.table(...)`` the rows of one of the chapter's tables.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from .. import decoders, decoding, markov
 from ..device import generator_on, pick_device
-from .result import LegacyResult as ExperimentResult, environment
+from .result import Environment, ExperimentResult
 
 # name -> (score, temperature): confidence is tried greedy (LLaDA at temperature 0) and sampled
 DECODINGS = {"confidence, greedy": (decoding.confidence, 0.0), "confidence, sampled": (decoding.confidence, 1.0),
@@ -32,26 +36,14 @@ LANGUAGES = ("zipf chain", "with end-of-text")  # the plain chain, and its varia
 
 
 @dataclass(frozen=True)
-class Measured:
-    """What one setting (language, length, decoding, tokens per step) measured."""
-    true_ppl: float | None  # perplexity under the chain of the sequences it can produce; None if it produces none
-    impossible_share: float  # share of generated sequences the chain cannot produce
-    nfe: int  # denoiser calls per sequence
-    leftmost_share: float | None = None  # one token per step only: share of steps that took the leftmost mask
-    rightmost_share: float | None = None  # ... the rightmost mask
-    spearman_position_vs_step: float | None = None  # ... rank correlation of position and decoding step
-    example_order: tuple | None = None  # ... the decoding step of each position of the first sequence
-
-
-@dataclass(frozen=True)
 class Scale:
     """The language and decoding settings of a scale."""
     vocab_size: int  # V, tokens of the chain (the last one is end-of-text in the variant)
     s: float  # Zipf exponent of every row
     function_words: int  # tokens at ranks 2..f+1 of every row
-    lengths: tuple  # generated lengths to try (the prompt is one token)
+    lengths: tuple[int, ...]  # generated lengths to try, in tokens (the prompt is one token)
     samples: int  # sequences per setting
-    tokens_per_step: tuple  # k values for the quality comparison
+    tokens_per_step: tuple[int, ...]  # k values for the quality comparison
 
 
 SCALES = {
@@ -61,6 +53,87 @@ SCALES = {
     "gpu": Scale(vocab_size=256, s=1.5, function_words=4, lengths=(32, 128, 512), samples=1000,
                  tokens_per_step=(1, 2, 4, 8)),
 }
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting that produced a result."""
+    scale: Scale  # the language and decoding settings
+    eos_id: int  # the end-of-text token of the variant (the chain's last token), absorbing
+    denoiser: str  # what predicted the masks: the chain's exact denoiser
+    sampling: str  # how tokens were drawn
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one setting (language, length, decoding, tokens per step) measured."""
+    language: str  # one of LANGUAGES
+    length: int  # tokens generated after the one-token prompt
+    decoding: str  # one of DECODINGS
+    tokens_per_step: int  # k
+    true_ppl: float | None  # perplexity under the chain of the sequences it can produce; None if it produces none
+    impossible_share: float  # share of generated sequences the chain cannot produce
+    nfe: int  # denoiser calls per sequence
+    leftmost_share: float | None = None  # one token per step only: share of steps that took the leftmost mask
+    rightmost_share: float | None = None  # ... the rightmost mask
+    spearman_position_vs_step: float | None = None  # ... rank correlation of position and decoding step
+    example_order: tuple[int, ...] | None = None  # ... the decoding step of each position of the first sequence
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Every setting measured, one row each, in the order run: language, length, decoding, k."""
+    settings: tuple[Measured, ...]
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages measured, in order."""
+        return _distinct(row.language for row in self.settings)
+
+    @property
+    def lengths(self) -> tuple[int, ...]:
+        """The generated lengths measured, in order."""
+        return _distinct(row.length for row in self.settings)
+
+    @property
+    def decodings(self) -> tuple[str, ...]:
+        """The decodings measured, in order (the names of ``DECODINGS``)."""
+        return _distinct(row.decoding for row in self.settings)
+
+    @property
+    def tokens_per_step(self) -> tuple[int, ...]:
+        """The k values measured, in order."""
+        return _distinct(row.tokens_per_step for row in self.settings)
+
+    def measured(self, language: str, length: int, decoding_name: str, tokens_per_step: int = 1) -> Measured:
+        """What one setting measured: ``language`` one of ``LANGUAGES``, ``length`` one of the scale's
+        lengths, ``decoding_name`` one of ``DECODINGS``, ``tokens_per_step`` one of the scale's k values."""
+        for name, value, allowed in (("language", language, self.languages), ("length", length, self.lengths),
+                                     ("decoding_name", decoding_name, self.decodings),
+                                     ("tokens_per_step", tokens_per_step, self.tokens_per_step)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}; got {value!r}")
+        setting = (language, length, decoding_name, tokens_per_step)
+        return next(row for row in self.settings
+                    if (row.language, row.length, row.decoding, row.tokens_per_step) == setting)
+
+    def table(self, language: str, length: int, tokens_per_step: int = 1) -> list[Measured]:
+        """Every decoding of one language, length and k: the rows of one of the chapter's tables."""
+        return [self.measured(language, length, name, tokens_per_step) for name in self.decodings]
+
+
+@dataclass(frozen=True)
+class GenerationOrderResult(ExperimentResult):
+    """What ``run`` measured, with the settings and environment that produced it."""
+    EXPERIMENT = "generation_order"
+    config: Config
+    metrics: Metrics
+    curves: None  # nothing is trained: no curves
+    environment: Environment
+
+
+def _distinct(values) -> tuple:
+    return tuple(dict.fromkeys(values))
 
 
 def order_statistics(order: torch.Tensor, generated: slice) -> dict:
@@ -92,7 +165,7 @@ def unigram_entropy(tokens: torch.Tensor, vocab_size: int) -> float:
 
 
 def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0,
-        progress: bool = False) -> ExperimentResult:
+        progress: bool = False) -> GenerationOrderResult:
     """Measure generation orders with the exact denoiser; see the module docstring.
 
     Args:
@@ -110,8 +183,8 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     noise = generator_on(decode_on, generator, seed + 1)
     plain = markov.zipf_chain(cfg.vocab_size, cfg.s, generator, function_words=cfg.function_words)
     eos_id = cfg.vocab_size - 1
-    languages = dict(zip(LANGUAGES, (plain, markov.with_end_of_text(plain, eos_id))))
-    metrics = {}
+    languages = dict(zip(LANGUAGES, (plain, markov.with_end_of_text(plain, eos_id)), strict=True))
+    rows = []
     for language, P in languages.items():
         # prompts from the plain chain's stationary distribution, never end-of-text itself
         pi = markov.stationary_distribution(plain)
@@ -120,40 +193,27 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         prompts = prompts.to(decode_on)
         for length in cfg.lengths:
             exact = markov.ChainDenoiser(P, length + 1, initial=pi / pi.sum())
-            for name, (score, temperature) in DECODINGS.items():
-                for k in cfg.tokens_per_step:
-                    decoded = decoders.generate(exact, prompts, length, exact.mask_id, score=score, tokens_per_step=k,
-                                                generator=noise, temperature=temperature)
-                    nll = -markov.sequence_log_prob(P, decoded.tokens) / length  # (B,), inf if impossible
-                    possible = torch.isfinite(nll)
-                    row = {"true_ppl": math.exp(float(nll[possible].mean())) if possible.any() else None,
-                           "impossible_share": 1 - float(possible.double().mean()), "nfe": decoded.nfe}
-                    if k == 1:
-                        row.update(order_statistics(decoded.order.cpu(), slice(1, None)))
-                        row["example_order"] = decoded.order[0, 1:].tolist()
-                    metrics[_key(language, length, name, k)] = row
-    config = {"scale": asdict(cfg), "eos_id": eos_id, "denoiser": "exact (markov.ChainDenoiser)",
-              "sampling": "Gumbel in float64 at temperature 1 (sampled) or 0 (greedy)"}
-    return ExperimentResult("generation_order", scale, seed, config, metrics, {}, environment(device, started))
+            rows += [_measure(exact, P, prompts, (language, length, name, k), noise)
+                     for name in DECODINGS for k in cfg.tokens_per_step]
+    config = Config(cfg, eos_id, denoiser="exact (markov.ChainDenoiser)",
+                    sampling="Gumbel in float64 at temperature 1 (sampled) or 0 (greedy)")
+    return GenerationOrderResult(scale, seed, config, Metrics(tuple(rows)), None, Environment.now(device, started))
 
 
-def _key(language: str, length: int, decoding_name: str, tokens_per_step: int) -> str:
-    """Where ``run`` stores a setting in ``result.metrics``."""
-    return f"{language} | L={length} | {decoding_name} | k={tokens_per_step}"
-
-
-def measured(result: ExperimentResult, language: str, length: int, decoding_name: str,
-             tokens_per_step: int = 1) -> Measured:
-    """What ``result`` (of ``run``) measured for one setting: ``language`` one of ``LANGUAGES``,
-    ``length`` one of the scale's lengths, ``decoding_name`` one of ``DECODINGS``, ``tokens_per_step``
-    one of the scale's k values."""
-    scale = result.config["scale"]
-    for name, value, allowed in (("language", language, list(LANGUAGES)), ("length", length, list(scale["lengths"])),
-                                 ("decoding_name", decoding_name, list(DECODINGS)),
-                                 ("tokens_per_step", tokens_per_step, list(scale["tokens_per_step"]))):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
-    row = dict(result.metrics[_key(language, length, decoding_name, tokens_per_step)])
-    if row.get("example_order") is not None:
-        row["example_order"] = tuple(row["example_order"])
-    return Measured(**row)
+def _measure(exact: markov.ChainDenoiser, P: torch.Tensor, prompts: torch.Tensor, setting: tuple,
+             noise: torch.Generator) -> Measured:
+    """Decode after ``prompts`` (B, 1) in one ``setting`` (language, length, decoding name, k) and measure it."""
+    language, length, name, k = setting
+    score, temperature = DECODINGS[name]
+    decoded = decoders.generate(exact, prompts, length, exact.mask_id, score=score, tokens_per_step=k,
+                                generator=noise, temperature=temperature)
+    nll = -markov.sequence_log_prob(P, decoded.tokens) / length  # (B,), inf if impossible
+    possible = torch.isfinite(nll)
+    # true PPL = exp(mean NLL per token) over the sequences the chain can produce
+    true_ppl = math.exp(float(nll[possible].mean())) if possible.any() else None
+    order = {}
+    if k == 1:
+        order = {**order_statistics(decoded.order.cpu(), slice(1, None)),
+                 "example_order": tuple(decoded.order[0, 1:].tolist())}
+    return Measured(language, length, name, k, true_ppl, impossible_share=1 - float(possible.double().mean()),
+                    nfe=decoded.nfe, **order)
