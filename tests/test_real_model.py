@@ -3,6 +3,10 @@ its measurements against direct computations, and the run end to end through ``h
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import math
 import pathlib
 import sys
 
@@ -12,14 +16,12 @@ import torch
 transformers = pytest.importorskip("transformers")
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-from maskdiff_tutor import zipf  # noqa: E402
+from hub_models import REMOTE, native_model, offline, remote_folder  # noqa: E402,F401 (offline: autouse)
+
+from maskdiff_tutor import hub, zipf  # noqa: E402
 from maskdiff_tutor.clean_distribution import clean_log_probs, clean_probs  # noqa: E402
 from maskdiff_tutor.experiments import real_model  # noqa: E402
 from maskdiff_tutor.experiments.result import ExperimentResult  # noqa: E402
-from maskdiff_tutor import hub  # noqa: E402
-
-from hub_models import REMOTE, native_model, remote_folder  # noqa: E402
-from hub_models import offline  # noqa: E402,F401 (an autouse fixture)
 
 
 @pytest.fixture
@@ -38,13 +40,36 @@ def test_observations_of_a_known_curve():
     curve = torch.tensor([0.9, 0.7, 0.5, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.3,
                           0.4, 0.5], dtype=torch.float64)
     got = real_model.observations(curve)
-    assert got["top_at_1"] == 0.9 and got["fall_first_15"] == pytest.approx(0.8)
-    assert got["floor"] == pytest.approx(0.1) and got["floor_at_n"] == 6
-    assert got["last_5_above_floor"] == pytest.approx(0.3 - 0.1)
-    assert (got["peak_after_floor"], got["peak_after_floor_at_n"], got["top_at_end"]) == (0.5, 20, 0.5)
+    assert got.top_at_1 == 0.9 and got.fall_first_15 == pytest.approx(0.8)
+    assert got.floor == pytest.approx(0.1) and got.floor_at_n == 6
+    assert got.last_5_above_floor == pytest.approx(0.3 - 0.1)
+    assert (got.peak_after_floor, got.peak_after_floor_at_n, got.top_at_end) == (0.5, 20, 0.5)
     ending_low = real_model.observations(torch.tensor([0.9, 0.5, 0.7, 0.1], dtype=torch.float64))
-    assert ending_low["floor_at_n"] == 4 and ending_low["peak_after_floor"] is None
-    assert ending_low["peak_after_floor_at_n"] is None and ending_low["top_at_end"] == pytest.approx(0.1)
+    assert ending_low.floor_at_n == 4 and ending_low.peak_after_floor is None
+    assert ending_low.peak_after_floor_at_n is None and ending_low.top_at_end == pytest.approx(0.1)
+
+
+def _prompt_set(name, curve):
+    order = real_model.GreedyOrder(1.0, 0.0, 1.0, prompts=1)
+    seen = real_model.observations(torch.tensor(curve, dtype=torch.float64))
+    return real_model.PromptSet(name, 1, tuple(curve), seen, 0.5,
+                                real_model.FirstPrompt("p", ("a",) * len(curve)), order,
+                                {1: real_model.CostOfK(own_ppl=2.0, entropy=1.0, nfe=len(curve))})
+
+
+def test_where_every_curve_stays_below_eq17_and_the_fall_over_the_last_5_masks():
+    bound = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
+    first = _prompt_set("a", [1.0, 0.5, 0.9, 0.5, 0.45, 0.3])  # below from n = 4 on
+    second = _prompt_set("b", [0.5, 0.5, 0.5, 0.5, 0.3, 0.2])  # below everywhere
+    assert real_model.Metrics(bound, (first, second)).below_bound_from() == 4
+    assert real_model.Metrics(bound, (second,)).below_bound_from() == 1
+    ends_on_it = _prompt_set("c", [0.1, 0.1, 0.1, 0.1, 0.1, 0.4])  # equal at the last mask: never strictly below
+    assert real_model.Metrics(bound, (second, ends_on_it)).below_bound_from() is None
+    assert first.last_5_fall == pytest.approx(0.5 - 0.3)
+    metrics = real_model.Metrics(bound, (first, second))
+    assert metrics.prompt_set("b") is second
+    with pytest.raises(ValueError, match=r"name must be one of \['a', 'b'\]; got 'c'"):
+        metrics.prompt_set("c")
 
 
 def test_all_at_once_groups_prompts_by_length_and_matches_one_prompt_at_a_time(bert):
@@ -73,23 +98,42 @@ def test_the_experiment_end_to_end_on_a_local_masked_lm(tmp_path):
     folder = native_model(tmp_path, "modernbert", positions=128)
     result = real_model.run("ci", model=str(folder), seed=0)
     cfg = real_model.SCALES["ci"]
-    assert result.config["family"] == "masked-lm" and result.config["dtype"] == "float64"
-    assert result.metrics["eq17_paper_parameters"] == pytest.approx(
+    assert result.config.family == "masked-lm" and result.config.dtype == "float64" and result.config.scale == cfg
+    assert result.config.model == str(folder) and result.config.transformers == transformers.__version__
+    assert result.metrics.eq17_paper_parameters == pytest.approx(
         zipf.top_probability_bound(list(range(1, cfg.masks + 1)), 2.31, 130_000).tolist())
-    for kind, entry in result.metrics["sets"].items():
-        assert len(entry["mean_top_by_n"]) == cfg.masks and entry["prompts"] == cfg.prompts_per_set
-        assert all(0 < p <= 1 for p in entry["mean_top_by_n"])
-        assert 0 <= entry["homogenised_share_far"] <= 1
-        assert len(entry["table_1_first_prompt"]["argmax_tokens"]) == cfg.masks
-        order = result.metrics["generation_order"][kind]
-        assert 0 <= order["leftmost_share"] <= 1 and order["prompts"] == cfg.order_prompts
-        cost = result.metrics["cost_of_k"][kind]
-        assert cost["k"] == list(cfg.tokens_per_step) and all(p >= 1 for p in cost["own_ppl"])
-        assert cost["nfe"] == [cfg.masks // k for k in cfg.tokens_per_step]
+    assert [s.name for s in result.metrics.sets] == list(real_model.prompt_sets())
+    for entry in result.metrics.sets:
+        measured = tuple(real_model.prompt_sets()[entry.name][: cfg.prompts_per_set])
+        assert result.config.prompt_sets[entry.name] == measured
+        assert len(entry.mean_top_by_n) == cfg.masks and entry.prompts == cfg.prompts_per_set
+        assert all(0 < p <= 1 for p in entry.mean_top_by_n)
+        curve = torch.tensor(entry.mean_top_by_n, dtype=torch.float64)
+        assert entry.observations == real_model.observations(curve)
+        assert 0 <= entry.homogenised_share_far <= 1
+        assert entry.table_1.prompt == result.config.prompt_sets[entry.name][0]
+        assert len(entry.table_1.argmax_tokens) == cfg.masks
+        assert 0 <= entry.generation_order.leftmost_share <= 1 and entry.generation_order.prompts == cfg.order_prompts
+        assert list(entry.cost_of_k) == list(cfg.tokens_per_step)
+        assert all(entry.cost_of_k[k].own_ppl >= 1 for k in cfg.tokens_per_step)
+        assert [entry.cost_of_k[k].nfe for k in cfg.tokens_per_step] == [cfg.masks // k for k in cfg.tokens_per_step]
     path = result.save(tmp_path / "real.json")
-    assert ExperimentResult.load(path).metrics == result.metrics
+    assert real_model.RealModelResult.load(path) == result
+    assert ExperimentResult.load(path) == result
     again = real_model.run("ci", model=str(folder), seed=0)
     assert again.metrics == result.metrics  # seeded: the same numbers
+
+
+def test_a_saved_result_of_another_experiment_or_schema_is_refused(tmp_path):
+    from maskdiff_tutor.experiments import generation_order
+
+    record = {"experiment": "generation_order", "schema": generation_order.GenerationOrderResult.SCHEMA}
+    (tmp_path / "order.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="experiment 'generation_order', not of 'real_model'"):
+        real_model.RealModelResult.load(tmp_path / "order.json")
+    (tmp_path / "old.json").write_text(json.dumps({"experiment": "real_model", "scale": "ci", "seed": 0}))
+    with pytest.raises(ValueError, match="'real_model' written under schema 1 .*reads schema 2 of 'real_model'"):
+        real_model.RealModelResult.load(tmp_path / "old.json")
 
 
 def test_a_model_that_decodes_left_to_right_by_construction(tmp_path):
@@ -99,7 +143,8 @@ def test_a_model_that_decodes_left_to_right_by_construction(tmp_path):
     extra = {**extra, "max_sequence_length": 64}
     lm = hub.load(remote_folder(tmp_path, "llada", extra, specials), trust_remote_code=True)
     order = real_model.greedy_order(lm, [torch.tensor([[3]]), torch.tensor([[5]])], 8)
-    assert order["leftmost_share"] == 1.0 and order["spearman_position_vs_step"] == pytest.approx(1.0)
+    assert order.leftmost_share == 1.0 and order.spearman_position_vs_step == pytest.approx(1.0)
+    assert order.prompts == 2
 
 
 def test_unknown_scale_and_bad_block_are_refused(tmp_path, monkeypatch):
@@ -118,8 +163,8 @@ def test_the_command_line_runs_it_on_a_folder(tmp_path, capsys):
     assert cli.main(["real-model", "--model", str(folder), "--dtype", "fp32", "--out", str(tmp_path / "r.json"),
                      "--no-progress"]) == 0
     result = ExperimentResult.load(tmp_path / "r.json")
-    assert result.experiment == "real_model" and result.config["dtype"] == "float32"
-    assert "transformers" in result.environment
+    assert isinstance(result, real_model.RealModelResult) and result.config.dtype == "float32"
+    assert result.config.transformers == transformers.__version__ and result.environment.device == "cpu"
     assert cli.main(["real-model", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.json")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("maskdiff-tutor: error: ") and "nowhere is " in error and error.count("\n") == 1
@@ -134,8 +179,49 @@ def test_a_small_masked_lm_trains_on_a_text_file_and_loads_through_the_hub(tmp_p
     settings = small_masked_lm.Settings(vocab_size=300, seq_len=16, hidden_size=16, layers=1, heads=2, steps=30,
                                         batch_size=8, lr=1e-2)
     record = small_masked_lm.make(text, tmp_path / "model", settings, device="cpu")
-    assert record["history"]["loss"][-1] < record["history"]["loss"][0]  # it learned something
+    assert record.history.loss[-1] < record.history.loss[0]  # it learned something
+    assert record.settings == settings and record.text.characters == len(text.read_text())
+    assert record.text.sha256 == hashlib.sha256(text.read_bytes()).hexdigest()
+    assert record.environment.device == "cpu" and record.transformers == transformers.__version__
+    assert small_masked_lm.Training.load(tmp_path / "model") == record
     lm = hub.load(tmp_path / "model")
     assert lm.family == "masked-lm" and lm.tokenizer.mask_token == "[MASK]" and lm.vocab_size == 300
+    assert record.parameters == sum(p.numel() for p in lm.model.parameters())
     x = torch.cat([lm.prompt_ids("To be, or"), torch.full((1, 4), lm.mask_id)], dim=1)
     assert lm(x).shape == (1, x.shape[1], 300)
+
+
+def test_a_small_masked_lm_record_keeps_a_diverged_loss_and_refuses_a_file_that_does_not_fit(tmp_path):
+    from maskdiff_tutor.experiments import small_masked_lm
+    from maskdiff_tutor.experiments.result import Environment
+    from maskdiff_tutor.train import History
+
+    environment = Environment.now(torch.device("cpu"), 0.0)
+    record = small_masked_lm.Training(small_masked_lm.Settings(), small_masked_lm.Text(10, 5, 1, "0" * 64), 7,
+                                      History([1, 2], [3.0, float("nan")], [1e-3, 1e-3], [1.0, 1.0], [8, 16]),
+                                      "4.0", environment)
+    record.save(tmp_path)
+    loaded = small_masked_lm.Training.load(tmp_path)
+    assert math.isnan(loaded.history.loss[1]) and loaded.history.loss[0] == 3.0 and loaded.settings == record.settings
+    stored = json.loads((tmp_path / "training.json").read_text())
+    assert stored["history"]["loss"] == [3.0, None]
+    (tmp_path / "training.json").write_text(json.dumps({**stored, "parameters": "many"}))
+    with pytest.raises(ValueError, match=r"training.json: parameters: expected an integer; got 'many'"):
+        small_masked_lm.Training.load(tmp_path)
+
+
+def test_the_command_line_reports_the_small_masked_lm_record(tmp_path, monkeypatch, capsys):
+    from maskdiff_tutor import cli
+    from maskdiff_tutor.experiments import small_masked_lm
+    from maskdiff_tutor.experiments.result import Environment
+    from maskdiff_tutor.train import History
+
+    environment = dataclasses.replace(Environment.now(torch.device("cpu"), 0.0), wall_seconds=12.5)
+    record = small_masked_lm.Training(small_masked_lm.Settings(), small_masked_lm.Text(10, 5, 1, "0" * 64), 7,
+                                      History([1, 2], [3.0, 2.25], [1e-3, 1e-3], [1.0, 1.0], [8, 16]), "4.0",
+                                      environment)
+    monkeypatch.setattr(small_masked_lm, "make", lambda *args, **kwargs: record)
+    text = tmp_path / "text.txt"
+    text.write_text("some text\n")
+    assert cli.main(["small-masked-lm", "--text", str(text), "--out", str(tmp_path / "model"), "--no-progress"]) == 0
+    assert capsys.readouterr().out == f"saved {tmp_path / 'model'} (7 parameters, final loss 2.250, 12.5 s)\n"

@@ -22,6 +22,10 @@ Prompt sets: ``prompt_sets()``, four sets of 100 written for this project after 
 kinds (``maskdiff_tutor/data/prompts.json``). Defaults per scale: ``ci`` measures the small masked
 LM stored with the package (``small_masked_lm.BOOK_FOLDER``) on a few prompts; ``colab`` a small
 masked diffusion LM that fits a free T4; ``gpu`` LLaDA-8B-Instruct on every prompt.
+
+``run`` returns a :class:`RealModelResult`: the model and prompts in its config, and in its metrics
+Eq. 17's curve and one :class:`PromptSet` row per set with all four measurements
+(``result.metrics.prompt_set("mathematics").cost_of_k[4].own_ppl``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import json
 import math
 import pathlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 
 import torch
@@ -39,7 +43,7 @@ from .. import decoders, decoding, hub, zipf
 from ..clean_distribution import clean_log_probs, clean_probs
 from ..device import pick_device
 from .generation_order import order_statistics, unigram_entropy
-from .result import LegacyResult as ExperimentResult, environment
+from .result import Environment, ExperimentResult
 from .small_masked_lm import BOOK_FOLDER
 
 PAPER_ZIPF = (2.31, 130_000)  # the s and N the paper's Figure 3 draws Eq. 17 with
@@ -55,8 +59,8 @@ class Scale:
     batch_size: int  # sequences per forward pass (halved on running out of GPU memory)
     order_prompts: int  # prompts per set decoded greedily for the generation order
     quality_prompts: int  # prompts per set decoded for the cost of k
-    tokens_per_step: tuple  # k values for the cost of k
-    block_length: int  # semi-AR block for the cost of k
+    tokens_per_step: tuple[int, ...]  # k values for the cost of k
+    block_length: int  # semi-AR block for the cost of k, in tokens
     far_from: int  # masks at distance n > far_from count as far (homogenisation)
     float64_on_cpu: bool = False  # measure in float64 on a CPU: the same printed numbers on every CPU
 
@@ -71,14 +75,138 @@ SCALES = {
 }
 
 
+@dataclass(frozen=True)
+class ZipfParameters:
+    """The Zipf law Eq. 17 is drawn with."""
+    s: float  # the exponent
+    N: int  # the vocabulary size
+    source: str  # where the values come from
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting that produced a result: the scale, the model as loaded, the prompts."""
+    scale: Scale  # prompts, masks, decodings
+    model: str  # the hub id or folder measured (the package's own model without a machine's path)
+    revision: str | None  # the hub revision asked for; None: the default branch
+    family: str  # the hub family the model was loaded as (hub.FAMILIES)
+    mask_id: int  # the model's [MASK] token
+    vocab_size: int  # V of its logits
+    dtype: str  # the dtype it computed in ("float64", "bfloat16", ...)
+    transformers: str  # the version of transformers that loaded it
+    eq17: ZipfParameters  # the Zipf law of the Eq. 17 curve beside Figure 3
+    frequent_tokens: tuple[str, ...]  # what counts as homogenised (FREQUENT and the model's special tokens)
+    frequent_ids: tuple[int, ...]  # their ids in this model's vocabulary
+    prompt_sets: dict[str, tuple[str, ...]]  # set -> the prompts measured for Figure 3 and Table 1; the
+    # generation order and the cost of k decode the first order_prompts and quality_prompts of them
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Observations 1-3 read off one mean-top-probability curve over n = 1, ..., M masks (``observations``).
+    Values are probabilities, positions are distances n from the prompt."""
+    top_at_1: float  # the value at n = 1
+    fall_first_15: float  # the value at n = 1 minus the value at n = min(15, M)
+    floor: float  # the lowest value
+    floor_at_n: int  # where it lies
+    last_5_above_floor: float  # the mean of the last 5 values minus the floor (a height, not a change)
+    peak_after_floor: float | None  # the highest value after the floor; None where the floor is the last value
+    peak_after_floor_at_n: int | None  # where it lies
+    top_at_end: float  # the value at the last mask, n = M
+
+
+@dataclass(frozen=True)
+class FirstPrompt:
+    """Table 1: the argmax token of every mask after a set's first prompt, all predicted at once."""
+    prompt: str
+    argmax_tokens: tuple[str, ...]  # the text of the argmax token at n = 1, ..., M
+
+
+@dataclass(frozen=True)
+class GreedyOrder:
+    """How left to right greedy confidence decoding is, one token per step (averaged over prompts)."""
+    leftmost_share: float  # share of steps that took the leftmost mask
+    rightmost_share: float  # share of steps that took the rightmost mask
+    spearman_position_vs_step: float  # rank correlation of position and decoding step (1: left to right)
+    prompts: int  # prompts decoded
+
+
+@dataclass(frozen=True)
+class CostOfK:
+    """Sampled semi-AR decoding with k tokens per step, measured by the model itself."""
+    own_ppl: float  # exp of the model's own left-to-right NLL per generated token (``own_nll``)
+    entropy: float  # unigram entropy of the generated tokens, in nats
+    nfe: int  # denoiser calls per sequence
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """Everything measured on one prompt set."""
+    name: str  # the set (a key of ``prompt_sets()``)
+    prompts: int  # prompts measured for Figure 3 and Table 1
+    mean_top_by_n: tuple[float, ...]  # Figure 3: mean top probability over the clean tokens at n = 1, ..., M
+    observations: Observations  # read off mean_top_by_n
+    homogenised_share_far: float  # share of far masks (n > far_from) whose argmax is a frequent token
+    table_1: FirstPrompt  # the argmax tokens after the set's first prompt
+    generation_order: GreedyOrder  # greedy confidence decoding, one token per step
+    cost_of_k: dict[int, CostOfK]  # k -> sampled decoding with k tokens per step
+
+    @property
+    def last_5_fall(self) -> float:
+        """The value 5 masks before the end minus the value at the last mask (n = M - 4 and n = M)."""
+        return self.mean_top_by_n[-5] - self.mean_top_by_n[-1]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Figure 3 beside Eq. 17, Table 1, generation order and the cost of k, one row per prompt set."""
+    eq17_paper_parameters: tuple[float, ...]  # Eq. 17's bound at n = 1, ..., M with the paper's s and N
+    sets: tuple[PromptSet, ...]  # in the order of prompt_sets()
+
+    def prompt_set(self, name: str) -> PromptSet:
+        """The measurements of the set ``name``."""
+        names = [s.name for s in self.sets]
+        if name not in names:
+            raise ValueError(f"name must be one of {names}; got {name!r}")
+        return self.sets[names.index(name)]
+
+    def below_bound_from(self) -> int | None:
+        """The least distance n from which every set's curve lies below Eq. 17 at every n' >= n; None
+        where no such n exists (some set ends at or above the bound)."""
+        bound = self.eq17_paper_parameters
+        below = [n for n in range(1, len(bound) + 1)
+                 if all(all(c < b for c, b in zip(s.mean_top_by_n[n - 1:], bound[n - 1:], strict=True))
+                        for s in self.sets)]
+        return min(below, default=None)
+
+
+@dataclass(frozen=True)
+class RealModelResult(ExperimentResult):
+    """What ``run`` measured on one model, with the settings and environment that produced it."""
+    EXPERIMENT = "real_model"
+    config: Config
+    metrics: Metrics
+    curves: None  # nothing is trained: no curves
+    environment: Environment
+
+
 def prompt_sets() -> dict[str, list[str]]:
     """The four prompt sets (name -> 100 prompts)."""
     text = resources.files("maskdiff_tutor").joinpath("data/prompts.json").read_text(encoding="utf-8")
     return json.loads(text)["sets"]
 
 
+def prompts_of(name: str) -> list[str]:
+    """The 100 prompts of the set ``name`` (one of ``prompt_sets()``)."""
+    sets = prompt_sets()
+    if name not in sets:
+        raise ValueError(f"name must be one of {list(sets)}; got {name!r}")
+    return sets[name]
+
+
 def load(scale: str = "ci", model: str | None = None, device: str | torch.device | None = None,
-         dtype: torch.dtype | None = None, revision: str | None = None, trust_remote_code: bool = False) -> hub.HubModel:
+         dtype: torch.dtype | None = None, revision: str | None = None,
+         trust_remote_code: bool = False) -> hub.HubModel:
     """``hub.load`` of ``model`` (default: the scale's), in float64 on a CPU at the ``ci`` scale."""
     cfg = _scale(scale)
     if dtype is None and cfg.float64_on_cpu and pick_device(device).type == "cpu":
@@ -98,7 +226,7 @@ def _scale(scale: str) -> Scale:
 
 def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0, progress: bool = False,
         model: str | hub.HubModel | None = None, revision: str | None = None, trust_remote_code: bool = False,
-        dtype: torch.dtype | None = None) -> ExperimentResult:
+        dtype: torch.dtype | None = None) -> RealModelResult:
     """Measure ``model`` (default: the scale's); see the module docstring.
 
     Args:
@@ -110,42 +238,45 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     """
     started, cfg = time.time(), _scale(scale)
     lm = model if isinstance(model, hub.HubModel) else load(scale, model, device, dtype, revision, trust_remote_code)
-    name, revision = lm.name, lm.revision
-    if pathlib.Path(name).resolve() == BOOK_FOLDER.resolve():  # no machine's path in the record
-        name = "maskdiff_tutor/book_models/small_masked_lm (stored with the package)"
     generator = torch.Generator(device=lm.device).manual_seed(seed) if lm.device.type == "cuda" \
         else torch.Generator().manual_seed(seed)
     sets = {kind: prompts[: cfg.prompts_per_set] for kind, prompts in prompt_sets().items()}
-    frequent = frequent_ids(lm)
-    bound = zipf.top_probability_bound(list(range(1, cfg.masks + 1)), *PAPER_ZIPF)
-    metrics = {"eq17_paper_parameters": bound.tolist(), "frequent_ids": sorted(frequent), "sets": {}}
+    config = _config(lm, cfg, sets)
+    frequent = torch.tensor(config.frequent_ids)
     bar = _bar(progress, sum(len(p) for p in sets.values()), "Figure 3")
+    at_once = {}  # set -> (prompt ids, mean top probability (M,), argmax (P, M)), for Figure 3 and Table 1
     for kind, prompts in sets.items():
         ids = [lm.prompt_ids(p) for p in prompts]
         tops, argmaxes = all_at_once(lm, ids, cfg.masks, cfg.batch_size, bar)
-        curve = tops.mean(0)
-        far = argmaxes[:, cfg.far_from:]
-        metrics["sets"][kind] = {
-            "mean_top_by_n": curve.tolist(),
-            **observations(curve),
-            "homogenised_share_far": float(torch.isin(far, torch.tensor(sorted(frequent))).double().mean()),
-            "table_1_first_prompt": {"prompt": prompts[0], "argmax_tokens": lm.decode(argmaxes[0])},
-            "prompts": len(prompts),
-        }
+        at_once[kind] = ids, tops.mean(0), argmaxes
     if bar is not None:
         bar.close()
-    metrics["generation_order"] = {kind: greedy_order(lm, [lm.prompt_ids(p) for p in prompts[: cfg.order_prompts]],
-                                                      cfg.masks) for kind, prompts in sets.items()}
-    metrics["cost_of_k"] = {kind: cost_of_k(lm, [lm.prompt_ids(p) for p in prompts[: cfg.quality_prompts]], cfg,
-                                            generator) for kind, prompts in sets.items()}
+    rows = []
+    for kind, (ids, curve, argmaxes) in at_once.items():
+        far = argmaxes[:, cfg.far_from:]  # (P, M - far_from)
+        rows.append(PromptSet(kind, len(ids), tuple(curve.tolist()), observations(curve),
+                              homogenised_share_far=float(torch.isin(far, frequent).double().mean()),
+                              table_1=FirstPrompt(sets[kind][0], tuple(lm.decode(argmaxes[0]))),
+                              generation_order=greedy_order(lm, ids[: cfg.order_prompts], cfg.masks),
+                              cost_of_k=cost_of_k(lm, ids[: cfg.quality_prompts], cfg, generator)))
+    bound = zipf.top_probability_bound(list(range(1, cfg.masks + 1)), *PAPER_ZIPF)  # Eq. 17 at n = 1, ..., M
+    metrics = Metrics(tuple(bound.tolist()), tuple(rows))
+    return RealModelResult(scale, seed, config, metrics, None, Environment.now(lm.device, started))
+
+
+def _config(lm: hub.HubModel, cfg: Scale, sets: dict[str, list[str]]) -> Config:
+    """The settings of a run of ``cfg`` on ``lm`` with the prompts ``sets``."""
     import transformers
 
-    config = {"scale": asdict(cfg), "model": name, "revision": revision, "family": lm.family, "mask_id": lm.mask_id,
-              "vocab_size": lm.vocab_size, "dtype": str(lm.dtype).removeprefix("torch."),
-              "eq17": {"s": PAPER_ZIPF[0], "N": PAPER_ZIPF[1], "source": "the paper's Section 3.2.4"},
-              "frequent_tokens": list(FREQUENT) + ["the model's end-of-text, separator and padding ids"]}
-    return ExperimentResult("real_model", scale, seed, config, metrics, {},
-                            {**environment(lm.device, started), "transformers": transformers.__version__})
+    name = lm.name
+    if pathlib.Path(name).resolve() == BOOK_FOLDER.resolve():  # no machine's path in the record
+        name = "maskdiff_tutor/book_models/small_masked_lm (stored with the package)"
+    return Config(cfg, name, lm.revision, lm.family, lm.mask_id, lm.vocab_size,
+                  dtype=str(lm.dtype).removeprefix("torch."), transformers=transformers.__version__,
+                  eq17=ZipfParameters(*PAPER_ZIPF, source="the paper's Section 3.2.4"),
+                  frequent_tokens=(*FREQUENT, "the model's end-of-text, separator and padding ids"),
+                  frequent_ids=tuple(sorted(frequent_ids(lm))),
+                  prompt_sets={kind: tuple(prompts) for kind, prompts in sets.items()})
 
 
 def frequent_ids(lm: hub.HubModel) -> set:
@@ -162,7 +293,7 @@ def frequent_ids(lm: hub.HubModel) -> set:
     return ids
 
 
-def observations(curve: torch.Tensor) -> dict:
+def observations(curve: torch.Tensor) -> Observations:
     r"""Observations 1-3 of a mean-top-probability curve over :math:`n = 1, \dots, M`: its value at n = 1, its
     fall from n = 1 to n = min(15, M) (the value at 1 minus the value there), its minimum (``floor``) and where
     the minimum lies (n), and how far the mean of the last 5 values lies above that minimum (a height above the
@@ -173,11 +304,11 @@ def observations(curve: torch.Tensor) -> dict:
     first = min(15, len(curve)) - 1
     floor, where = float(curve.min()), int(curve.argmin()) + 1
     after = curve[where:]  # n = where + 1, ..., M
-    return {"top_at_1": float(curve[0]), "fall_first_15": float(curve[0] - curve[first]), "floor": floor,
-            "floor_at_n": where, "last_5_above_floor": float(curve[-5:].mean() - floor),
-            "peak_after_floor": float(after.max()) if len(after) else None,
-            "peak_after_floor_at_n": where + 1 + int(after.argmax()) if len(after) else None,
-            "top_at_end": float(curve[-1])}
+    return Observations(top_at_1=float(curve[0]), fall_first_15=float(curve[0] - curve[first]), floor=floor,
+                        floor_at_n=where, last_5_above_floor=float(curve[-5:].mean() - floor),
+                        peak_after_floor=float(after.max()) if len(after) else None,
+                        peak_after_floor_at_n=where + 1 + int(after.argmax()) if len(after) else None,
+                        top_at_end=float(curve[-1]))
 
 
 def _groups(ids: list, batch_size: int):
@@ -220,7 +351,7 @@ def all_at_once(lm: hub.HubModel, ids: list, masks: int, batch_size: int, bar=No
     return torch.stack(tops), torch.stack(argmaxes)
 
 
-def greedy_order(lm: hub.HubModel, ids: list, masks: int) -> dict:
+def greedy_order(lm: hub.HubModel, ids: list, masks: int) -> GreedyOrder:
     """Greedy confidence decoding, one token per step, the continuation as one block: how left to
     right the order is (``generation_order.order_statistics``), averaged over prompts."""
     rows = []
@@ -231,7 +362,7 @@ def greedy_order(lm: hub.HubModel, ids: list, masks: int) -> dict:
         stats = order_statistics(out.order.cpu(), slice(prompt.shape[1], None))
         rows.append((len(members), stats))
     total = sum(n for n, _ in rows)
-    return {key: sum(n * s[key] for n, s in rows) / total for key in rows[0][1]} | {"prompts": total}
+    return GreedyOrder(**{key: sum(n * s[key] for n, s in rows) / total for key in rows[0][1]}, prompts=total)
 
 
 @torch.no_grad()
@@ -249,10 +380,10 @@ def own_nll(lm: hub.HubModel, tokens: torch.Tensor, start: int, batch_size: int 
     return total / (L - start)
 
 
-def cost_of_k(lm: hub.HubModel, ids: list, cfg: Scale, generator: torch.Generator) -> dict:
+def cost_of_k(lm: hub.HubModel, ids: list, cfg: Scale, generator: torch.Generator) -> dict[int, CostOfK]:
     """For each k: sampled semi-AR decoding with k tokens per step; the model's own perplexity of
     the result and the unigram entropy (nats) of the generated tokens."""
-    record = {"k": list(cfg.tokens_per_step), "own_ppl": [], "entropy": [], "nfe": []}
+    costs = {}
     for k in cfg.tokens_per_step:
         nll, generated, nfe = [], [], 0
         for members in _groups(ids, len(ids)):
@@ -262,10 +393,10 @@ def cost_of_k(lm: hub.HubModel, ids: list, cfg: Scale, generator: torch.Generato
             nll.append(own_nll(lm, out.tokens, prompt.shape[1], cfg.batch_size))
             generated.append(out.tokens[:, prompt.shape[1]:].flatten().cpu())
             nfe = out.nfe
-        record["own_ppl"].append(math.exp(float(torch.cat(nll).mean())))
-        record["entropy"].append(unigram_entropy(torch.cat(generated), lm.vocab_size))
-        record["nfe"].append(nfe)
-    return record
+        # own PPL = exp(mean own NLL per generated token)
+        costs[k] = CostOfK(own_ppl=math.exp(float(torch.cat(nll).mean())),
+                           entropy=unigram_entropy(torch.cat(generated), lm.vocab_size), nfe=nfe)
+    return costs
 
 
 def _bar(enabled: bool, total: int, description: str):

@@ -5,7 +5,9 @@ released model. The outputs the book stores are those of this model: a ModernBER
 (``transformers.ModernBertForMaskedLM``, a native masked LM) of about 0.5M parameters with a
 byte-level BPE tokenizer of 1024 tokens, both trained here on a text file, and stored with the
 package (``BOOK_FOLDER``). ``make(text, folder)`` trains it again; ``maskdiff-tutor
-small-masked-lm --text FILE --out FOLDER`` is the same from the command line.
+small-masked-lm --text FILE --out FOLDER`` is the same from the command line. Beside the weights,
+``training.json`` holds the :class:`Training` record: the settings, the text, the history and where
+it trained (``Training.load(folder)`` reads it back).
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ from __future__ import annotations
 import json
 import pathlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from .. import corpus
-from ..device import hardware_description, pick_device
-from ..train import TrainConfig, train
+from ..device import pick_device
+from ..files import read_json, write_atomically
+from ..records import from_json, non_finite_places, to_json
+from ..train import History, TrainConfig, train
+from .result import Environment
 from .trained_models import BOOK_MODELS
 
 BOOK_FOLDER = BOOK_MODELS / "small_masked_lm"
 SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..3 of the tokenizer
+RECORD = "training.json"  # the Training record beside the weights
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,46 @@ class Settings:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class Text:
+    """The text the tokenizer and the model were trained on."""
+    characters: int
+    tokens: int  # BPE tokens of the whole text
+    sequences: int  # training sequences of seq_len tokens ([CLS] and the text)
+    sha256: str  # of the text as UTF-8
+
+
+@dataclass(frozen=True)
+class Training:
+    """What ``make`` trained, on what, and where: the record saved as ``training.json`` beside the model."""
+    settings: Settings  # tokenizer, model and training settings
+    text: Text  # the training text
+    parameters: int  # the model's parameters
+    history: History  # train()'s records (loss in nats per masked token)
+    transformers: str  # the version of transformers that built and saved the model
+    environment: Environment  # versions, hardware and wall time of the training run
+
+    def save(self, folder: str | pathlib.Path) -> pathlib.Path:
+        """Write the record as ``folder/training.json`` (strict JSON, atomically; a non-finite loss is
+        written as null and its place listed in ``environment.non_finite_values``)."""
+        found: list[str] = []
+        record = to_json(self, "", found)
+        record["environment"]["non_finite_values"] = found
+        return write_atomically(pathlib.Path(folder) / RECORD, json.dumps(record, indent=1, allow_nan=False) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | pathlib.Path) -> Training:
+        """The record ``save`` wrote in ``folder``; every value checked against its field."""
+        path = pathlib.Path(folder) / RECORD
+        record = read_json(path, "the training record of a small masked LM")
+        environment = record.get("environment") if isinstance(record, dict) else None
+        places = environment.get("non_finite_values", []) if isinstance(environment, dict) else []
+        try:
+            return from_json(cls, record, "", non_finite_places(places))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+
 class _Logits(torch.nn.Module):
     """The masked LM as ``train()`` calls a denoiser: ``model(x) -> logits``."""
 
@@ -53,9 +99,9 @@ class _Logits(torch.nn.Module):
 
 
 def make(text: str | pathlib.Path, folder: str | pathlib.Path, settings: Settings = Settings(),
-         device: str | torch.device | None = None, progress: bool = False) -> dict:
+         device: str | torch.device | None = None, progress: bool = False) -> Training:
     """Train the tokenizer and the model on ``text`` and save both in ``folder``
-    (``save_pretrained``), with ``training.json`` (settings, text length and hash, history)."""
+    (``save_pretrained``), with the :class:`Training` record as ``training.json``."""
     import hashlib
 
     import transformers
@@ -89,11 +135,8 @@ def make(text: str | pathlib.Path, folder: str | pathlib.Path, settings: Setting
     folder = pathlib.Path(folder)
     model.cpu().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    record = {"settings": asdict(settings), "text": {"characters": len(raw), "tokens": len(ids),
-                                                     "sequences": len(data),
-                                                     "sha256": hashlib.sha256(raw.encode("utf-8")).hexdigest()},
-              "parameters": sum(p.numel() for p in model.parameters()), "history": history.to_dict(),
-              "environment": {**hardware_description(device), "transformers": transformers.__version__,
-                              "wall_seconds": round(time.time() - started, 1)}}
-    (folder / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    record = Training(settings, Text(len(raw), len(ids), len(data), hashlib.sha256(raw.encode("utf-8")).hexdigest()),
+                      parameters=sum(p.numel() for p in model.parameters()), history=history,
+                      transformers=transformers.__version__, environment=Environment.now(device, started))
+    record.save(folder)
     return record
