@@ -17,6 +17,11 @@ from ._checks import check_mask_id
 def clean_logits(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
     """The logits (..., V) with the mask's logit at -inf, in their own dtype (differentiable)."""
     check_mask_id(mask_id, logits.shape[-1])
+    return _clean_logits(logits, mask_id)
+
+
+def _clean_logits(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """``clean_logits`` for a ``mask_id`` checked where it entered (a decoder's loop calls it every step)."""
     return logits.index_fill(-1, _index(mask_id, logits.device), float("-inf"))
 
 
@@ -34,7 +39,14 @@ def _index(mask_id: int, device) -> torch.Tensor:
 def clean_log_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
     r""":math:`\log p_\theta(x_0 = v \mid x_t)` in float64 over the last axis, the mask removed: (..., V).
     (The logits are raised to float64 before the softmax, as ``clean_probs`` does.)"""
-    return torch.log_softmax(clean_logits(logits, mask_id), dim=-1, dtype=torch.float64)
+    check_mask_id(mask_id, logits.shape[-1])
+    return _clean_log_probs(logits, mask_id)
+
+
+def _clean_log_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """``clean_log_probs`` for a ``mask_id`` checked where it entered (a decoder's loop calls it every step)."""
+    return torch.log_softmax(logits.index_fill(-1, _index(mask_id, logits.device), float("-inf")), dim=-1,
+                             dtype=torch.float64)  # _clean_logits, written out: this runs every decoding step
 
 
 def clean_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:

@@ -33,11 +33,34 @@ from typing import Protocol
 
 import torch
 
-from ._checks import check_logits, check_positive_int, check_tokens
+from ._checks import check_logits, check_mask_id, check_number, check_positive_int, check_tokens
 from .attention_masks import prefix_and_block_mask
 from .clean_distribution import clean_log_probs
-from .decoding import (Decoded, DenoiserReader, check_sequences, check_temperature, confidence, draw, leftmost,
-                       random_score, transfer_counts, uniform, unmask)
+from .decoding import (
+    Decoded,
+    DenoiserReader,
+    confidence,
+    draw,
+    leftmost,
+    random_score,
+    transfer_counts,
+    uniform,
+    unmask,
+)
+
+# --- what every decoder checks where a caller passes it ------------------------------------------
+
+def _check_sequences(name: str, x, mask_id, vocab_size: int | None = None, allow_mask: bool = True) -> None:
+    """x must be token ids (B, L), in the vocabulary where it is known and without the mask where
+    ``allow_mask`` is False, and mask_id a non-negative int (``check_tokens``)."""
+    check_tokens(name, x, vocab_size, mask_id, allow_mask)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (B, L); got {tuple(x.shape)}")
+
+
+def _temperature(temperature) -> float:
+    """``temperature`` as a float, if it is a finite number >= 0."""
+    return float(check_number("temperature", temperature, at_least=0, meaning="0: the argmax"))
 
 
 # --- one block over the whole sequence -------------------------------------------------------------
@@ -47,9 +70,9 @@ def sample_all_at_once(denoiser, x: torch.Tensor, mask_id: int, generator: torch
     """Fill every mask of x (B, L) from one denoiser call: each mask independently from its own
     marginal (its argmax at temperature 0). The result follows the product of the marginals, not
     their joint (Section 3.2.2)."""
-    check_sequences("x", x, mask_id)
+    _check_sequences("x", x, mask_id)
     return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])], count=max(x.shape[1], 1),
-                  score=leftmost, temperature=check_temperature(temperature), generator=generator)
+                  score=leftmost, temperature=_temperature(temperature), generator=generator)
 
 
 def sample_one_at_a_time(denoiser, x: torch.Tensor, mask_id: int, generator: torch.Generator | None = None,
@@ -61,9 +84,9 @@ def sample_one_at_a_time(denoiser, x: torch.Tensor, mask_id: int, generator: tor
 
     With an exact denoiser at temperature 1 this samples the true joint of the masked positions
     (chain rule)."""
-    check_sequences("x", x, mask_id)
+    _check_sequences("x", x, mask_id)
     return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])], count=1,
-                  score=random_score, temperature=check_temperature(temperature), generator=generator)
+                  score=random_score, temperature=_temperature(temperature), generator=generator)
 
 
 def sample_left_to_right(denoiser, x: torch.Tensor, mask_id: int, tokens_per_step: int = 1,
@@ -72,10 +95,10 @@ def sample_left_to_right(denoiser, x: torch.Tensor, mask_id: int, tokens_per_ste
     decodes the leftmost k masks together, each from its own marginal (Section 3.3's parallel
     sampling). :math:`k = 1` is autoregressive decoding; :math:`k \ge` the number of masks is all at once.
     The last step of a sequence may decode fewer than k."""
-    check_sequences("x", x, mask_id)
+    _check_sequences("x", x, mask_id)
     check_positive_int("tokens_per_step", tokens_per_step)
     return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])],
-                  count=tokens_per_step, score=leftmost, temperature=check_temperature(temperature),
+                  count=tokens_per_step, score=leftmost, temperature=_temperature(temperature),
                   generator=generator)
 
 
@@ -93,26 +116,25 @@ def _schedule(gen_length: int, block_length: int | None, tokens_per_step: int | 
     if len(given) > 1:
         raise ValueError(f"give at most one of tokens_per_step (k per step), threshold and steps; got {given}")
     if threshold is not None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
-            raise ValueError(f"threshold must be a number in (0, 1] (a score to reach); got {threshold!r}")
-        return block_length, None, float(threshold)
+        return block_length, None, float(check_number("threshold", threshold, above=0, at_most=1,
+                                                      meaning="a score to reach"))
     if steps is not None:
-        blocks = gen_length // block_length
-        check_positive_int("steps", steps)
-        if steps % blocks or not blocks <= steps <= gen_length:
-            raise ValueError(f"steps ({steps}) must be a multiple of the number of blocks ({blocks}) and at most "
-                             f"gen_length ({gen_length}), so that every step of every block decodes a token")
-        per_block = steps // blocks
-        return block_length, lambda i, open_, masks: transfer_counts(masks, per_block)[:, i], None
+        return block_length, _llada_steps(steps, gen_length // block_length, gen_length), None
     k = 1 if tokens_per_step is None else check_positive_int("tokens_per_step", tokens_per_step)
     if k > block_length:
         raise ValueError(f"tokens_per_step ({k}) must not exceed the masks of a block (block_length = {block_length})")
     return block_length, k, None
 
 
-def _check_prompt(prompt: torch.Tensor, mask_id) -> None:
-    check_sequences("prompt", prompt, mask_id)
-    check_tokens("prompt", prompt, None, mask_id, allow_mask=False)
+def _llada_steps(steps: int, blocks: int, gen_length: int):
+    """LLaDA's ``steps`` as a ``count``: steps / blocks calls per block, each committing the same
+    number of the block's masks, the remainder over its first calls (``transfer_counts``)."""
+    check_positive_int("steps", steps)
+    if steps % blocks or not blocks <= steps <= gen_length:
+        raise ValueError(f"steps ({steps}) must be a multiple of the number of blocks ({blocks}) and at most "
+                         f"gen_length ({gen_length}), so that every step of every block decodes a token")
+    per_block = steps // blocks
+    return lambda i, open_, masks: transfer_counts(masks, per_block)[:, i]
 
 
 def _with_masks(prompt: torch.Tensor, gen_length: int, mask_id: int) -> torch.Tensor:
@@ -164,10 +186,10 @@ def generate(denoiser, prompt: torch.Tensor, gen_length: int, mask_id: int, *, s
     (``confidence``, NaN for the prompt).
     """
     block_length, count, threshold = _schedule(gen_length, block_length, tokens_per_step, threshold, steps)
-    _check_prompt(prompt, mask_id)
+    _check_sequences("prompt", prompt, mask_id, allow_mask=False)
     x = _with_masks(prompt, gen_length, mask_id)
     return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, _blocks(prompt.shape[1], gen_length, block_length),
-                  count=count, threshold=threshold, score=score, temperature=check_temperature(temperature),
+                  count=count, threshold=threshold, score=score, temperature=_temperature(temperature),
                   generator=generator)
 
 
@@ -218,7 +240,7 @@ class BlockCausalReader:
             length = self.positions.numel()
             self.cache = [(k.new_empty(*k.shape[:2], length, k.shape[3]), v.new_empty(*v.shape[:2], length, v.shape[3]))
                           for k, v in kv]
-        for (k_cache, v_cache), (k, v) in zip(self.cache, kv):
+        for (k_cache, v_cache), (k, v) in zip(self.cache, kv, strict=True):
             k_cache[:, :, self.cached:self.cached + n] = k
             v_cache[:, :, self.cached:self.cached + n] = v
         self.cached += n
@@ -274,26 +296,16 @@ def generate_block_causal(model: BlockCausalModel, prompt: torch.Tensor, gen_len
         raise ValueError("use_cache=True needs causal_prefix=True: with full attention the prefix's keys and "
                          "values change with every step; pass use_cache=False")
     block_length, count, threshold = _schedule(gen_length, block_length, tokens_per_step, threshold, steps)
-    _check_prompt(prompt, mask_id)
-    vocab_size = model.config.vocab_size
-    if mask_id >= vocab_size:
-        raise ValueError(f"mask_id must be an int in [0, {vocab_size - 1}] (the model's vocab_size = {vocab_size}); "
-                         f"got {mask_id!r}")
-    check_tokens("prompt", prompt, vocab_size, mask_id, allow_mask=False)
+    _check_sequences("prompt", prompt, mask_id, model.config.vocab_size, allow_mask=False)
+    temperature = _temperature(temperature)
     read = BlockCausalReader(model, prompt, mask_id, block_length, prompt.shape[1] + gen_length, use_cache,
                              causal_prefix)
     return unmask(read, _with_masks(prompt, gen_length, mask_id), mask_id,
                   _blocks(prompt.shape[1], gen_length, block_length), count=count, threshold=threshold, score=score,
-                  temperature=check_temperature(temperature), generator=generator)
+                  temperature=temperature, generator=generator)
 
 
 # --- what the denoiser sees, changed: the paper's random initialisation ----------------------------
-
-def _check_vocab(vocab_size: int, mask_id: int) -> None:
-    check_positive_int("vocab_size", vocab_size, minimum=2)
-    if not 0 <= mask_id < vocab_size:
-        raise ValueError(f"mask_id must be one of the vocab_size = {vocab_size} ids; got {mask_id}")
-
 
 def random_tokens(shape, vocab_size: int, mask_id: int, generator, device) -> torch.Tensor:
     """Tokens drawn uniformly from the ``vocab_size`` ids other than the mask: (shape)."""
@@ -327,12 +339,13 @@ def sample_partial_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_si
         init_fraction: the share of open masks initialised at random in each step, in [0, 1).
         tokens_per_step: masks decoded per denoiser call (at most).
     """
-    check_sequences("x", x, mask_id)
-    _check_vocab(vocab_size, mask_id)
-    if isinstance(init_fraction, bool) or not isinstance(init_fraction, (int, float)) or not 0 <= init_fraction < 1:
-        raise ValueError(f"init_fraction must be a number in [0, 1) (the share of open masks initialised at "
-                         f"random each step); got {init_fraction!r}")
+    _check_sequences("x", x, mask_id)
+    check_positive_int("vocab_size", vocab_size, minimum=2)
+    check_mask_id(mask_id, vocab_size)
+    check_number("init_fraction", init_fraction, at_least=0, below=1,
+                 meaning="the share of open masks initialised at random each step")
     check_positive_int("tokens_per_step", tokens_per_step)
+    temperature = _temperature(temperature)
 
     def view(tokens, open_, generator):
         if init_fraction == 0:
@@ -344,7 +357,7 @@ def sample_partial_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_si
         return torch.where(initialised, noise, tokens), open_ & ~initialised
 
     return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])], count=tokens_per_step,
-                  score=leftmost, temperature=check_temperature(temperature), generator=generator, view=view)
+                  score=leftmost, temperature=temperature, generator=generator, view=view)
 
 
 # --- decoded tokens masked again: remasking in the ReMDM sense -------------------------------------
@@ -377,11 +390,9 @@ def sample_with_remasking(denoiser, x: torch.Tensor, mask_id: int, steps: int, e
     ``order`` holds the last step that decoded each position (-1: given) and ``remasked`` (B,)
     how many times a decoded token was masked again.
     """
-    check_sequences("x", x, mask_id)
+    _check_sequences("x", x, mask_id)
     check_positive_int("steps", steps)
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta < 1:
-        raise ValueError(f"eta must be a number in [0, 1) (the probability of remasking a decoded token "
-                         f"per step); got {eta!r}")
+    check_number("eta", eta, at_least=0, below=1, meaning="the probability of remasking a decoded token per step")
     total = (x == mask_id).sum(-1)  # (B,) N, the masks to fill
     fewest = int(total[total > 0].min()) if bool((total > 0).any()) else 0
     if steps > max(fewest, 1):
@@ -401,7 +412,7 @@ def sample_with_remasking(denoiser, x: torch.Tensor, mask_id: int, steps: int, e
 
     return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])],
                   count=lambda i, open_, masks: open_.sum(-1) - left_after(i), score=leftmost,
-                  temperature=check_temperature(temperature), generator=generator, remask=remask)
+                  temperature=_temperature(temperature), generator=generator, remask=remask)
 
 
 # --- not unmasking loops ---------------------------------------------------------------------------
@@ -418,7 +429,7 @@ def beam_search(denoiser, x: torch.Tensor, mask_id: int, beam_width: int = 2,
             score is the model's joint probability of just these positions given x.
 
     With ``beam_width = 1`` it is greedy left-to-right decoding."""
-    check_sequences("x", x, mask_id)
+    _check_sequences("x", x, mask_id)
     check_positive_int("beam_width", beam_width)
     if x.shape[0] != 1:
         raise ValueError(f"x must hold one sequence, shape (1, L); got {tuple(x.shape)}")
@@ -466,8 +477,9 @@ def sample_gibbs_from_random_start(denoiser, x: torch.Tensor, mask_id: int, voca
     ``order`` holds the last step that wrote each position (-1: given; -2: never redrawn, still its
     random start) and ``confidence`` the probability it was written with (NaN if never).
     """
-    check_sequences("x", x, mask_id)
-    _check_vocab(vocab_size, mask_id)
+    _check_sequences("x", x, mask_id)
+    check_positive_int("vocab_size", vocab_size, minimum=2)
+    check_mask_id(mask_id, vocab_size)
     check_positive_int("steps", steps)
     check_positive_int("tokens_per_step", tokens_per_step)
     open_ = x == mask_id  # (B, L) the positions this sampler writes

@@ -14,8 +14,14 @@ masked for a later step. The decoders of ``decoders`` are this loop with their o
 - how many positions a step commits: ``count`` (k per step, LLaDA's step schedule, all of them)
   or a ``threshold`` on the score (Fast-dLLM);
 - the blocks, windows of positions decoded one after another (semi-autoregressive decoding);
-- two hooks that only some samplers use: ``view`` changes what the denoiser reads (the paper's
-  random initialisation) and ``remask`` masks decoded tokens again (ReMDM).
+- the kind of step, each a named function: ``_plain_step``; ``_view_step``, in which a ``view``
+  changes what the denoiser reads (the paper's random initialisation); ``_remask_step``, after
+  which ``remask`` masks decoded tokens again (ReMDM).
+
+The loop is short: for each block, repeat the step while the block has a mask. What every step
+shares (read, draw, score, commit) is ``_Run``; the state of a block and the loop's speed tricks
+(a step count known in advance, NaN looked for once per block) are ``_Block`` and
+``_CountedBlock``.
 
 What every decoder inherits from the loop:
 
@@ -33,14 +39,14 @@ What every decoder inherits from the loop:
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 
-from ._checks import check_logits, check_tokens
-from .clean_distribution import clean_log_probs
+from ._checks import check_logits, check_number, check_tokens
+from .clean_distribution import _clean_log_probs
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,15 @@ class Prediction(NamedTuple):
 
 # --- scores: (prediction, generator) -> (B, n), higher = decode sooner ----------------------------
 
+def _carries_nan(score):
+    """Declare that ``score`` is NaN wherever the chosen token's log-probability is NaN (where the
+    logits give no distribution), as the loop needs: it then records the score as it is instead of
+    adding that NaN to it. Any score may declare it (``score.carries_nan = True``)."""
+    score.carries_nan = True
+    return score
+
+
+@_carries_nan
 def confidence(prediction: Prediction, generator: torch.Generator | None = None) -> torch.Tensor:
     """The clean-distribution probability of the token drawn (LLaDA's low-confidence remasking,
     the mask's share left out): (B, n)."""
@@ -109,14 +124,6 @@ def uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     return torch.rand(shape, generator=generator, dtype=torch.float64, device=noise_device).to(device)
 
 
-def check_temperature(temperature) -> float:
-    r"""``temperature`` as a float if it is finite and :math:`\ge 0`; otherwise a ``ValueError`` naming it."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
-            or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0: the argmax); got {temperature!r}")
-    return float(temperature)
-
-
 def draw(log_probs: torch.Tensor, temperature: float,
          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""A token from :math:`\mathrm{softmax}(\mathtt{log\_probs} / \mathtt{temperature})` by the Gumbel-max trick
@@ -135,7 +142,7 @@ SCORE_RESOLUTION = 1e-9  # scores closer than this are ties, and the leftmost of
 
 
 def select(scores: torch.Tensor, open_: torch.Tensor, count: int | torch.Tensor | None = None,
-           threshold: float | None = None, every_row_open: bool = False) -> torch.Tensor:
+           threshold: float | None = None) -> torch.Tensor:
     r"""Which open positions to commit: the ``count`` best by score (an int, or one per sequence
     (B,)), or every one whose score is at or above ``threshold`` and at least the best.
     Returns commit (B, n), a subset of ``open_`` with at least one position in every row that has
@@ -144,9 +151,14 @@ def select(scores: torch.Tensor, open_: torch.Tensor, count: int | torch.Tensor 
     Scores are compared to ``SCORE_RESOLUTION`` and ties go to the leftmost position. An exact
     denoiser gives symmetric positions exactly equal scores, which floating point reproduces only
     to the last bits, and those bits differ between CPUs (AVX2, AVX-512); ranking the raw floats
-    would let them choose the position, and so the generated text, differently on each machine.
+    would let them choose the position, and so the generated text, differently on each machine."""
+    return _select(scores, open_, count, threshold, every_row_open=False)
 
-    ``every_row_open`` promises that every row has an open position (it saves one operation)."""
+
+def _select(scores: torch.Tensor, open_: torch.Tensor, count: int | torch.Tensor | None, threshold: float | None,
+            every_row_open: bool) -> torch.Tensor:
+    """``select``; ``every_row_open`` promises that every row has an open position, which saves an
+    operation where one position a row is chosen (the promise of a ``_CountedBlock``)."""
     n = scores.shape[-1]
     level = torch.div(scores, SCORE_RESOLUTION).round_().clamp_(-2.0**40, 2.0**40)  # (B, n) whole numbers, float64
     if isinstance(count, int) and count == 1:  # argmax returns the first of equal maxima: the leftmost
@@ -222,23 +234,19 @@ class DenoiserReader:
         pass
 
 
-def check_sequences(name: str, x, mask_id) -> None:
-    """x must be token ids (B, L) and mask_id a non-negative int (``check_tokens``)."""
-    check_tokens(name, x, None, mask_id, allow_mask=True)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must have shape (B, L); got {tuple(x.shape)}")
-
-
-Count = "int | Callable[[int, torch.Tensor, torch.Tensor], int | torch.Tensor]"
+Score = Callable[[Prediction, "torch.Generator | None"], torch.Tensor]  # (B, n), higher = decode sooner
+Count = int | Callable[[int, torch.Tensor, torch.Tensor], "int | torch.Tensor"]  # k, or count(i, open_, masks)
+View = Callable[[torch.Tensor, torch.Tensor, "torch.Generator | None"], tuple[torch.Tensor, torch.Tensor]]
+Remask = Callable[[int, torch.Tensor, torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
 
 # --- the loop --------------------------------------------------------------------------------------
 
 @torch.no_grad()
 def unmask(read: Reader, x: torch.Tensor, mask_id: int, blocks: list[tuple[int, int]], *,
-           count: Count | None = None, threshold: float | None = None, score=confidence,
+           count: Count | None = None, threshold: float | None = None, score: Score = confidence,
            temperature: float = 0.0, generator: torch.Generator | None = None,
-           view=None, remask=None) -> Decoded:
+           view: View | None = None, remask: Remask | None = None) -> Decoded:
     r"""Fill the masks of x (B, L), block by block, committing the best-scored open positions.
 
     Args:
@@ -258,89 +266,205 @@ def unmask(read: Reader, x: torch.Tensor, mask_id: int, blocks: list[tuple[int, 
         view: ``view(tokens, open_, generator)`` -> (what the denoiser reads (B, L), the open
             positions that may be committed (B, L)); None: the tokens and every open position.
         remask: ``remask(i, tokens, given, generator)`` -> decoded positions (B, L) to mask again
-            after this step; the step then commits that many more masks (ReMDM).
+            after this step; the step then commits that many more masks (ReMDM). At most one of
+            ``view`` and ``remask``.
+
+    The decoders check x, ``mask_id`` and ``temperature`` where a caller passes them; the loop
+    checks the ids against the model's vocabulary once its first logits show it.
 
     Returns ``Decoded``: the tokens, the number of denoiser calls, the step at which each position
     was last decoded (``order``) and its score then (``confidence``).
     """
     if (count is None) == (threshold is None):
         raise ValueError("give exactly one of count and threshold")
-    tokens = x.clone()
-    given = x != mask_id  # (B, L)
-    order = torch.full(x.shape, -1, dtype=torch.long, device=x.device)
-    scores = torch.full(x.shape, float("nan"), dtype=torch.float64, device=x.device)
-    remasked = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-    k_fixed = count if isinstance(count, int) else None
-    if k_fixed is not None and k_fixed < 1:
-        raise ValueError(f"count must be >= 1 per step; got {count}")
-    step = 0
+    if isinstance(count, int):
+        check_number("count", count, integer=True, at_least=1, meaning="positions committed per step")
+    step = _kind_of_step(view, remask)
+    run = _Run(read, x, mask_id, count, threshold, score, temperature, generator)
+    counted = view is None and remask is None and isinstance(count, int)  # k per step and nothing else changes masks
     for start, end in blocks:
-        # views of the block: writing them writes tokens, order and scores
-        block_tokens, block_order, block_scores = tokens[:, start:end], order[:, start:end], scores[:, start:end]
-        open_ = block_tokens == mask_id  # (B, b) the block's masks
-        masks = open_.sum(-1)  # (B,) at the block's start
-        # k per step and nothing else changes the masks: every row is done after ceil(most masks / k) steps
-        known = k_fixed is not None and view is None and remask is None
-        steps_left = (-(-int(masks.max()) // k_fixed) if masks.numel() else 0) if known else None
-        # ... and if every row has as many masks, every row has an open position until the last step
-        every_row_open = known and masks.numel() > 0 and bool(masks.min() == masks.max())
-        i = 0
-        while steps_left != 0 if known else bool(open_.any()):
-            decodable, seen = open_, tokens
-            if view is not None:
-                seen, everywhere = view(tokens, _in_block(open_, start, x.shape[1]), generator)
-                decodable = everywhere[:, start:end]
-            logits, offset = read(seen, start, end)  # (B, n, V) over positions offset .. offset + n - 1
-            if step == 0:
-                _check_vocabulary(x, logits, mask_id)
-            log_probs = clean_log_probs(logits, mask_id)  # (B, n, V) float64
-            chosen, chosen_log_prob = draw(log_probs, temperature, generator)  # (B, n), (B, n)
-            score_now = score(Prediction(logits, log_probs, chosen, chosen_log_prob), generator)  # (B, n)
-            if score_now.dtype != torch.float64:
-                score_now = score_now.double()
-            if offset != start or logits.shape[1] != end - start:  # the block within the window
-                here = slice(start - offset, end - offset)
-                chosen, score_now, chosen_log_prob = chosen[:, here], score_now[:, here], chosen_log_prob[:, here]
-            # NaN where the logits give no distribution (NaN, +inf, all clean logits -inf) or the score
-            # fails; equal to the score everywhere else. The fast path finds a NaN among the scores
-            # it stored at the block's end, the others at once.
-            checked = score_now if score in _CARRY_NAN else torch.add(score_now, chosen_log_prob, alpha=0)
-            if not known:
-                undrawable = torch.isnan(checked).logical_and_(decodable)
-                if undrawable.any():
-                    _refuse(undrawable, chosen_log_prob, start, score)
-            again = None if remask is None else remask(i, tokens, given, generator)  # (B, L)
-            k = k_fixed
-            if threshold is None and k_fixed is None:
-                k = count(i, decodable, masks)
-                if again is not None:
-                    k = k + again.sum(-1)
-                if isinstance(k, int) and k < 1 or isinstance(k, torch.Tensor) and bool(((k < 1) & decodable.any(-1)).any()):
-                    raise ValueError(f"step {i} of the block [{start}, {end}) was asked to commit no position")
-            commit = select(score_now, decodable, k, threshold, every_row_open)  # (B, b)
-            torch.where(commit, chosen, block_tokens, out=block_tokens)
-            block_order.masked_fill_(commit, step)
-            torch.where(commit, checked, block_scores, out=block_scores)
-            if again is None:
-                open_ = open_ ^ commit  # commit lies within open_
-            else:
-                tokens.masked_fill_(again, mask_id)
-                remasked += again.sum(-1)
-                open_ = block_tokens == mask_id
-            step += 1
-            i += 1
-            if known:
-                steps_left -= 1
-        if known:  # every position of the block was committed once, with its score
-            undrawable = torch.isnan(block_scores) & (x[:, start:end] == mask_id)
-            if undrawable.any():
-                _refuse(undrawable, None, start, score)
-        read.block_done(tokens, start, end)
-    return Decoded(tokens, nfe=step, order=order, confidence=scores, remasked=None if remask is None else remasked)
+        block = _CountedBlock(run, start, end) if counted else _Block(run, start, end)
+        for _ in block.steps():
+            step(run, block)
+        block.done()
+        read.block_done(run.tokens, start, end)
+    return Decoded(run.tokens, nfe=run.nfe, order=run.order, confidence=run.scores,
+                   remasked=None if remask is None else run.remasked)
 
 
-# scores computed from the chosen token's log-probability: NaN wherever it is NaN
-_CARRY_NAN = (confidence,)
+# --- the three kinds of step -------------------------------------------------------------------------
+
+def _kind_of_step(view: View | None, remask: Remask | None) -> Callable[[_Run, _Block], None]:
+    """The step that ``unmask`` repeats: plain, with a view, or with remasking."""
+    if view is not None and remask is not None:
+        raise ValueError("give at most one of view and remask")
+    if view is not None:
+        return _view_step(view)
+    return _plain_step if remask is None else _remask_step(remask)
+
+
+def _plain_step(run: _Run, block: _Block) -> None:
+    """The model reads the sequence; the best-scored open positions of the block are committed."""
+    drawn = run.predict(run.tokens, block, block.open_)
+    block.open_ ^= run.commit(block, drawn, block.open_)  # commit lies within open_
+
+
+def _view_step(view: View):
+    """A step in which the model reads what ``view`` shows (the paper's random initialisation: random
+    tokens at some of the masks) and only the positions ``view`` leaves decodable may be committed."""
+    def step(run: _Run, block: _Block) -> None:
+        seen, everywhere = view(run.tokens, _in_block(block.open_, block.start, run.tokens.shape[1]), run.generator)
+        decodable = everywhere[:, block.start:block.end]  # (B, b)
+        drawn = run.predict(seen, block, decodable)
+        block.open_ ^= run.commit(block, drawn, decodable)
+    return step
+
+
+def _remask_step(remask: Remask):
+    """A plain step after which ``remask`` masks decoded tokens again (ReMDM); the step commits one more
+    mask for each token it remasks."""
+    def step(run: _Run, block: _Block) -> None:
+        drawn = run.predict(run.tokens, block, block.open_)
+        again = remask(block.i, run.tokens, run.given, run.generator)  # (B, L)
+        remasked = again.sum(-1)  # (B,)
+        run.commit(block, drawn, block.open_, remasked)
+        run.tokens.masked_fill_(again, run.mask_id)
+        run.remasked += remasked
+        block.open_ = block.tokens == run.mask_id
+    return step
+
+
+# --- what every step shares ----------------------------------------------------------------------------
+
+class _Run:
+    """One ``unmask`` call: its settings, the sequences it fills, what it records of each position,
+    and the parts of a step that every kind of step shares."""
+
+    def __init__(self, read: Reader, x: torch.Tensor, mask_id: int, count: Count | None, threshold: float | None,
+                 score: Score, temperature: float, generator: torch.Generator | None):
+        self.read, self.x, self.mask_id, self.count, self.threshold = read, x, mask_id, count, threshold
+        self.score, self.temperature, self.generator = score, temperature, generator
+        self.tokens = x.clone()  # (B, L) the sequences, filled as the steps commit
+        self.given = x != mask_id  # (B, L)
+        self.order = torch.full(x.shape, -1, dtype=torch.long, device=x.device)  # (B, L) step of each commit
+        self.scores = torch.full(x.shape, float("nan"), dtype=torch.float64, device=x.device)  # (B, L) its score
+        self.remasked = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)  # (B,) tokens masked again
+        self.nfe = 0  # denoiser calls so far: the number of the current step
+
+    def predict(self, seen: torch.Tensor, block: _Block, decodable: torch.Tensor) -> tuple:
+        """Read the model on ``seen`` (B, L), draw a token at every position of the block and score it;
+        refuse a position of ``decodable`` (B, b) where no token can be drawn or the score is NaN.
+        Returns (the tokens drawn, their scores, the scores to record) over the block: (B, b) each."""
+        logits, offset = self.read(seen, block.start, block.end)  # (B, n, V) at positions offset ...
+        if self.nfe == 0:  # the model's vocabulary is known now
+            check_tokens("x", self.x, logits.shape[-1], self.mask_id, allow_mask=True)
+        log_probs = _clean_log_probs(logits, self.mask_id)  # (B, n, V) float64; mask_id checked on entry
+        chosen, chosen_log_prob = draw(log_probs, self.temperature, self.generator)  # (B, n), (B, n)
+        score = self.score(Prediction(logits, log_probs, chosen, chosen_log_prob), self.generator)  # (B, n)
+        if score.dtype != torch.float64:
+            score = score.double()
+        if offset != block.start or logits.shape[1] != block.end - block.start:  # the block within the window
+            here = slice(block.start - offset, block.end - offset)
+            chosen, score, chosen_log_prob = chosen[:, here], score[:, here], chosen_log_prob[:, here]  # (B, b)
+        return chosen, score, block.recorded(score, chosen_log_prob, decodable)
+
+    def how_many(self, block: _Block, decodable: torch.Tensor, remasked: torch.Tensor | None):
+        """How many positions this step commits by the ``count`` function: ``count(i, decodable, masks)``
+        plus the tokens just ``remasked`` (B,)."""
+        k = self.count(block.i, decodable, block.masks)
+        if remasked is not None:
+            k = k + remasked
+        none = bool(((k < 1) & decodable.any(-1)).any()) if isinstance(k, torch.Tensor) else k < 1  # in an open row
+        if none:
+            raise ValueError(f"step {block.i} of the block [{block.start}, {block.end}) "
+                             "was asked to commit no position")
+        return k
+
+    def commit(self, block: _Block, drawn: tuple, decodable: torch.Tensor,
+               remasked: torch.Tensor | None = None) -> torch.Tensor:
+        """Commit the best of the ``decodable`` positions (B, b) by the scores ``drawn``, as many as
+        ``how_many`` says or those reaching the threshold: write their tokens, the step and their
+        scores into the block; return commit (B, b)."""
+        chosen, score, recorded = drawn
+        k = self.how_many(block, decodable, remasked) if callable(self.count) else self.count
+        commit = _select(score, decodable, k, self.threshold, block.every_row_open)  # (B, b)
+        torch.where(commit, chosen, block.tokens, out=block.tokens)
+        block.order.masked_fill_(commit, self.nfe)
+        torch.where(commit, recorded, block.scores, out=block.scores)
+        return commit
+
+
+class _Block:
+    """One block [start, end) while it is decoded: views of the run's tensors (writing them writes
+    the sequences), the positions still open, its masks when it began and the step within it.
+    Each step asks whether a mask is left and refuses at once a position that may be committed
+    where no token can be drawn.
+
+    The loop's speed tricks live here and in ``_CountedBlock``, and nowhere else: a score that
+    declares that it carries the NaN of an undrawable token (``confidence``) is recorded as it is,
+    any other with that NaN added (one operation more); a ``_CountedBlock`` asks nothing at each step."""
+
+    every_row_open = False  # the promise to ``_select`` that every row has an open position at every step
+
+    def __init__(self, run: _Run, start: int, end: int):
+        self.run, self.start, self.end = run, start, end
+        self.tokens, self.order, self.scores = (t[:, start:end] for t in (run.tokens, run.order, run.scores))
+        self.open_ = self.tokens == run.mask_id  # (B, b) the block's masks
+        self.masks = self.open_.sum(-1)  # (B,) at the block's start
+        self.i = 0  # the step within the block
+        self.carries_nan = getattr(run.score, "carries_nan", False)
+
+    def steps(self):
+        """Once per step, while a position of the block is open (asked of the device every step)."""
+        while self.open_.any():
+            yield
+            self.i += 1
+            self.run.nfe += 1
+
+    def recorded(self, score: torch.Tensor, chosen_log_prob: torch.Tensor, decodable: torch.Tensor) -> torch.Tensor:
+        """The score (B, b) as recorded: NaN also where the logits give no distribution (NaN, +inf,
+        all clean logits -inf), so that no token could be drawn; a NaN at a ``decodable`` position
+        (B, b) is refused at once."""
+        recorded = score if self.carries_nan else torch.add(score, chosen_log_prob, alpha=0)
+        undrawable = torch.isnan(recorded).logical_and_(decodable)
+        if undrawable.any():
+            _refuse(undrawable, chosen_log_prob, self.start, self.run.score)
+        return recorded
+
+    def done(self) -> None:
+        """The block is decoded: nothing is left to check."""
+
+
+class _CountedBlock(_Block):
+    """A block in which every step commits k positions of every row and nothing else changes the
+    masks (plain steps, an int count). It ends after ceil(most masks / k) steps, known in advance,
+    so the loop does not ask the device at every step whether a mask is left (a synchronisation on
+    a GPU); NaN is looked for once, at the block's end, among the scores recorded for the positions
+    committed; and where every row has as many masks, every row has an open position until the last
+    step, which ``_select`` is promised."""
+
+    def __init__(self, run: _Run, start: int, end: int):
+        super().__init__(run, start, end)
+        most = int(self.masks.max()) if self.masks.numel() else 0
+        self.step_count = -(-most // run.count)  # ceil(most masks / k)
+        self.every_row_open = self.masks.numel() > 0 and bool(self.masks.min() == most)
+
+    def steps(self):
+        """Once per step, ``step_count`` times."""
+        for i in range(self.step_count):
+            self.i = i
+            yield
+            self.run.nfe += 1
+
+    def recorded(self, score: torch.Tensor, chosen_log_prob: torch.Tensor, decodable: torch.Tensor) -> torch.Tensor:
+        """The score as recorded; a NaN is refused at the block's end (``done``)."""
+        return score if self.carries_nan else torch.add(score, chosen_log_prob, alpha=0)
+
+    def done(self) -> None:
+        """Every mask of the block was committed once, with its score: refuse a NaN among them."""
+        undrawable = torch.isnan(self.scores) & ~self.run.given[:, self.start:self.end]
+        if undrawable.any():
+            _refuse(undrawable, None, self.start, self.run.score)
 
 
 def _in_block(open_: torch.Tensor, start: int, length: int) -> torch.Tensor:
@@ -360,11 +484,3 @@ def _refuse(undrawable: torch.Tensor, chosen_log_prob: torch.Tensor | None, star
     if torch.isnan(chosen_log_prob[row, column]):
         raise ValueError(f"{logits} at {where}, where a token must be drawn")
     raise ValueError(f"the score {name!r} returned NaN at {where}")
-
-
-def _check_vocabulary(x: torch.Tensor, logits: torch.Tensor, mask_id: int) -> None:
-    vocab_size = logits.shape[-1]
-    if not 0 <= mask_id < vocab_size:
-        raise ValueError(f"mask_id {mask_id} is not an id of the model's vocabulary of {vocab_size} logits")
-    if x.numel() and int(x.max()) >= vocab_size:
-        raise ValueError(f"x holds ids outside [0, {vocab_size - 1}], the model's vocabulary of {vocab_size} logits")

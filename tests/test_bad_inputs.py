@@ -35,13 +35,22 @@ BAD_CALLS = [
     ("zipf N = 1", lambda: zipf.bound_limit(1.1, 1), r"^N must be an int >= 2 \(the vocabulary size\); got 1$"),
     ("generate threshold = 0", lambda: decoders.generate(lambda x: torch.zeros(*x.shape, 4), torch.tensor([[1]]), 2, 3,
                                                          threshold=0.0),
-     r"^threshold must be a number in \(0, 1\] \(a score to reach\); got 0.0$"),
+     r"^threshold must be a finite number in \(0, 1\] \(a score to reach\); got 0.0$"),
     ("generate temperature = -1", lambda: decoders.generate(lambda x: torch.zeros(*x.shape, 4), torch.tensor([[1]]), 2,
                                                             3, temperature=-1.0),
      r"^temperature must be a finite number >= 0 \(0: the argmax\); got -1.0$"),
     ("decoder mask_id = -1", lambda: decoders.sample_left_to_right(lambda x: torch.zeros(*x.shape, 4),
                                                                    torch.tensor([[1, 3]]), -1),
      r"^mask_id must be a non-negative int \(the mask token's id\); got -1$"),
+    ("decoder ids outside the model's vocabulary", lambda: decoders.sample_left_to_right(
+        lambda x: torch.zeros(*x.shape, 4), torch.tensor([[7, 3]]), 3),
+     r"^x holds ids outside \[0, 3\] \(vocab_size = 4\)$"),
+    ("random init mask_id outside vocab_size", lambda: decoders.sample_partial_random_init(
+        lambda x: torch.zeros(*x.shape, 4), torch.tensor([[1, 3]]), 3, 3, 0.5),
+     r"^mask_id must be an int in \[0, 2\] \(vocab_size = 3\); got 3$"),
+    ("remasking eta = 1", lambda: decoders.sample_with_remasking(
+        lambda x: torch.zeros(*x.shape, 4), torch.tensor([[1, 3]]), 3, 1, 1.0),
+     r"^eta must be a finite number in \[0, 1\) \(the probability of remasking a decoded token per step\); got 1.0$"),
     ("int32 token ids to sample_xt", lambda: sample_xt(torch.zeros(1, 3, dtype=torch.int32), 0.5, LinearSchedule(), 5),
      r"^x0 must be a torch.long \(int64\) tensor of token ids; got Tensor of dtype torch.int32 \(convert it with "
      r"\.long\(\)\)$"),

@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-
 from helpers import RandomLogits
 
 from maskdiff_tutor.decoders import beam_search, sample_all_at_once, sample_left_to_right, sample_one_at_a_time

@@ -84,8 +84,10 @@ def test_blocks_are_filled_left_to_right():
 
 def test_random_score_is_seeded_and_decodes_in_some_order():
     model = RandomLogits(9, V, 0)
-    run = lambda seed: decoders.generate(model, torch.tensor([[1]]), 8, MASK, score=decoding.random_score,
-                                         generator=torch.Generator().manual_seed(seed))
+
+    def run(seed):
+        return decoders.generate(model, torch.tensor([[1]]), 8, MASK, score=decoding.random_score,
+                                 generator=torch.Generator().manual_seed(seed))
     assert torch.equal(run(0).order, run(0).order)
     assert sorted(run(0).order[0, 1:].tolist()) == list(range(8))
     assert not torch.equal(run(0).order, run(1).order)
@@ -115,8 +117,10 @@ def test_confidence_decoding_of_a_markov_chain_is_left_to_right():
 
 def test_sampling_uses_the_generator():
     model = RandomLogits(6, V, 1)
-    run = lambda seed: decoders.generate(model, torch.tensor([[0]]), 5, MASK, temperature=1.0,
-                                         generator=torch.Generator().manual_seed(seed)).tokens
+
+    def run(seed):
+        return decoders.generate(model, torch.tensor([[0]]), 5, MASK, temperature=1.0,
+                                 generator=torch.Generator().manual_seed(seed)).tokens
     assert torch.equal(run(3), run(3))
     assert any(not torch.equal(run(0), run(s)) for s in range(1, 6))
 
@@ -126,8 +130,8 @@ def test_sampling_uses_the_generator():
     (dict(gen_length=6, tokens_per_step=7), "tokens_per_step"),
     (dict(gen_length=6, tokens_per_step=2, threshold=0.5), "at most one"),
     (dict(gen_length=6, steps=3, threshold=0.5), "at most one"),
-    (dict(gen_length=6, threshold=0.0), r"threshold must be a number in \(0, 1\]"),
-    (dict(gen_length=6, threshold=1.5), r"threshold must be a number in \(0, 1\]"),
+    (dict(gen_length=6, threshold=0.0), r"threshold must be a finite number in \(0, 1\]"),
+    (dict(gen_length=6, threshold=1.5), r"threshold must be a finite number in \(0, 1\]"),
     (dict(gen_length=6, threshold=float("nan")), "threshold"),
     (dict(gen_length=6, steps=7), "steps"),
     (dict(gen_length=6, block_length=3, steps=3), "multiple of the number of blocks"),

@@ -14,12 +14,11 @@ import itertools
 
 import pytest
 import torch
-
 from helpers import RandomLogits
 
-from maskdiff_tutor.markov import ChainDenoiser, sequence_log_prob, stationary_distribution, zipf_chain
 from maskdiff_tutor.clean_distribution import clean_log_probs
 from maskdiff_tutor.decoders import sample_gibbs_from_random_start
+from maskdiff_tutor.markov import ChainDenoiser, sequence_log_prob, stationary_distribution, zipf_chain
 
 V, L, N = 3, 3, 40_000
 
@@ -71,7 +70,8 @@ def _tv(p, q) -> float:
 def test_law_after_n_steps_is_the_exact_gibbs_law(chain, steps):
     P, denoiser = chain
     x = torch.full((N, L), denoiser.mask_id)
-    decoded = sample_gibbs_from_random_start(denoiser, x, denoiser.mask_id, V + 1, steps, 1, torch.Generator().manual_seed(steps))
+    decoded = sample_gibbs_from_random_start(denoiser, x, denoiser.mask_id, V + 1, steps, 1,
+                                             torch.Generator().manual_seed(steps))
     assert _tv(_empirical(decoded.tokens), _gibbs_law(denoiser, steps)) < 0.015  # Monte Carlo error ~0.005
 
 
@@ -110,7 +110,8 @@ def test_two_positions_per_step_are_redrawn_together():
 def test_same_seed_same_result():
     model, m = RandomLogits(8, 7), 6
     x = torch.full((3, 8), m)
-    runs = [sample_gibbs_from_random_start(model, x, m, 7, 4, 2, torch.Generator().manual_seed(9)).tokens for _ in range(2)]
+    runs = [sample_gibbs_from_random_start(model, x, m, 7, 4, 2, torch.Generator().manual_seed(9)).tokens
+            for _ in range(2)]
     assert torch.equal(*runs)
 
 
@@ -118,7 +119,7 @@ def test_same_seed_same_result():
     (dict(steps=0), "steps must be an int >= 1"),
     (dict(tokens_per_step=5), r"tokens_per_step \(5\) must not exceed the number of masks"),
     (dict(vocab_size=1), "vocab_size must be an int >= 2"),
-    (dict(vocab_size=6), "mask_id must be one of the vocab_size = 6 ids"),
+    (dict(vocab_size=6), r"mask_id must be an int in \[0, 5\] \(vocab_size = 6\); got 6"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     args = dict(steps=2, tokens_per_step=1, vocab_size=7) | kwargs
@@ -222,11 +223,11 @@ def test_law_with_one_random_token_matches_enumeration(chain):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(init_fraction=1.0), r"init_fraction must be a number in \[0, 1\)"),
-    (dict(init_fraction=-0.1), r"init_fraction must be a number in \[0, 1\)"),
-    (dict(init_fraction=True), r"init_fraction must be a number in \[0, 1\)"),
+    (dict(init_fraction=1.0), r"init_fraction must be a finite number in \[0, 1\)"),
+    (dict(init_fraction=-0.1), r"init_fraction must be a finite number in \[0, 1\)"),
+    (dict(init_fraction=True), r"init_fraction must be a finite number in \[0, 1\)"),
     (dict(tokens_per_step=0), "tokens_per_step must be an int >= 1"),
-    (dict(vocab_size=6), "mask_id must be one of the vocab_size = 6 ids"),
+    (dict(vocab_size=6), r"mask_id must be an int in \[0, 5\] \(vocab_size = 6\); got 6"),
 ])
 def test_partial_random_init_bad_arguments_raise(kwargs, match):
     args = dict(vocab_size=7, init_fraction=0.5, tokens_per_step=1) | kwargs

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from helpers import RandomLogits
 
-from maskdiff_tutor.markov import ChainDenoiser, zipf_chain
 from maskdiff_tutor.decoders import sample_left_to_right, sample_with_remasking
+from maskdiff_tutor.markov import ChainDenoiser, zipf_chain
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])
@@ -74,9 +73,9 @@ def test_same_seed_same_result():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(steps=0), "steps must be an int >= 1"),
-    (dict(eta=1.0), r"eta must be a number in \[0, 1\)"),
-    (dict(eta=-0.2), r"eta must be a number in \[0, 1\)"),
-    (dict(eta=True), r"eta must be a number in \[0, 1\)"),
+    (dict(eta=1.0), r"eta must be a finite number in \[0, 1\)"),
+    (dict(eta=-0.2), r"eta must be a finite number in \[0, 1\)"),
+    (dict(eta=True), r"eta must be a finite number in \[0, 1\)"),
     (dict(steps=5), r"steps \(5\) must not exceed the masks of any sequence \(the fewest here: 4\)"),
 ])
 def test_bad_arguments_raise(kwargs, match):
