@@ -69,16 +69,24 @@ def check_number(name: str, value, *, integer: bool = False, at_least=None, abov
 
     The one check of "a number in a range": every module calls it. ``meaning`` is a short
     explanation added in parentheses."""
-    kind = numbers.Integral if integer else numbers.Real
-    fits = not isinstance(value, bool) and isinstance(value, kind) and (integer or math.isfinite(value))
-    if fits:
-        fits = ((at_least is None or value >= at_least) and (above is None or value > above)
-                and (at_most is None or value <= at_most) and (below is None or value < below))
-    if not fits:
+    if not (_is_number(value, integer) and _within(value, at_least, above, at_most, below)):
         allowed = "an int" if integer else "a finite number"
         raise ValueError(f"{name} must be {allowed}{_limits(at_least, above, at_most, below)}"
                          f"{f' ({meaning})' if meaning else ''}; got {value!r}")
     return value
+
+
+def _is_number(value, integer: bool) -> bool:
+    """An int (where ``integer``) or a finite real number; a bool is neither."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def _within(value, at_least, above, at_most, below) -> bool:
+    """``value`` meets every limit given (None: no limit)."""
+    return ((at_least is None or value >= at_least) and (above is None or value > above)
+            and (at_most is None or value <= at_most) and (below is None or value < below))
 
 
 def _limits(at_least, above, at_most, below) -> str:

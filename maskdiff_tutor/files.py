@@ -7,7 +7,8 @@ import json
 import os
 import pathlib
 import tempfile
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 
 def write_atomically(path: str | pathlib.Path, content: str | bytes | Callable[[BinaryIO], None]) -> pathlib.Path:

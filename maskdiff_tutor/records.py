@@ -32,7 +32,8 @@ def to_json(value, where: str = "", found: list | None = None):
     appended to ``found``."""
     found = [] if found is None else found
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name), _child(where, f.name), found) for f in dataclasses.fields(value)}
+        return {f.name: to_json(getattr(value, f.name), _child(where, f.name), found)
+                for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {_key_text(key, where): to_json(item, _child(where, _key_text(key, where)), found)
                 for key, item in value.items()}
@@ -40,6 +41,11 @@ def to_json(value, where: str = "", found: list | None = None):
         return [to_json(item, f"{where}[{i}]", found) for i, item in enumerate(value)]
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # a tensor or numpy array or scalar
         return to_json(value.tolist(), where, found)
+    return _scalar_json(value, where, found)
+
+
+def _scalar_json(value, where: str, found: list):
+    """A number, string, bool or None as JSON writes it; a non-finite float as None, its place recorded."""
     if isinstance(value, float) and not math.isfinite(value):
         found.append(f"{where}: {value}")
         return None
@@ -78,14 +84,9 @@ class _Reader:
             return self._union(arguments, data, where)
         if dataclasses.is_dataclass(kind):
             return self._dataclass(kind, data, where)
-        if origin is list or kind is list:
-            items = self._expect(data, list, "a list", where)
-            item_kind = arguments[0] if arguments else Any
-            return [self.read(item_kind, item, f"{where}[{i}]") for i, item in enumerate(items)]
-        if origin is tuple or kind is tuple:
-            return self._tuple(arguments, data, where)
-        if origin is dict or kind is dict:
-            return self._dict(arguments or (str, Any), data, where)
+        container = _CONTAINERS.get(origin or kind)
+        if container is not None:
+            return getattr(self, container)(arguments, data, where)
         if kind in (int, float, str, bool):
             return self._scalar(kind, data, where)
         if kind is type(None):
@@ -93,6 +94,11 @@ class _Reader:
                 raise ValueError(f"{where}: expected null; got {data!r:.60}")
             return None
         raise TypeError(f"{where}: records cannot hold fields of type {kind!r}")
+
+    def _list(self, arguments, data, where: str):
+        items = self._expect(data, list, "a list", where)
+        item_kind = arguments[0] if arguments else Any
+        return [self.read(item_kind, item, f"{where}[{i}]") for i, item in enumerate(items)]
 
     @staticmethod
     def _expect(data, python_type, name: str, where: str):
@@ -138,7 +144,7 @@ class _Reader:
         return tuple(self.read(k, item, f"{where}[{i}]") for i, (k, item) in enumerate(zip(kinds, items)))
 
     def _dict(self, arguments, data, where: str):
-        key_kind, value_kind = arguments
+        key_kind, value_kind = arguments or (str, Any)
         data = self._expect(data, dict, "an object", where)
         out = {}
         for text, item in data.items():
@@ -158,6 +164,7 @@ class _Reader:
         return data
 
 
+_CONTAINERS = {list: "_list", tuple: "_tuple", dict: "_dict"}  # a container type -> the _Reader method reading it
 _NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
