@@ -28,46 +28,45 @@ import hashlib
 import math
 import pathlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from .. import corpus, decoders, decoding, markov
 from ..blockwise import semi_autoregressive_nelbo
 from ..denoiser import Denoiser, DenoiserConfig
-from ..device import generator_on, evaluation_dtype, pick_device
+from ..device import evaluation_dtype, generator_on, pick_device
 from ..forward_process import denoiser_probs
 from ..schedules import LinearSchedule
 from ..train import TrainConfig, forward_tokens_per_sequence, train, training_loss
 from . import trained_models
-from .blocks_results import EXACT_DENOISER, LEFT_TO_RIGHT, RANDOM, Model, blockwise, literal, read
+from .blocks_results import (
+    BLOCK_OBJECTIVES,
+    EXACT,
+    EXACT_DENOISER,
+    LEFT_TO_RIGHT,
+    RANDOM,
+    BlocksResult,
+    ChainLanguage,
+    Config,
+    Curves,
+    Decoding,
+    Greedy,
+    Measured,
+    Metrics,
+    Model,
+    Reference,
+    Scale,
+    TextLanguage,
+    Training,
+    blockwise,
+    literal,
+)
 from .generation_order import order_statistics, unigram_entropy
-from .result import LegacyResult as ExperimentResult, environment
+from .result import Environment
 
 ORDERS = {"confidence": decoding.confidence, "random": decoding.random_score}
-
-
-@dataclass(frozen=True)
-class Scale:
-    """The language, model, training and decoding settings of a scale."""
-    seq_len: int  # L: every sequence is generated from nothing, L tokens
-    vocab_size: int  # chain only: V tokens (the mask is one more)
-    s: float  # chain only: Zipf exponent of every row
-    function_words: int  # chain only: tokens at ranks 2..f+1 of every row
-    train_sequences: int  # chain: sequences sampled; text: at most this many chunks for training
-    valid_sequences: int  # held-out sequences for the bounds
-    preset: str  # denoiser size (DenoiserConfig.preset)
-    random_steps: int  # optimiser steps of random masking; the others get the same forward tokens
-    batch_size: int  # sequences per step
-    lr: float  # peak learning rate
-    trained_blocks: tuple  # block sizes of the block-causal models
-    literal_blocks: tuple  # block sizes of the paper's literal scheme
-    decode_blocks: tuple  # block sizes B for the random-masking model (L = the whole sequence)
-    tokens_per_step: tuple  # k values (only k <= B is run)
-    samples: int  # sequences generated per decoding
-    bound_repeats: int  # Monte Carlo repeats of the held-out bounds
-    judge_compute: float  # text only: the judge's forward tokens, in multiples of one model's
-
+JUDGE = "judge"  # the name of the judge among the trained models (real text only)
 
 # The settings that determine the trained weights (the rest only decide what is measured).
 TRAINING_FIELDS = ("seq_len", "vocab_size", "s", "function_words", "train_sequences", "valid_sequences", "preset",
@@ -99,13 +98,14 @@ class Language:
     mask_id: int  # the mask; vocab_size = mask_id + 1
     log_prob: object  # callable tokens (S, L) -> (S,) log-probability under the reference (chain or judge)
     decode: object  # callable ids -> str for real text, None for the chain
-    description: dict  # what the language is, for the record
+    description: ChainLanguage | TextLanguage  # what the language is, for the record
     identity: dict  # what the trained weights depend on (for text: its length and hash, not its path)
+    P: torch.Tensor | None = None  # chain only: its transition matrix (V, V)
 
 
 def run(scale: str = "ci", device: str | torch.device | None = None, seed: int = 0, progress: bool = False,
         text: str | pathlib.Path | None = None, save_models: str | pathlib.Path | None = None,
-        models: str | pathlib.Path | None = None) -> ExperimentResult:
+        models: str | pathlib.Path | None = None) -> BlocksResult:
     """Train every objective at equal compute (or load the trained models) and measure it; see the
     module docstring.
 
@@ -128,71 +128,82 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         raise ValueError(f"scale must be one of {sorted(SCALES)}; got {scale!r}")
     started, cfg, device = time.time(), SCALES[scale], pick_device(device)
     generator = torch.Generator().manual_seed(seed)
-    schedule = LinearSchedule()
     if text is None:
         language, tokenizer = _chain(cfg, generator, generator_on(device, generator, seed + 3)), None
     else:
         language, tokenizer = _text(cfg, pathlib.Path(text), generator)
-    L, mask_id = cfg.seq_len, language.mask_id
-    budget = cfg.random_steps * cfg.batch_size * L  # forward tokens every run gets
-    runs = {}  # model name -> (objective, block length, optimiser steps)
-    for objective, block in [("random", None), *[("blockwise", b) for b in cfg.trained_blocks],
-                             *[("blockwise_literal", b) for b in cfg.literal_blocks], ("left_to_right", None)]:
-        steps = max(1, round(budget / (cfg.batch_size * forward_tokens_per_sequence(objective, L, block))))
-        runs[Model(objective, block).name] = (objective, block, steps)
-    if text is not None:  # the judge: left to right with more compute (left to right costs 2L per sequence)
-        runs["judge"] = ("left_to_right", None, max(1, round(cfg.judge_compute * cfg.random_steps / 2)))
-    config = DenoiserConfig.preset(cfg.preset, vocab_size=mask_id + 1, max_seq_len=L)
+    runs = _runs(cfg, judged=text is not None)
+    model_config = DenoiserConfig.preset(cfg.preset, vocab_size=language.mask_id + 1, max_seq_len=cfg.seq_len)
+    settings = trained_models.training_settings(cfg, TRAINING_FIELDS, seed, model_config,
+                                                language=language.identity, runs=runs)
     trained = trained_models.train_or_load(
-        "blocks", trained_models.training_settings(cfg, TRAINING_FIELDS, seed, config, language=language.identity,
-                                                   runs=runs),
-        lambda: _train_all(cfg, language, runs, device, seed, progress, started), save_models, models, device)
+        "blocks", settings, lambda: _train_all(cfg, language, runs, device, seed, progress, started),
+        save_models, models, device)
     if save_models is not None and tokenizer is not None:
         tokenizer.save(pathlib.Path(save_models) / "tokenizer.json")
     dtype = evaluation_dtype(device)
-    measured = {name: model.to(dtype).eval() for name, model in trained.models.items()}
+    networks = {name: model.to(dtype).eval() for name, model in trained.models.items()}
     if text is not None:
-        language = _judged(language, measured.pop("judge"), device)
+        language = _judged(language, networks.pop(JUDGE), device)
+    metrics = _measure(networks, runs, cfg, language, generator, device, seed)
+    config = Config(scale=cfg, language=language.description, schedule="LinearSchedule()",
+                    forward_token_budget=_budget(cfg), model=model_config, orders=tuple(ORDERS),
+                    sampling="float64 Gumbel, temperature 1, no prompt",
+                    evaluated_in=str(dtype).removeprefix("torch."))
+    return BlocksResult(scale=scale, seed=seed, config=config, metrics=metrics,
+                        curves=_curves(runs, trained.histories),
+                        environment=Environment.now(device, started, training=trained.environment))
 
-    metrics = {"reference": _reference(language, cfg, generator), "models": {}}
+
+def _budget(cfg: Scale) -> int:
+    """The forward tokens every objective's training gets: random masking's steps of L tokens."""
+    return cfg.random_steps * cfg.batch_size * cfg.seq_len
+
+
+def _runs(cfg: Scale, judged: bool) -> dict:
+    """Every model to train: its name (``Model.name``; "judge") -> (objective, block length, optimiser
+    steps), each given the same forward tokens (``forward_tokens_per_sequence``), the judge more.
+    The trained weights depend on it: ``trained_models`` stores it with them."""
+    runs = {}
+    for model in [RANDOM, *map(blockwise, cfg.trained_blocks), *map(literal, cfg.literal_blocks), LEFT_TO_RIGHT]:
+        per_step = cfg.batch_size * forward_tokens_per_sequence(model.objective, cfg.seq_len, model.block_length)
+        runs[model.name] = (model.objective, model.block_length, max(1, round(_budget(cfg) / per_step)))
+    if judged:  # the judge: left to right with more compute (left to right costs 2L per sequence)
+        runs[JUDGE] = ("left_to_right", None, max(1, round(cfg.judge_compute * cfg.random_steps / 2)))
+    return runs
+
+
+def _curves(runs: dict, histories: dict) -> Curves:
+    """The training history of every model of ``runs`` (and of the judge, on real text)."""
+    training = [Training(Model(objective, block), steps, histories[name])
+                for name, (objective, block, steps) in runs.items() if name != JUDGE]
+    return Curves(training=training, judge=histories.get(JUDGE))
+
+
+def _measure(networks: dict, runs: dict, cfg: Scale, language: Language, generator: torch.Generator,
+             device: torch.device, seed: int) -> Metrics:
+    """The reference, then each trained model (bounds, decodings, greedy after a prompt) in training
+    order, then on the chain the exact denoiser decoded the same ways: decoding error without model
+    error. The random numbers are drawn in this order."""
+    reference = _reference(language, cfg)
     noise = generator_on(device, generator, seed + 1)  # for the decoders
     valid = language.valid.to(device)
-    for name, model in measured.items():
+    rows, decodings, greedy = [], [], []
+    for name, network in networks.items():
         objective, block, steps = runs[name]
-        entry = {"objective": objective, "block_length": block, "steps": steps}
-        with torch.no_grad():
-            if objective == "random":
-                entry["bound_by_block"] = {str(b): _mean(semi_autoregressive_nelbo(
-                    model, valid, b, schedule, mask_id, generator, cfg.bound_repeats)) for b in cfg.decode_blocks}
-                entry["bound"] = entry["bound_by_block"].get(str(L))  # the whole sequence as one block
-            else:
-                entry["bound"] = _bound(model, valid, objective, block, schedule, mask_id, generator,
-                                        cfg.bound_repeats)
-        entry["decodings"] = _decode_all(model, objective, block, cfg, language, noise, device)
+        model = Model(objective, block)
+        rows.append(_bounds(network, model, steps, valid, cfg, language.mask_id, generator))
+        decodings += _decode_all(network, model, cfg, language, noise, device)
         if objective == "random":
-            entry["greedy_after_prompt"] = _greedy_after_prompt(model, cfg, language, device)
-        metrics["models"][name] = entry
-    if text is None:  # the exact denoiser decoded the same ways: decoding error without model error
-        exact = markov.ChainDenoiser(language.description["P"], L)  # computes where its input is
+            greedy.append(_greedy_after_prompt(network, model, cfg, language, device))
+    if language.P is not None:
+        exact = markov.ChainDenoiser(language.P, cfg.seq_len)  # computes where its input is
         decode_on = device if device.type == "cuda" else torch.device("cpu")  # float64: not on MPS
-        metrics["models"][EXACT_DENOISER.name] = {"objective": None, "block_length": None, "steps": 0, "bound": None,
-                                               "decodings": _decode_all(exact, "random", None, cfg, language,
-                                                                        generator_on(decode_on, generator,
-                                                                                           seed + 2), decode_on),
-                                               "greedy_after_prompt": _greedy_after_prompt(exact, cfg, language,
-                                                                                           decode_on)}
-    description = {k: v for k, v in language.description.items() if k != "P"}
-    result_config = {"scale": asdict(cfg), "language": description, "schedule": "LinearSchedule()",
-                     "forward_token_budget": budget, "model": asdict(config), "orders": list(ORDERS),
-                     "sampling": "float64 Gumbel, temperature 1, no prompt",
-                     "evaluated_in": str(dtype).removeprefix("torch.")}
-    curves = {"training": {name: {"objective": objective, "block_length": block, "steps": steps,
-                                  "history": trained.histories[name]}
-                           for name, (objective, block, steps) in runs.items() if name != "judge"}}
-    if text is not None:
-        curves["judge"] = trained.histories["judge"]
-    return ExperimentResult("blocks", scale, seed, result_config, metrics, curves,
-                            {**environment(device, started), "training": trained.environment})
+        rows.append(Measured(EXACT_DENOISER, steps=0, bound=None))
+        decodings += _decode_all(exact, EXACT_DENOISER, cfg, language, generator_on(decode_on, generator, seed + 2),
+                                 decode_on)
+        greedy.append(_greedy_after_prompt(exact, EXACT_DENOISER, cfg, language, decode_on))
+    return Metrics(reference=reference, models=rows, decodings=decodings, greedy=greedy)
 
 
 def _chain(cfg: Scale, generator: torch.Generator, sampler: torch.Generator) -> Language:
@@ -203,8 +214,8 @@ def _chain(cfg: Scale, generator: torch.Generator, sampler: torch.Generator) -> 
     valid = markov.sample_sequences(P, cfg.valid_sequences, cfg.seq_len, sampler, initial=pi)
     kind = "Zipf Markov chain, first token from its stationary distribution"
     return Language(train_data, valid, cfg.vocab_size, lambda x: markov.sequence_log_prob(P, x.cpu(), pi), None,
-                    {"kind": kind, "vocab_size": cfg.vocab_size, "s": cfg.s, "function_words": cfg.function_words,
-                     "P": P}, {"kind": kind})
+                    ChainLanguage(kind=kind, vocab_size=cfg.vocab_size, s=cfg.s, function_words=cfg.function_words),
+                    {"kind": kind}, P)
 
 
 def _text(cfg: Scale, path: pathlib.Path, generator: torch.Generator):
@@ -217,9 +228,10 @@ def _text(cfg: Scale, path: pathlib.Path, generator: torch.Generator):
                          f"{cfg.valid_sequences} held-out sequences of scale {cfg} need at least twice as many")
     train_data, valid = corpus.split(sequences, cfg.valid_sequences / len(sequences), generator)
     train_data = train_data[: cfg.train_sequences]
-    description = {"kind": "character-level text", "path": str(path), "characters": len(raw),
-                   "vocab_size": tokenizer.mask_id, "train_sequences": len(train_data), "valid_sequences": len(valid),
-                   "judge": f"left-to-right model, same preset, {cfg.judge_compute}x the forward tokens"}
+    description = TextLanguage(kind="character-level text", path=str(path), characters=len(raw),
+                               vocab_size=tokenizer.mask_id, train_sequences=len(train_data),
+                               valid_sequences=len(valid),
+                               judge=f"left-to-right model, same preset, {cfg.judge_compute}x the forward tokens")
     identity = {"kind": "character-level text", "characters": len(raw),
                 "sha256": hashlib.sha256(raw.encode("utf-8")).hexdigest()}
     return Language(train_data, valid, tokenizer.mask_id, None, tokenizer.decode, description, identity), tokenizer
@@ -243,9 +255,9 @@ def _train_all(cfg: Scale, language: Language, runs: dict, device, seed: int, pr
     models, histories = {}, {}
     for name, (objective, block, steps) in runs.items():
         models[name], history = _train(cfg, language, objective, block, steps, device,
-                                       seed + 1 if name == "judge" else seed, progress)
-        histories[name] = history.to_dict()
-    return trained_models.TrainedModels(models, histories, environment(device, started))
+                                       seed + 1 if name == JUDGE else seed, progress)
+        histories[name] = history
+    return trained_models.TrainedModels(models, histories, Environment.now(device, started))
 
 
 def _train(cfg, language, objective, block, steps, device, seed, progress):
@@ -265,62 +277,76 @@ def _mean(values: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _bound(model, valid, objective, block, schedule, mask_id, generator, repeats) -> float:
-    """The held-out NELBO (NLL for left to right) in nats per token, averaged over ``repeats``."""
-    config = TrainConfig(objective=objective, block_length=block)
-    return sum(float(training_loss(model, valid, config, schedule, mask_id, generator).loss)
-               for _ in range(repeats)) / repeats
+def _bounds(network, model: Model, steps: int, valid: torch.Tensor, cfg: Scale, mask_id: int,
+            generator: torch.Generator) -> Measured:
+    """``model``'s held-out bounds in nats per token: for random masking decoded in blocks of every
+    B of the scale (``semi_autoregressive_nelbo``; B = L is its NELBO), for the others the loss they
+    were trained with, averaged over ``cfg.bound_repeats``."""
+    schedule = LinearSchedule()
+    if model.objective == "random":
+        by_block = {b: _mean(semi_autoregressive_nelbo(network, valid, b, schedule, mask_id, generator,
+                                                       cfg.bound_repeats)) for b in cfg.decode_blocks}
+        return Measured(model, steps, bound=by_block.get(cfg.seq_len), bound_by_block=by_block)
+    config = TrainConfig(objective=model.objective, block_length=model.block_length)
+    bound = sum(float(training_loss(network, valid, config, schedule, mask_id, generator).loss)
+                for _ in range(cfg.bound_repeats)) / cfg.bound_repeats
+    return Measured(model, steps, bound=bound)
 
 
 @torch.no_grad()
-def _reference(language: Language, cfg: Scale, generator) -> dict:
+def _reference(language: Language, cfg: Scale) -> Reference:
     nll = -language.log_prob(language.valid) / cfg.seq_len
-    reference = {"valid_nll": _mean(nll), "valid_ppl": math.exp(_mean(nll)),
-                 "valid_entropy": unigram_entropy(language.valid, language.mask_id)}
-    if "P" in language.description:
-        P = language.description["P"]
+    exact = {}
+    if language.P is not None:
+        P = language.P
         pi = markov.stationary_distribution(P)
         h_pi, h_rate = float(-(pi * pi.log()).sum()), float(-(pi.unsqueeze(-1) * P * P.log()).sum())
-        reference["exact_nll"] = (h_pi + (cfg.seq_len - 1) * h_rate) / cfg.seq_len  # the chain's entropy per token
-        reference["stationary_entropy"] = h_pi
-    return reference
+        # the chain's entropy per token over L tokens: H(pi) + (L - 1) H-rate, divided by L
+        exact = {"exact_nll": (h_pi + (cfg.seq_len - 1) * h_rate) / cfg.seq_len, "stationary_entropy": h_pi}
+    return Reference(by_judge=isinstance(language.description, TextLanguage), valid_nll=_mean(nll),
+                     valid_ppl=math.exp(_mean(nll)), valid_entropy=unigram_entropy(language.valid, language.mask_id),
+                     **exact)
 
 
-def _decodings(objective: str, block: int | None, cfg: Scale):
-    """(B, k, order) for a model trained with ``objective``."""
-    if objective == "left_to_right":
+def _decodings(model: Model, cfg: Scale) -> list[tuple[int, int, str]]:
+    """(B, k, order) for ``model``: left to right one token at a time, a blockwise model in its own
+    blocks, random masking and the exact denoiser in blocks of every size of the scale."""
+    if model == LEFT_TO_RIGHT:
         return [(1, 1, "confidence")]
-    blocks = cfg.decode_blocks if objective == "random" else (block,)
+    blocks = (model.block_length,) if model.objective in BLOCK_OBJECTIVES else cfg.decode_blocks
     return [(b, k, order) for b in blocks for k in cfg.tokens_per_step if k <= b for order in ORDERS
             if order == "confidence" or k < b]  # with k = B (or B = 1) the order inside a block is moot
 
 
 @torch.no_grad()
-def _decode_all(model, objective, block, cfg: Scale, language: Language, generator, device) -> list:
+def _decode_all(network, model: Model, cfg: Scale, language: Language, generator, device) -> list[Decoding]:
+    """Every decoding of ``model`` (``_decodings``), each of ``cfg.samples`` sequences from nothing.
+    Random masking and the exact denoiser keep full attention (LLaDA's ``block_length``); the
+    others decode block-causally (left to right as blocks of one), with the cache of finished
+    blocks except for the paper's literal scheme."""
     prompt = torch.empty(cfg.samples, 0, dtype=torch.long, device=device)
     records = []
-    for b, k, order in _decodings(objective, block, cfg):
+    for b, k, order in _decodings(model, cfg):
         common = dict(tokens_per_step=k, score=ORDERS[order], generator=generator, temperature=1.0)
-        if objective == "random":
-            decoded = decoders.generate(model, prompt, cfg.seq_len, language.mask_id, block_length=b, **common)
+        if model.objective in ("random", EXACT):
+            decoded = decoders.generate(network, prompt, cfg.seq_len, language.mask_id, block_length=b, **common)
         else:
-            literal = objective == "blockwise_literal"
-            decoded = decoders.generate_block_causal(model, prompt, cfg.seq_len, language.mask_id, b,
-                                                           use_cache=not literal, causal_prefix=not literal, **common)
+            cached = model.objective != "blockwise_literal"
+            decoded = decoders.generate_block_causal(network, prompt, cfg.seq_len, language.mask_id, b,
+                                                     use_cache=cached, causal_prefix=cached, **common)
         tokens = decoded.tokens.cpu()
-        nll = -language.log_prob(tokens) / cfg.seq_len  # (S,) reference NLL per token
-        record = {"block_length": b, "tokens_per_step": k, "order": order, "nfe": decoded.nfe, "nll": _mean(nll),
-                  "ppl": math.exp(_mean(nll)), "entropy": unigram_entropy(tokens, language.mask_id)}
-        if k == 1:  # how autoregressive the order was (Section 3.4.1), on this trained model
-            record.update(order_statistics(decoded.order.cpu(), slice(0, None)))
-        if language.decode is not None:
-            record["examples"] = [language.decode(row) for row in tokens[:2]]
-        records.append(record)
+        nll = _mean(-language.log_prob(tokens) / cfg.seq_len)  # reference NLL per token
+        # how autoregressive the order was (Section 3.4.1), on this trained model: with one token per step
+        order_stats = order_statistics(decoded.order.cpu(), slice(0, None)) if k == 1 else {}
+        examples = tuple(language.decode(row) for row in tokens[:2]) if language.decode is not None else ()
+        records.append(Decoding(model, b, k, order, calls=int(decoded.nfe), nll=nll, ppl=math.exp(nll),
+                                entropy=unigram_entropy(tokens, language.mask_id), **order_stats,
+                                examples=examples))
     return records
 
 
 @torch.no_grad()
-def _greedy_after_prompt(model, cfg: Scale, language: Language, device) -> dict:
+def _greedy_after_prompt(network, model: Model, cfg: Scale, language: Language, device) -> Greedy:
     """Greedy confidence decoding (LLaDA at temperature 0), one token per step, the rest of the
     sequence as one block, after the first token of each held-out sequence: the setting of the
     paper's Section 3.4.1. How left to right its order is, and the reference NLL of the result.
@@ -328,12 +354,12 @@ def _greedy_after_prompt(model, cfg: Scale, language: Language, device) -> dict:
     from the prompt (the paper's Figure 3 and Observation 2, on this model)."""
     prompt = language.valid[:, :1].to(device)  # (M, 1)
     masked = torch.cat([prompt, torch.full((prompt.shape[0], cfg.seq_len - 1), language.mask_id, device=device)], 1)
-    top = denoiser_probs(model(masked), language.mask_id).max(-1).values[:, 1:]  # (M, L - 1): distances 1..L-1
-    decoded = decoders.generate(model, prompt, cfg.seq_len - 1, language.mask_id, tokens_per_step=1)
-    nll = -language.log_prob(decoded.tokens.cpu()) / cfg.seq_len
-    return {"prompts": prompt.shape[0], "nll": _mean(nll), "ppl": math.exp(_mean(nll)),
-            "top_by_distance": top.double().mean(0).cpu().tolist(),
-            **order_statistics(decoded.order.cpu(), slice(1, None))}
+    top = denoiser_probs(network(masked), language.mask_id).max(-1).values[:, 1:]  # (M, L - 1): distances 1..L-1
+    decoded = decoders.generate(network, prompt, cfg.seq_len - 1, language.mask_id, tokens_per_step=1)
+    nll = _mean(-language.log_prob(decoded.tokens.cpu()) / cfg.seq_len)
+    return Greedy(model, prompts=prompt.shape[0], nll=nll, ppl=math.exp(nll),
+                  top_by_distance=tuple(top.double().mean(0).cpu().tolist()),
+                  **order_statistics(decoded.order.cpu(), slice(1, None)))
 
 
 # How far retraining may move the numbers: about 1.5 times the largest difference between seeds
@@ -350,18 +376,19 @@ PPL_RELATIVE_TOLERANCE = {  # (model, B, k, order); B = None is the whole sequen
     (RANDOM, None, 4, "confidence"): 0.3}
 
 
-def headline(result: ExperimentResult) -> dict:
+def headline(result: BlocksResult) -> dict:
     """The numbers the chapter's conclusions rest on: name -> (value, tolerance), the tolerance
     being how far retraining may move the value (``book.check``; see ``BOUND_TOLERANCE``).
     Retraining with the same seed on another CPU moves the values less."""
-    measured, whole = read(result), result.config["scale"]["seq_len"]
+    measured, whole = result.metrics, result.config.scale.seq_len
     numbers = {f"{model}: held-out bound": (measured.bound(model), tolerance)
                for model, tolerance in BOUND_TOLERANCE.items()}
     for b, tolerance in BOUND_BY_BLOCK_TOLERANCE.items():
         numbers[f"random, decoded in blocks of {b}: held-out bound"] = (measured.bound_by_block(b), tolerance)
     for (model, b, k, order), relative in PPL_RELATIVE_TOLERANCE.items():
-        value = measured.decoding(model, whole if b is None else b, k, order).ppl
-        numbers[f"{model}: true PPL, B = {whole if b is None else b}, k = {k}, {order} order"] = (value, relative * value)
+        block = whole if b is None else b
+        value = measured.decoding(model, block, k, order).ppl
+        numbers[f"{model}: true PPL, B = {block}, k = {k}, {order} order"] = (value, relative * value)
     numbers["random: greedy after a prompt, leftmost share"] = (measured.greedy_after_prompt(RANDOM).leftmost_share,
                                                                 0.4)
     return numbers
