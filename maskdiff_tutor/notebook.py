@@ -33,6 +33,13 @@ def glued() -> dict:
     return dict(_GLUED)
 
 
+def two_figures(value: float) -> float | int:
+    """``value`` rounded to two significant figures, as an int from 10 on (17, not 17.0): how the
+    book prints a mean over a few hundred sampled sequences, good to a few per cent."""
+    rounded = float(f"{value:.2g}")
+    return int(rounded) if rounded >= 10 else rounded
+
+
 def in_colab() -> bool:
     """True when running inside Google Colab."""
     import sys

@@ -43,3 +43,10 @@ def test_a_markdown_table_is_the_same_markdown_on_a_page_and_as_text():
     assert plain._repr_markdown_() is None and plain._repr_html_().startswith('<div class="result-table">')
     assert table == Table(["claim", "verdict"], [["3 (3.2.2)", "holds:  exactly | always"], ["4", None]],
                           markdown=True)
+
+
+def test_two_figures_rounds_to_two_significant_figures():
+    from maskdiff_tutor.notebook import two_figures
+
+    assert [two_figures(v) for v in (4.4321, 0.01267, 16.6, 98.64, 123.4)] == [4.4, 0.013, 17, 99, 120]
+    assert isinstance(two_figures(16.6), int) and isinstance(two_figures(4.43), float)
