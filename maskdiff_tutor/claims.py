@@ -3,17 +3,23 @@
 Book: the "What the paper says, what we measured" section that ends each chapter, and the
 "Verdict" chapter, which renders the whole table. Paper: the claims of Sections 3.2-3.4.
 
-Each :class:`Claim` holds the paper's statement in the book's words, its section, the chapters
-that measure it, for each of them an evidence sentence with named numbers, and one verdict.
+Each :class:`~maskdiff_tutor.claim_registry.Claim` holds the paper's statement in the book's words,
+its section, one verdict and, for each chapter that measures it, an
+:class:`~maskdiff_tutor.claim_registry.Evidence`: a sentence with named fields and the function
+that reads those fields from typed results (the records the experiments return, or the package's
+exact computations). The results a claim reads are handed over as :class:`Sources`.
 
 How the numbers travel (each step checked):
 
-1. a chapter computes its numbers and calls :func:`report`, which renders its rows;
-   nbval proves the stored output of that cell is what the code computes today;
-2. :func:`report` run with ``MASKDIFF_RECORD_CLAIMS=1`` stores the chapter's formatted numbers
-   in ``claims_evidence.json`` (shipped with the package); a test proves each chapter's stored
-   rows are exactly the rows rendered from that file;
-3. the Verdict chapter renders every claim from that file (:func:`verdict_table`).
+1. a chapter runs its experiment and renders its rows from that fresh result,
+   ``report("blocks", Sources(blocks=result, ...))``; nbval proves the stored output of that cell
+   is what the code computes today;
+2. the Verdict chapter renders every claim from the book's results, :func:`book_sources`: the
+   stored results of the book's runs in ``book/results/`` (``maskdiff-tutor book-results`` writes
+   them from the book's stored models) and the exact computations, made there and then; a test
+   proves each chapter's stored rows are exactly the rows rendered from the book's results, so
+   the Verdict cannot drift from the chapters it links to;
+3. nothing is written anywhere when a chapter runs.
 
 Verdicts: "holds", "holds loosely", "does not hold", "not tested here"; each with a short
 qualifier that states the scope in which it was judged.
@@ -21,34 +27,92 @@ qualifier that states the scope in which it was judged.
 
 from __future__ import annotations
 
-import json
-import os
+import importlib
+import pathlib
 import string
-from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass
 
-from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, VERDICTS, Claim, fields_of
+from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, VERDICTS, Claim, Evidence, fields_of
+from maskdiff_tutor.notebook import Table
 
-__all__ = ["CLAIMS", "VERDICTS", "Claim", "Table", "claim", "claims_of", "needed_fields", "format_evidence",
-           "chapter_rows", "report", "stored_rows", "verdict_table",
-           "evidence_value", "evidence_values", "deciding_value", "verdict_counts", "load_evidence", "record_evidence"]
+__all__ = ["CLAIMS", "VERDICTS", "Claim", "Evidence", "Source", "Sources", "SOURCES", "claim", "claims_of", "evidence",
+           "chapter_rows", "report", "verdict_table", "evidence_values", "deciding_value", "verdict_counts",
+           "book_sources"]
 
-EVIDENCE_FILE = Path(__file__).with_name("claims_evidence.json")
-RECORD_VARIABLE = "MASKDIFF_RECORD_CLAIMS"
+@dataclass(frozen=True)
+class Source:
+    """A result the claims read: its typed record, and the file the book's run of it is stored in."""
+
+    module: str  # the module that defines the record
+    record: str  # the record's class: an ExperimentResult, or the metrics record of one (``findings``)
+    file: str  # the file in book/results/ that holds the book's run (``maskdiff-tutor book-results``)
+    findings: bool = False  # the source is the stored result's metrics (an exact chapter's findings)
+
+    def record_type(self) -> type:
+        """The class of the record."""
+        return getattr(importlib.import_module(self.module), self.record)
 
 
-def _fill(template: str, formatted: dict[str, str]) -> str:
-    """The sentence with each field replaced by its already formatted number."""
-    out = []
-    for literal, name, _spec, _conversion in string.Formatter().parse(template):
-        out.append(literal)
-        if name is not None:
-            out.append(formatted[name])
-    return "".join(out)
+_EXPERIMENTS = "maskdiff_tutor.experiments"
+SOURCES = {  # the results the claims read, by the name Sources takes them by
+    "nelbo": Source(f"{_EXPERIMENTS}.nelbo_checks", "Findings", "nelbo_checks_exact.json", findings=True),
+    "distance_bound": Source(f"{_EXPERIMENTS}.distance_bound", "Findings", "distance_bound_exact.json",
+                             findings=True),
+    "joint_vs_marginal": Source(f"{_EXPERIMENTS}.joint_vs_marginal", "JointVsMarginalResult",
+                                "joint_vs_marginal_ci.json"),
+    "ground_truth": Source(f"{_EXPERIMENTS}.ground_truth", "GroundTruthResult", "ground_truth_ci.json"),
+    "generation_order": Source(f"{_EXPERIMENTS}.generation_order", "GenerationOrderResult",
+                               "generation_order_ci.json"),
+    "blocks": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_ci.json"),
+    "blocks_chain_cpu": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_chain_cpu.json"),
+    "blocks_text_cpu": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_text_cpu.json"),
+}
+
+
+class Sources:
+    """The typed results the claims' evidence reads, each given by its name in ``SOURCES``:
+    ``Sources(ground_truth=result)``. Reading one that was not given raises a ``ValueError``
+    naming it, so a missing result is never mistaken for a missing number."""
+
+    def __init__(self, **results):
+        unknown = sorted(set(results) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"sources must be named from {sorted(SOURCES)}; got {unknown}")
+        for name, result in results.items():
+            kind = SOURCES[name].record_type()
+            if not isinstance(result, kind):
+                raise ValueError(f"source {name!r} must be a {kind.__name__}; got {type(result).__name__}")
+        self._results = dict(results)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name not in SOURCES:
+            raise AttributeError(name)
+        if name not in self._results:
+            raise ValueError(f"the result {name!r} was not given (sources given: {sorted(self._results)})")
+        return self._results[name]
+
+    def __repr__(self) -> str:
+        return f"Sources({', '.join(sorted(self._results))})"
+
+
+def book_sources(results: str | pathlib.Path = "results") -> Sources:
+    """The book's results, stored in the folder ``results`` (``book/results``; the chapters run in
+    ``book/``, so the default is relative to it) by ``maskdiff-tutor book-results``."""
+    from maskdiff_tutor.experiments.result import ExperimentResult
+
+    folder, given = pathlib.Path(results), {}
+    for name, source in SOURCES.items():
+        path = folder / source.file
+        if not path.is_file():
+            raise ValueError(f"the book's result {name!r} is not stored at {path}; write the book's results with "
+                             f"`maskdiff-tutor book-results --out {folder}`")
+        result = ExperimentResult.load(path)
+        given[name] = result.metrics if source.findings else result
+    return Sources(**given)
 
 
 def claim(number: int) -> Claim:
-    """The claim with this number (1-16)."""
+    """The claim with this number."""
     if number not in CLAIMS:
         raise ValueError(f"number must be a claim number in {sorted(CLAIMS)}; got {number!r}")
     return CLAIMS[number]
@@ -58,133 +122,78 @@ def claims_of(chapter: str) -> list[Claim]:
     """The claims a chapter measures, in the order of their numbers."""
     if chapter not in CHAPTER_TITLES:
         raise ValueError(f"chapter must be one of {sorted(CHAPTER_TITLES)}; got {chapter!r}")
-    return [c for c in CLAIMS.values() if chapter in c.evidence]
+    return [c for c in CLAIMS.values() if c.evidence_in(chapter) is not None]
 
 
-def needed_fields(chapter: str) -> dict[str, str]:
-    """Every number a chapter's rows need, with its format spec."""
-    needed: dict[str, str] = {}
-    for c in claims_of(chapter):
-        needed.update(fields_of(c.evidence[chapter]))
-    return needed
-
-
-def format_evidence(chapter: str, values: Mapping) -> dict[str, str]:
-    """Format the numbers a chapter's rows need, each with the spec its sentence gives it.
-
-    ``values`` may hold more names than the rows need (e.g. every number a chapter glued);
-    a name the rows need and ``values`` lacks is an error."""
-    needed = needed_fields(chapter)
-    missing = sorted(set(needed) - set(values))
-    if missing:
-        raise ValueError(f"values for chapter {chapter!r} lack {missing}; its rows need {sorted(needed)}")
+def evidence(c: Claim, chapter: str, sources: Sources) -> dict[str, str]:
+    """The fields of claim ``c``'s evidence in ``chapter``, read from ``sources`` and formatted
+    with the spec its sentence gives each. A source not given, a field of a result that does not
+    exist, or a field the sentence needs and the evidence does not give raises a ``ValueError``
+    naming the claim, the chapter and what is missing."""
+    found = c.evidence_in(chapter)
+    where = f"claim {c.number} ({chapter})"
+    try:
+        values = dict(found.values(sources))
+    except (AttributeError, KeyError, ValueError, IndexError) as error:
+        raise ValueError(f"{where}: its evidence cannot be read: {error}") from error
+    needed = fields_of(found.sentence)
+    missing, extra = sorted(set(needed) - set(values)), sorted(set(values) - set(needed))
+    if missing or extra:
+        raise ValueError(f"{where}: its evidence gives no value for the field(s) {missing} of its sentence"
+                         + (f" and values for fields the sentence lacks {extra}" if extra else ""))
     return {name: format(values[name], spec) for name, spec in needed.items()}
 
 
-class Table:
-    """A table of claim rows: shown as Markdown in the book, as the same text anywhere else."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def _repr_markdown_(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Table) and other.text == self.text
+def _fill(sentence: str, formatted: dict[str, str]) -> str:
+    """The sentence with each field replaced by its formatted value."""
+    out = []
+    for literal, name, _spec, _conversion in string.Formatter().parse(sentence):
+        out.append(literal)
+        if name is not None:
+            out.append(formatted[name])
+    return "".join(out)
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    return " ".join(text.split())
 
 
-def chapter_rows(chapter: str, formatted: dict[str, str]) -> Table:
-    """The chapter's "What the paper says, what we measured" table from formatted numbers."""
-    lines = ["| claim | the paper says | measured here | verdict |", "|---|---|---|---|"]
-    for c in claims_of(chapter):
-        lines.append(f"| {c.number} ({c.section}) | {_cell(c.statement)} | "
-                     f"{_cell(_fill(c.evidence[chapter], formatted))} | {_cell(c.verdict_text)} |")
-    return Table("\n".join(lines))
+def chapter_rows(chapter: str, sources: Sources) -> Table:
+    """The chapter's "What the paper says, what we measured" rows, read from ``sources``."""
+    rows = [[f"{c.number} ({c.section})", _cell(c.statement),
+             _cell(_fill(c.evidence_in(chapter).sentence, evidence(c, chapter, sources))), _cell(c.verdict_text)]
+            for c in claims_of(chapter)]
+    return Table(["claim", "the paper says", "measured here", "verdict"], rows, markdown=True)
 
 
-def load_evidence(path: Path | str | None = None) -> dict[str, dict[str, str]]:
-    """The stored formatted numbers of every chapter: ``{chapter: {name: text}}``."""
-    path = Path(path or EVIDENCE_FILE)
-    if not path.exists():
-        return {}
-    return json.loads(path.read_text())
+def report(chapter: str, sources: Sources) -> Table:
+    """A chapter's verdict rows from the results it computed (``chapter_rows``)."""
+    return chapter_rows(chapter, sources)
 
 
-def record_evidence(chapter: str, formatted: dict[str, str], path: Path | str | None = None) -> None:
-    """Store one chapter's formatted numbers (the other chapters' are kept)."""
-    path = Path(path or EVIDENCE_FILE)
-    stored = load_evidence(path)
-    stored[chapter] = dict(sorted(formatted.items()))
-    path.write_text(json.dumps(dict(sorted(stored.items())), indent=1) + "\n")
+def verdict_table(sources: Sources) -> Table:
+    """Every claim with its verdict and the evidence of every chapter that measures it, linked."""
+    rows = []
+    for c in CLAIMS.values():
+        parts = [f"{{doc}}`{CHAPTER_TITLES[e.chapter]} <{e.chapter}>`: "
+                 f"{_fill(e.sentence, evidence(c, e.chapter, sources))}" for e in c.evidence]
+        rows.append([f"{c.number} ({c.section})", _cell(c.statement),
+                     _cell(" ".join(parts) if parts else "No chapter measures it yet."),
+                     f"**{c.verdict}**: {_cell(c.qualifier)}"])
+    return Table(["claim", "the paper says", "evidence", "verdict"], rows, markdown=True)
 
 
-def report(chapter: str, values: Mapping) -> Table:
-    """A chapter's verdict rows from the numbers it computed (recorded with MASKDIFF_RECORD_CLAIMS=1).
-
-    ``values`` maps the names its evidence sentences use to the chapter's numbers (extra names
-    are ignored, so a chapter can pass every number it glued: ``report(chapter, glued())``);
-    each is formatted with the spec its sentence gives it (``{ppl:.2f}``), or with ``str``.
-    """
-    formatted = format_evidence(chapter, values)
-    if os.environ.get(RECORD_VARIABLE) == "1":
-        record_evidence(chapter, formatted)
-    return chapter_rows(chapter, formatted)
-
-
-def stored_rows(chapter: str, path: Path | str | None = None) -> Table:
-    """A chapter's rows rendered from the stored numbers (what its stored output must show)."""
-    stored = load_evidence(path)
-    if chapter not in stored:
-        raise ValueError(f"no stored evidence for chapter {chapter!r}: run it with {RECORD_VARIABLE}=1")
-    return chapter_rows(chapter, stored[chapter])
-
-
-def evidence_values(number: int, path: Path | str | None = None) -> dict[str, str]:
-    """Every stored number of a claim's evidence (from every chapter that measures it), by name."""
+def evidence_values(number: int, sources: Sources) -> dict[str, str]:
+    """Every field of a claim's evidence (from every chapter that measures it), formatted as the
+    book prints it, by name."""
     c = claim(number)
-    stored = load_evidence(path)
-    return {name: stored[chapter][name] for chapter, template in c.evidence.items() for name in fields_of(template)}
+    return {name: text for e in c.evidence for name, text in evidence(c, e.chapter, sources).items()}
 
 
-def evidence_value(number: int, name: str, path: Path | str | None = None) -> str:
-    """One stored number of a claim's evidence, as the book prints it."""
-    values = evidence_values(number, path)
-    if name not in values:
-        raise ValueError(f"name must be a field of claim {number}'s evidence ({sorted(values)}); got {name!r}")
-    return values[name]
-
-
-def deciding_value(number: int, path: Path | str | None = None) -> str | None:
+def deciding_value(number: int, sources: Sources) -> str | None:
     """The number a claim's verdict rests on most, as the book prints it."""
     c = claim(number)
-    if c.deciding is None:
-        return None
-    chapter, _, name = c.deciding.partition(":")
-    return load_evidence(path)[chapter][name]
-
-
-def verdict_table(path: Path | str | None = None) -> Table:
-    """Every claim with its verdict and the evidence of every chapter that measures it, linked."""
-    stored = load_evidence(path)
-    lines = ["| claim | the paper says | evidence | verdict |", "|---|---|---|---|"]
-    for c in CLAIMS.values():
-        parts = []
-        for chapter, template in c.evidence.items():
-            if chapter not in stored:
-                raise ValueError(f"no stored evidence for chapter {chapter!r}: run it with {RECORD_VARIABLE}=1")
-            parts.append(f"{{doc}}`{CHAPTER_TITLES[chapter]} <{chapter}>`: {_fill(template, stored[chapter])}")
-        evidence = " ".join(parts) if parts else "No chapter measures it yet."
-        lines.append(f"| {c.number} ({c.section}) | {_cell(c.statement)} | {_cell(evidence)} | "
-                     f"**{c.verdict}**: {_cell(c.qualifier)} |")
-    return Table("\n".join(lines))
+    return None if c.deciding is None else evidence_values(number, sources)[c.deciding]
 
 
 def verdict_counts() -> dict[str, int]:

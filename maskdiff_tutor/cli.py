@@ -3,7 +3,8 @@
 Runs one experiment of ``maskdiff_tutor.experiments`` and saves its result (the numbers with the
 settings, library versions and hardware that produced them) as JSON.
 ``maskdiff-tutor book-models [--check]`` trains the models the book's chapters measure (or
-retrains them and compares; ``experiments.book``).
+retrains them and compares; ``experiments.book``); ``maskdiff-tutor book-results`` writes the
+results of the book's runs that the Verdict chapter reads.
 
 Under ``torchrun --nproc-per-node N -m maskdiff_tutor.cli ...`` training is shared by N processes
 (``train()``, DistributedDataParallel); the measurements run in every process alike, and only
@@ -51,7 +52,8 @@ DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``maskdiff-tutor`` command line: one sub-command per experiment, ``book-models`` and ``small-masked-lm``."""
+    """The ``maskdiff-tutor`` command line: one sub-command per experiment, ``book-models``, ``book-results``
+    and ``small-masked-lm``."""
     parser = argparse.ArgumentParser(prog="maskdiff-tutor",
                                      description="Run one of the book's experiments and save its result as JSON.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -61,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         _add_experiment_options(sub, importlib.import_module(module_name))
     _add_book_models(commands)
+    results = commands.add_parser("book-results", help=BOOK_RESULTS_HELP, description=BOOK_RESULTS_HELP,
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    results.add_argument("--out", default="book/results", help="the folder to write the results in")
+    results.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps; default: the best available")
     small = commands.add_parser("small-masked-lm", help=SMALL_HELP, description=SMALL_HELP,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     small.add_argument("--text", required=True, help="a UTF-8 text file to train the tokenizer and the model on")
@@ -131,6 +137,10 @@ SMALL_HELP = ("train a small ModernBERT masked LM and its BPE tokenizer on a tex
               "format (the model the 'Real models' chapter measures; real-model --model FOLDER loads it)")
 
 
+BOOK_RESULTS_HELP = ("measure the book's stored models (and run the exact chapters' computations) at the book's "
+                     "scale and seed, and write the results the Verdict chapter renders the claims from")
+
+
 BOOK_MODELS_HELP = ("train the models the book's chapters measure (ci scale, seed 0) and store them with the "
                     "package, or with --check retrain them and compare")
 
@@ -148,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             return _book_models(args)
         if args.experiment == "small-masked-lm":
             return _small_masked_lm(args)
+        if args.experiment == "book-results":
+            return _book_results(args)
         return _experiment(args)
     finally:
         distributed.stop()
@@ -225,6 +237,16 @@ def _small_masked_lm(args) -> int:
         return 2
     print(f"saved {args.out} ({record.parameters} parameters, final loss {record.history.loss[-1]:.3f}, "
           f"{record.environment.wall_seconds} s)")
+    return 0
+
+
+def _book_results(args) -> int:
+    try:
+        check_output_folder("--out", args.out)
+        book.save_results(args.out, device=args.device, report=lambda line: print(f"saved {line}", flush=True))
+    except (ValueError, OSError) as error:
+        print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,8 +1,11 @@
-"""The claims registry: one verdict per claim everywhere, and the numbers behind it traceable.
+"""The claims registry: one verdict per claim everywhere, and every number behind it read from typed results.
 
-The chain checked here: nbval proves each chapter's stored rows are what its code computes today;
-these tests prove the stored rows are exactly the rows rendered from the stored evidence, that
-the Verdict chapter shows that evidence, and that no two chapters give a claim different verdicts.
+The chain checked here: nbval proves each chapter's stored rows are what its code computes today
+from the results it has just computed; these tests prove that every claim's evidence resolves from
+the book's stored results (naming the claim and the field where it does not), that each chapter's
+stored rows are exactly the rows rendered from those results, that the Verdict chapter shows the
+table rendered from them, that no two chapters give a claim different verdicts, and that rendering
+verdicts writes nothing into the package.
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ import re
 import pytest
 
 from maskdiff_tutor import claims
-from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, VERDICTS, Claim, fields_of
+from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, VERDICTS, Claim, Evidence, fields_of
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-MEASURING = sorted({chapter for c in CLAIMS.values() for chapter in c.evidence})
+RESULTS = BOOK / "results"
+MEASURING = sorted({e.chapter for c in CLAIMS.values() for e in c.evidence})
 ROW = re.compile(r"^\|\s*(\d+)\s*\([^)]*\)\s*\|.*\|\s*([^|]*?)\s*\|$")
+
+
+@pytest.fixture(scope="module")
+def book():
+    return claims.book_sources(RESULTS)
 
 
 def cells(chapter: str) -> list[dict]:
@@ -41,6 +50,8 @@ def report_cell(chapter: str) -> dict:
     return found[0]
 
 
+# --- the registry ----------------------------------------------------------------------------------
+
 def test_the_registry_covers_claims_1_to_16_with_one_verdict_each():
     assert sorted(CLAIMS) == list(range(1, 17))
     for c in CLAIMS.values():
@@ -51,13 +62,19 @@ def test_the_registry_covers_claims_1_to_16_with_one_verdict_each():
             assert c.deciding, f"claim {c.number} names no deciding number"
 
 
+def _values(sources):
+    return {"a": 1}
+
+
 def test_a_claim_rejects_an_unknown_verdict_chapter_or_deciding_number():
     with pytest.raises(ValueError, match="verdict must be one of"):
         Claim(1, "3", "s", "true", "q")
-    with pytest.raises(ValueError, match="unknown chapters"):
-        Claim(1, "3", "s", "holds", "q", {"appendix": "x"})
-    with pytest.raises(ValueError, match="deciding number"):
-        Claim(1, "3", "s", "holds", "q", {"nelbo": "{a}"}, deciding="nelbo:b")
+    with pytest.raises(ValueError, match="unknown chapter 'appendix'"):
+        Evidence("appendix", "x", _values)
+    with pytest.raises(ValueError, match="deciding number 'b' is not a field of its evidence"):
+        Claim(1, "3", "s", "holds", "q", (Evidence("nelbo", "{a}", _values),), deciding="b")
+    with pytest.raises(ValueError, match="one evidence per chapter"):
+        Claim(1, "3", "s", "holds", "q", (Evidence("nelbo", "{a}", _values), Evidence("nelbo", "{a}", _values)))
 
 
 def test_fields_and_their_format_specs():
@@ -66,46 +83,69 @@ def test_fields_and_their_format_specs():
         fields_of("{0}")
 
 
-def test_report_formats_the_numbers_its_sentences_ask_for(monkeypatch, tmp_path):
-    monkeypatch.delenv(claims.RECORD_VARIABLE, raising=False)
-    chapter = MEASURING[0]
-    needed = claims.needed_fields(chapter)
-    table = claims.report(chapter, {name: 0.5 for name in needed})
-    for c in claims.claims_of(chapter):
-        assert f"| {c.number} (" in table.text and c.verdict_text in table.text
-    assert claims.report(chapter, {**{name: 0.5 for name in needed}, "surplus": 1}) == table
-    with pytest.raises(ValueError, match="lack"):
-        claims.report(chapter, {})
-    with pytest.raises(ValueError, match="chapter must be one of"):
-        claims.report("appendix", {})
+# --- evidence read from typed results --------------------------------------------------------------
+
+@pytest.mark.parametrize("number", sorted(CLAIMS))
+def test_every_claims_evidence_resolves_from_the_books_results(book, number):
+    c = CLAIMS[number]
+    for e in c.evidence:
+        formatted = claims.evidence(c, e.chapter, book)  # raises naming the claim and what is missing
+        assert set(formatted) == set(fields_of(e.sentence))
+        assert all(text and text != "None" for text in formatted.values()), (number, e.chapter, formatted)
 
 
-def test_recording_stores_the_formatted_numbers_and_keeps_other_chapters(monkeypatch, tmp_path):
-    path = tmp_path / "evidence.json"
-    monkeypatch.setattr(claims, "EVIDENCE_FILE", path)
-    monkeypatch.setenv(claims.RECORD_VARIABLE, "1")
-    first, second = MEASURING[:2]
-    claims.report(first, {name: 1 / 3 for name in claims.needed_fields(first)})
-    claims.report(second, {name: 2 for name in claims.needed_fields(second)})
-    stored = json.loads(path.read_text())
-    assert set(stored) == {first, second}
-    spec = claims.needed_fields(first)
-    assert stored[first] == {name: format(1 / 3, s) for name, s in spec.items()}
-    assert claims.stored_rows(first) == claims.chapter_rows(first, stored[first])
-    with pytest.raises(ValueError, match="no stored evidence"):
-        claims.stored_rows(MEASURING[2])
+def test_a_field_a_result_lacks_is_named_with_the_claim(book):
+    c = Claim(99, "3.2.2", "s", "holds", "q",
+              (Evidence("joint_vs_marginal", "{pair}", lambda s: {"pair": s.joint_vs_marginal.metrics.no_such_field}),))
+    with pytest.raises(ValueError, match=r"^claim 99 \(joint_vs_marginal\): its evidence cannot be read: .*"
+                                         r"'no_such_field'"):
+        claims.evidence(c, "joint_vs_marginal", book)
 
 
-def test_every_measured_chapter_has_stored_evidence():
-    stored = claims.load_evidence()
-    for chapter in MEASURING:
-        assert set(stored.get(chapter, {})) == set(claims.needed_fields(chapter)), chapter
+def test_a_field_the_sentence_needs_and_the_evidence_lacks_is_named(book):
+    c = Claim(98, "3.3", "s", "holds", "q", (Evidence("nelbo", "{gap} and {other}", lambda s: {"gap": 1.0}),))
+    with pytest.raises(ValueError, match=r"^claim 98 \(nelbo\): its evidence gives no value for the field\(s\) "
+                                         r"\['other'\]"):
+        claims.evidence(c, "nelbo", book)
 
+
+def test_a_result_not_given_is_named(book):
+    only = claims.Sources(joint_vs_marginal=book.joint_vs_marginal)
+    with pytest.raises(ValueError, match=r"^claim 5 \(parallel_sampling\): its evidence cannot be read: the result "
+                                         r"'ground_truth' was not given \(sources given: \['joint_vs_marginal'\]\)"):
+        claims.chapter_rows("parallel_sampling", only)
+
+
+def test_sources_refuse_an_unknown_name_or_a_result_of_another_kind(book):
+    with pytest.raises(ValueError, match=r"sources must be named from \["):
+        claims.Sources(appendix=book.blocks)
+    with pytest.raises(ValueError, match="source 'ground_truth' must be a GroundTruthResult; got BlocksResult"):
+        claims.Sources(ground_truth=book.blocks)
+
+
+def test_the_books_results_name_the_command_that_writes_them_when_missing(tmp_path):
+    with pytest.raises(ValueError, match=r"is not stored at .*; write the book's results with `maskdiff-tutor "
+                                         r"book-results --out "):
+        claims.book_sources(tmp_path)
+
+
+def test_every_stored_result_is_a_file_the_book_results_command_writes():
+    from maskdiff_tutor.experiments import book
+
+    written = set(book.RESULTS)
+    read = {source.file for source in claims.SOURCES.values()}
+    assert read - written == {"blocks_chain_cpu.json", "blocks_text_cpu.json"}  # the larger cpu runs, made apart
+    assert written <= read
+
+
+# --- the chapters and the Verdict chapter ----------------------------------------------------------
 
 @pytest.mark.parametrize("chapter", MEASURING)
-def test_a_chapter_shows_exactly_the_rows_of_the_stored_evidence(chapter):
+def test_a_chapter_shows_exactly_the_rows_rendered_from_the_books_results(book, chapter):
     shown = output_text(report_cell(chapter)).strip()
-    assert shown == claims.stored_rows(chapter).text
+    assert shown == repr(claims.chapter_rows(chapter, book)), (
+        f"{chapter}: its verdict rows differ from the book's results; after changing a chapter's numbers, "
+        "write them again with `maskdiff-tutor book-results` and re-execute the Verdict chapter")
 
 
 @pytest.mark.parametrize("chapter", sorted(CHAPTER_TITLES))
@@ -129,22 +169,31 @@ def test_no_two_chapters_give_a_claim_different_verdicts():
         assert seen == {CLAIMS[number].verdict_text}, f"claim {number} is given the verdicts {seen}"
 
 
-def test_the_verdict_chapter_renders_the_whole_table():
+def test_the_verdict_chapter_renders_the_whole_table(book):
     toc = (ROOT / "_toc.yml").read_text()
     assert "book/verdict" in toc
     shown = "\n".join(output_text(c) for c in cells("verdict"))
-    assert claims.verdict_table().text in shown
+    assert repr(claims.verdict_table(book)) in shown
 
 
-def test_evidence_values_are_every_field_of_a_claims_evidence():
+def test_evidence_values_are_every_field_of_a_claims_evidence(book):
     for c in CLAIMS.values():
-        values = claims.evidence_values(c.number)
-        assert set(values) == {name for template in c.evidence.values() for name in fields_of(template)}
-        for name, text in values.items():
-            assert claims.evidence_value(c.number, name) == text
-
-
-def test_deciding_values_are_stored():
-    for c in CLAIMS.values():
+        values = claims.evidence_values(c.number, book)
+        assert set(values) == {name for e in c.evidence for name in fields_of(e.sentence)}
         if c.deciding:
-            assert claims.deciding_value(c.number)
+            assert claims.deciding_value(c.number, book) == values[c.deciding]
+
+
+def test_rendering_verdicts_writes_nothing_into_the_package(book):
+    package = ROOT / "maskdiff_tutor"
+
+    def snapshot():
+        return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in package.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts}
+
+    before = snapshot()
+    for chapter in MEASURING:
+        claims.report(chapter, book)
+    claims.verdict_table(book)
+    assert snapshot() == before
+    assert not (package / "claims_evidence.json").exists()

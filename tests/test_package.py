@@ -89,14 +89,3 @@ def test_every_stored_model_file_ships_in_the_package_data():
     unshipped = [f for f in files if not any(fnmatch.fnmatchcase(f, pattern) and f.count("/") == pattern.count("/")
                                                 for pattern in patterns)]
     assert not unshipped, f"not in the package data: {unshipped}"
-
-
-def test_the_claims_evidence_ships_in_the_package_data():
-    # The Verdict chapter, opened in Colab, renders every claim from the stored evidence.
-    tomllib = pytest.importorskip("tomllib")
-    import pathlib
-
-    root = pathlib.Path(__file__).resolve().parents[1]
-    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["maskdiff_tutor"]
-    assert (root / "maskdiff_tutor" / "claims_evidence.json").exists()
-    assert "claims_evidence.json" in patterns

@@ -11,6 +11,12 @@ tolerances say how far the chapter's numbers may move, and the check says whethe
 ``spread`` trains other seeds and measures how far the numbers move between seeds: the tolerances
 are set from it (``maskdiff-tutor book-models --spread``). Both reports are typed records
 (``Check``, ``Spread``), written as JSON by ``records.to_json``.
+
+``save_results`` writes the book's results to ``book/results/`` (``maskdiff-tutor book-results``):
+each experiment measured on the stored models at the book's scale and seed, and the exact
+chapters' computations. The Verdict chapter renders every claim from them
+(``claims.book_sources``), and a test checks that each chapter's verdict rows are exactly the
+rows rendered from them.
 """
 
 from __future__ import annotations
@@ -39,6 +45,33 @@ def make(experiment: str, folder: str | pathlib.Path | None = None, device=None,
     of the run that trained them."""
     folder = trained_models.BOOK_MODELS / experiment if folder is None else pathlib.Path(folder)
     return _module(experiment).run(scale=SCALE, seed=SEED, device=device, progress=progress, save_models=folder)
+
+
+# The results the claims read (claims.SOURCES): file name in book/results/ -> (module, how it runs).
+RESULTS = {
+    "joint_vs_marginal_ci.json": ("joint_vs_marginal", "stored models"),
+    "ground_truth_ci.json": ("ground_truth", "stored models"),
+    "blocks_ci.json": ("blocks", "stored models"),
+    "generation_order_ci.json": ("generation_order", "ci scale"),  # the exact denoiser: nothing trained
+    "nelbo_checks_exact.json": ("nelbo_checks", "exact"),
+    "distance_bound_exact.json": ("distance_bound", "exact"),
+}
+
+
+def save_results(folder: str | pathlib.Path, device=None, report=print) -> list[pathlib.Path]:
+    """Write the book's results into ``folder`` (``book/results``), one file per entry of ``RESULTS``,
+    each the result of its run at the book's scale and seed; ``report`` is told of each file."""
+    written = []
+    for name, (experiment, how) in RESULTS.items():
+        started = time.time()
+        if how == "stored models":
+            result = measure(experiment, device=device)
+        else:
+            module = importlib.import_module(f"{__package__}.{experiment}")
+            result = module.run(scale=SCALE if how == "ci scale" else "exact", seed=SEED, device=device)
+        written.append(result.save(pathlib.Path(folder) / name))
+        report(f"{written[-1]} ({experiment}, {how}; {time.time() - started:.0f} s)")
+    return written
 
 
 def measure(experiment: str, folder: str | pathlib.Path | None = None, device=None):

@@ -17,17 +17,22 @@ matrix powers and closed forms (no training and no sampling noise):
   a labelled reference (``PAPER_TABLE_2``) and never used to compute the recomputed one;
 - ``allowed_k_scan``: the largest number of parallel samples within a perplexity budget, as a
   function of the Zipf exponent s.
+
+``run()`` computes them all as one ``DistanceBoundResult`` (``Findings``): the record the claims of
+the chapter read, stored with the book's results.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import assumptions, markov, zipf
+from .result import Environment, ExperimentResult
 
 S_FIG3, N_FIG3 = 2.31, 130_000  # the paper's Figure 3: Zipf exponent s and vocabulary size N
 S_TAB2, N_TAB2 = 1.05, 150_000  # the paper's Table 2
@@ -372,3 +377,49 @@ def allowed_k_scan(exponents: tuple[float, ...] = SCAN_EXPONENTS, N: int = N_TAB
                    budget: float = PPL_BUDGET) -> AllowedKScan:
     """``zipf.max_parallel_samples`` at every exponent."""
     return AllowedKScan(N, budget, [AllowedK(s, zipf.max_parallel_samples(budget, s, N)) for s in exponents])
+
+
+# --- everything the chapter measures, as one result -----------------------------------------------
+
+@dataclass(frozen=True)
+class Config:
+    """The paper's settings the chapter computes at."""
+
+    figure_3: tuple[float, int] = (S_FIG3, N_FIG3)  # Figure 3: Zipf exponent s and vocabulary size N
+    table_2: tuple[float, int] = (S_TAB2, N_TAB2)  # Table 2: s and N
+    ppl_budget: float = PPL_BUDGET  # the perplexity budget of the paper's conclusion
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Every record the chapter shows, each computed by its function with the chapter's settings."""
+
+    counterexample: Counterexample  # Eq. 16 does not follow from Assumptions 3-4
+    random_languages: RandomLanguages  # how often random languages break Eq. 17
+    bound_curve: BoundCurve  # Eq. 17 and its limit p* (Eq. 18) at Figure 3's settings
+    exact_chain: ExactChain  # the exact top probability of a Zipf chain against the bound
+    fall_by_task: TaskFalls  # Observation 2: how far and how low the exact curves fall
+    table_2: Table2  # Table 2 recomputed beside the paper's printed column
+    allowed_k_scan: AllowedKScan  # the allowed number of parallel samples against s
+
+
+@dataclass(frozen=True)
+class DistanceBoundResult(ExperimentResult):
+    """The distance-bound chapter's exact computations as one result (``run``)."""
+
+    EXPERIMENT = "distance_bound"
+    config: Config
+    metrics: Findings
+    curves: None  # nothing is trained: no curves
+
+
+def run(scale: str = "exact", device=None, seed: int = 0, progress: bool = False) -> DistanceBoundResult:
+    """Every record of the chapter at the paper's settings (exact: no training, no sampling noise;
+    ``device``, ``seed`` and ``progress`` are accepted for a uniform call and not used)."""
+    if scale != "exact":
+        raise ValueError(f"scale must be 'exact' (the computations are exact); got {scale!r}")
+    started = time.time()
+    findings = Findings(counterexample(), random_languages(), bound_curve(), exact_chain(), fall_by_task(), table_2(),
+                        allowed_k_scan())
+    return DistanceBoundResult(scale, seed, Config(), findings, None,
+                               Environment.now(torch.device("cpu"), started))

@@ -12,11 +12,13 @@ Each function returns a typed record, computed in seconds from the toy's exact d
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 
 from .. import nelbo
+from .result import Environment, ExperimentResult
 from ..schedules import CosineSchedule, LinearSchedule, Schedule
 from ..toy import ToyDataset, toy_dataset
 
@@ -111,3 +113,33 @@ def time_free_gap(toy: ToyDataset | None = None,
                         (oracle.time_conditioned_probs(x_t, time, schedule) - time_free).abs().max().item())
             for time in times for schedule in schedules]
     return TimeFreeCheck(tuple(inputs), tuple(times), tuple(repr(s) for s in schedules), rows)
+
+
+# --- everything the claims read, as one result ----------------------------------------------------
+
+@dataclass(frozen=True)
+class Findings:
+    """The chapter's exact checks of Section 3.2.1, each computed with the chapter's settings."""
+
+    weighting_minimisers: WeightingMinimisers  # claim 1: the weight does not move the optimum
+    time_free_gap: TimeFreeCheck  # claim 2: the optimal denoiser needs no time input
+
+
+@dataclass(frozen=True)
+class NelboChecksResult(ExperimentResult):
+    """The NELBO chapter's exact checks as one result (``run``)."""
+
+    EXPERIMENT = "nelbo_checks"
+    config: None  # the toy and the chapter's settings: nothing to choose
+    metrics: Findings
+    curves: None  # nothing is trained: no curves
+
+
+def run(scale: str = "exact", device=None, seed: int = 0, progress: bool = False) -> NelboChecksResult:
+    """Both checks on the toy (exact; ``device``, ``seed`` and ``progress`` are accepted for a
+    uniform call and not used)."""
+    if scale != "exact":
+        raise ValueError(f"scale must be 'exact' (the checks are exact); got {scale!r}")
+    started = time.time()
+    findings = Findings(weighting_minimisers(), time_free_gap())
+    return NelboChecksResult(scale, seed, None, findings, None, Environment.now(torch.device("cpu"), started))
