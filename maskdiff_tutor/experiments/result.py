@@ -157,38 +157,4 @@ class ExperimentResult:
         return ExperimentResult._TYPES[experiment]
 
 
-# --- transitional: the untyped result of the experiments not yet converted ------------------------
-
-@dataclass
-class LegacyResult:
-    """The untyped result (nested dicts) that the experiments returned before their typed records."""
-    experiment: str
-    scale: str
-    seed: int
-    config: dict
-    metrics: dict = dataclasses.field(default_factory=dict)
-    curves: dict = dataclasses.field(default_factory=dict)
-    environment: dict = dataclasses.field(default_factory=dict)
-
-    def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Write the result as strict JSON, atomically."""
-        found: list[str] = []
-        record = to_json(dataclasses.asdict(self), "", found)
-        if found:
-            record["environment"] = {**record["environment"], "non_finite_values": found}
-        return write_atomically(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
-
-    @classmethod
-    def load(cls, path: str | pathlib.Path) -> LegacyResult:
-        """Read a result written by ``save``."""
-        record = read_json(path, "an experiment result")
-        return cls(**record)
-
-
-def environment(device: torch.device, started: float) -> dict:
-    """Library versions, hardware and wall time of a run that began at ``started`` (time.time()), as
-    a dict (transitional: typed results use ``Environment.now``)."""
-    return dataclasses.asdict(Environment.now(device, started))
-
-
-__all__ = ["Environment", "ExperimentResult", "EXPERIMENT_MODULES", "LegacyResult", "environment"]
+__all__ = ["Environment", "ExperimentResult", "EXPERIMENT_MODULES"]
