@@ -79,7 +79,7 @@ def main(argv=None):
         for block in args.train_blocks:
             x_t, t = blockwise.sample_block_noise(x0, block, LinearSchedule(), mask_id, generator)
 
-            def train_step(loss_fn):
+            def train_step(loss_fn, x0=x0, x_t=x_t, t=t, block=block):  # this iteration's batch and block
                 def run():
                     with torch.autocast(**autocast):
                         loss = loss_fn(model, x0, x_t, t, block, LinearSchedule(), mask_id).loss
@@ -107,9 +107,9 @@ def main(argv=None):
         prompt = torch.randint(0, mask_id, (args.sample_batch, args.sample_block), generator=generator).to(device)
         gen = L - args.sample_block
 
-        def sample(cache):
+        def sample(cache, prompt=prompt, gen=gen):  # this length's prompt and generation length
             return lambda: decoders.generate_block_causal(model, prompt, gen, mask_id, args.sample_block,
-                                                                use_cache=cache)
+                                                          use_cache=cache)
         times = {"cached": [], "uncached": []}
         for _ in range(args.repeats):
             times["cached"].append(timed(sample(True), device))
@@ -122,7 +122,7 @@ def main(argv=None):
         spent = []
         original = model.step
 
-        def counting_step(*a, **k):
+        def counting_step(*a, original=original, spent=spent, **k):  # this length's step and tally
             sync(device)
             start = time.perf_counter()
             out = original(*a, **k)

@@ -28,9 +28,10 @@ Modules (one concept of the paper each):
                        ReMDM remasking; and beam search, Gibbs from a random start
 - ``corpus``           real text: local files or Hugging Face datasets, char and BPE tokenizers
 - ``device``           device choice and seeding, in one place
-- ``claims``           the paper's 16 claims, one verdict each, rendered in every chapter
+- ``claims``           the paper's 16 claims, one verdict each, read from typed results, rendered in every chapter
 - ``records``          typed records as strict JSON: how results are saved and read back
 - ``files``            the one atomic writer (results, checkpoints) and the JSON reader
+- ``benchmark_results`` typed readers of the benchmarks' result files (the blocks chapter shows them)
 - ``experiments``      one module per experiment: run(scale=..., device=..., seed=...)
 """
 
@@ -41,8 +42,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
-               "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "decoding", "decoders", "corpus",
-               "device", "claims", "claim_registry", "experiments", "notebook", "records", "files")
+               "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "decoding", "decoders",
+               "corpus", "device", "claims", "claim_registry", "experiments", "notebook", "records", "files",
+               "benchmark_results")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -82,7 +82,8 @@ def test_every_stored_model_file_ships_in_the_package_data():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     root = pathlib.Path(__file__).resolve().parents[1]
-    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["maskdiff_tutor"]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setuptools["package-data"]["maskdiff_tutor"]
     package = root / "maskdiff_tutor"
     files = [p.relative_to(package).as_posix() for p in (package / "book_models").rglob("*") if p.is_file()]
     assert files, "the book's models are stored"

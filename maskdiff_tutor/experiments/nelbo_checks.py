@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 
 from .. import nelbo
-from .result import Environment, ExperimentResult
 from ..schedules import CosineSchedule, LinearSchedule, Schedule
 from ..toy import ToyDataset, toy_dataset
+from .result import Environment, ExperimentResult
 
 PATTERN = "[MASK] [MASK] C D [MASK]"  # the toy input whose first position the weighting check varies
 
