@@ -74,7 +74,7 @@ class Model:
 
     @property
     def name(self) -> str:
-        """How tables and messages show the model: "random", "blockwise B=4", "exact denoiser"."""
+        """How tables and messages show the model, e.g. "random", "blockwise B=4" or "exact denoiser"."""
         if self.objective == EXACT:
             return "exact denoiser"
         return self.objective if self.block_length is None else f"{self.objective} B={self.block_length}"

@@ -313,7 +313,7 @@ class Table2:
         return self.implied[k - 1]
 
     def largest_difference(self) -> float:
-        """max over k of |printed - recomputed| (perplexity)."""
+        """The largest difference between the printed and the recomputed perplexity, over k."""
         printed, recomputed = (np.array([getattr(r, name) for r in self.rows]) for name in ("printed", "ppl_metric_2"))
         return float(np.abs(printed - recomputed).max())
 

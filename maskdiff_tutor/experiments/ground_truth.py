@@ -114,7 +114,7 @@ class Chain:
 
     @property
     def perplexity(self) -> float:
-        """The chain's own perplexity, exp(entropy rate): what exact sampling reaches."""
+        """The chain's own perplexity, the exponential of its entropy rate (what exact sampling reaches)."""
         return math.exp(self.entropy_rate_nats)
 
 
@@ -190,7 +190,7 @@ class EndOfText:
 
     @property
     def far(self) -> float:
-        """The top probability at the farthest distance: where it rose again."""
+        """The top probability at the farthest distance, where it rose again."""
         return self.top[-1]
 
 

@@ -71,7 +71,7 @@ class Environment:
 
     @property
     def hardware(self) -> str:
-        """The hardware in a few words: the GPU's name, or the CPU with its kernels and threads."""
+        """The hardware in a few words (the GPU's name, or the CPU with its kernels and threads)."""
         if self.gpu is not None:
             return self.gpu
         kernels = f"{self.cpu_capability} kernels, " if self.cpu_capability else ""
