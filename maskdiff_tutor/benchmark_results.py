@@ -18,8 +18,8 @@ from typing import Any
 from .files import read_json
 from .records import from_json
 
-__all__ = ["BlocksAndCache", "BlocksAndCacheResults", "BlocksAndCacheSettings", "Hardware", "SamplingSpeedup", "Speedup",
-           "TrainingSpeedup", "load_blocks_and_cache"]
+__all__ = ["BlocksAndCache", "BlocksAndCacheResults", "BlocksAndCacheSettings", "Hardware", "SamplingSpeedup",
+           "Speedup", "TrainingSpeedup", "load_blocks_and_cache"]
 
 TRAINING = "training step: one pass / loop"  # what a training row compares
 SAMPLING = "sampling: cache / recompute"  # what a sampling row compares
