@@ -130,8 +130,9 @@ def draw(log_probs: torch.Tensor, temperature: float,
     in float64, or the argmax at temperature 0, and its log-probability: (..., V) -> ((...), (...)). At
     temperature T this is LLaDA's :math:`\arg\max(\exp(\text{logits}) / (-\log u)^T)`: the same u give the
     same tokens."""
-    if temperature == 0:
-        return log_probs.argmax(-1), log_probs.amax(-1)  # the argmax and its log-probability
+    if temperature == 0:  # the argmax (the first of equal maxima, as argmax gives) and its log-probability
+        best = log_probs.max(-1)
+        return best.indices, best.values
     gumbel = -torch.log(-torch.log(uniform(log_probs.shape, generator, log_probs.device).clamp_min(1e-300)))
     scaled = log_probs if temperature == 1 else log_probs / temperature
     chosen = (scaled + gumbel).argmax(-1)
@@ -159,14 +160,15 @@ def _select(scores: torch.Tensor, open_: torch.Tensor, count: int | torch.Tensor
             every_row_open: bool) -> torch.Tensor:
     """``select``; ``every_row_open`` promises that every row has an open position, which saves an
     operation where one position a row is chosen (the promise of a ``_CountedBlock``)."""
-    n = scores.shape[-1]
-    level = torch.div(scores, SCORE_RESOLUTION).round_().clamp_(-2.0**40, 2.0**40)  # (B, n) whole numbers, float64
+    n, device = scores.shape[-1], scores.device
+    resolution, lowest, highest, minus_inf = _constants(device)
+    level = torch.div(scores, resolution).round_().clamp_(lowest, highest)  # (B, n) whole numbers, float64
     if isinstance(count, int) and count == 1:  # argmax returns the first of equal maxima: the leftmost
-        best = torch.where(open_, level, -torch.inf).argmax(-1, keepdim=True)  # (B, 1)
-        commit = _positions(n, scores.device) == best
+        best = torch.where(open_, level, minus_inf).argmax(-1, keepdim=True)  # (B, 1)
+        commit = _positions(n, device) == best
         return commit if every_row_open else commit.logical_and_(open_)
     # level * n + (n - 1 - position): whole numbers below 2^53, exact in float64, no two equal
-    key = torch.where(open_, torch.add(_tie_break(n, scores.device), level, alpha=n), -torch.inf)
+    key = torch.where(open_, torch.add(_tie_break(n, device), level, alpha=n), minus_inf)
     if threshold is not None:
         best = key.argmax(-1, keepdim=True)  # (B, 1) at least the surest position
         commit = (level * SCORE_RESOLUTION >= threshold).scatter_(-1, best, True)
@@ -187,6 +189,17 @@ def _tie_break(n: int, device) -> torch.Tensor:
     key = ("tie", n, device)
     if key not in _RANGES:
         _RANGES[key] = torch.arange(n - 1, -1, -1, dtype=torch.float64, device=device)
+    return _RANGES[key]
+
+
+def _constants(device) -> tuple[torch.Tensor, ...]:
+    """``SCORE_RESOLUTION``, -2^40, 2^40 and -inf as float64 tensors on ``device``, made once per
+    device (a Python number is wrapped in a new tensor at every call, which on a block's few
+    positions costs about as much as the operation)."""
+    key = ("constants", device)
+    if key not in _RANGES:
+        _RANGES[key] = tuple(torch.tensor(v, dtype=torch.float64, device=device)
+                             for v in (SCORE_RESOLUTION, -2.0**40, 2.0**40, -torch.inf))
     return _RANGES[key]
 
 
