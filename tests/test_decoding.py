@@ -376,3 +376,64 @@ def test_property_block_causal_decoding(case, use_cache):
     x = torch.cat([prompt, torch.full((prompt.shape[0], gen_length), mask_id)], 1)
     assert not (decoded.tokens == mask_id).any() and torch.equal(decoded.tokens[:, :prompt.shape[1]], prompt)
     assert decoded.nfe <= max_calls and torch.equal(decoded.order == -1, x != mask_id)
+
+
+# --- the loop's speed tricks change nothing ------------------------------------------------------
+
+def _same(a, b) -> bool:
+    return (torch.equal(a.tokens, b.tokens) and torch.equal(a.order, b.order) and a.nfe == b.nfe
+            and torch.equal(a.confidence.isnan(), b.confidence.isnan())
+            and torch.equal(a.confidence.nan_to_num(), b.confidence.nan_to_num()))
+
+
+@settings(**SETTINGS)
+@given(problems(), st.integers(1, 4), st.sampled_from(SCORES), st.sampled_from([0.0, 1.0]), st.integers(1, 3))
+def test_property_a_count_known_in_advance_decodes_as_one_asked_at_every_step(problem, k, score, temperature, blocks):
+    # an int count takes the counted path (steps counted in advance, NaN looked for at the block's
+    # end, every row promised an open position); the same k from a function asks at every step
+    x, vocab, mask_id, seed = problem
+    edges = sorted({0, x.shape[1], *torch.linspace(0, x.shape[1], blocks + 1).long().tolist()})
+    read = decoding.DenoiserReader(RandomLogits(x.shape[1], vocab, seed), mask_id)
+    runs = [decoding.unmask(read, x, mask_id, list(zip(edges[:-1], edges[1:], strict=True)), count=count,
+                            score=score, temperature=temperature, generator=torch.Generator().manual_seed(seed))
+            for count in (k, lambda i, open_, masks: k)]
+    assert _same(*runs)
+
+
+@settings(**SETTINGS)
+@given(st.integers(1, 4), st.integers(1, 9), st.integers(0, 2**16))
+def test_property_select_promised_an_open_position_in_every_row_takes_the_leftmost_best(batch, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    scores = (4 * torch.rand(batch, n, generator=g, dtype=torch.float64)).round() / 4  # many ties
+    open_ = torch.rand(batch, n, generator=g) < 0.5
+    open_[:, 0] |= ~open_.any(-1)  # every row has an open position
+    expected = torch.zeros_like(open_)
+    for row in range(batch):
+        best = max(float(scores[row, j]) for j in range(n) if open_[row, j])
+        expected[row, next(j for j in range(n) if open_[row, j] and float(scores[row, j]) == best)] = True
+    assert torch.equal(decoding._select(scores, open_, 1, None, every_row_open=True), expected)
+    assert torch.equal(decoding.select(scores, open_, 1), expected)
+
+
+def test_a_score_that_declares_it_carries_nan_is_recorded_as_it_is_and_still_refused():
+    def declared(prediction, generator=None):
+        return prediction.chosen_log_prob.exp()
+    declared.carries_nan = True
+    model = RandomLogits(7, 6, 3)
+    for schedule in (dict(threshold=0.3), dict(tokens_per_step=2)):
+        runs = [decoders.generate(model, torch.tensor([[1], [2]]), 6, 5, score=score, **schedule)
+                for score in (declared, lambda p, g=None: p.chosen_log_prob.exp())]
+        assert _same(*runs)
+        with pytest.raises(ValueError, match="row 0, position 3"):
+            decoders.generate(_nan_at(0, 3), torch.tensor([[1]]), 4, 4, score=declared, **schedule)
+
+
+def test_unmask_takes_one_kind_of_step_and_a_count_of_at_least_one():
+    read, x = decoding.DenoiserReader(RandomLogits(3, 4), 3), torch.full((1, 3), 3)
+    with pytest.raises(ValueError, match="^give at most one of view and remask$"):
+        decoding.unmask(read, x, 3, [(0, 3)], count=1, view=lambda tokens, open_, g: (tokens, open_),
+                        remask=lambda i, tokens, given, g: torch.zeros_like(given))
+    with pytest.raises(ValueError, match=r"^count must be an int >= 1 \(positions committed per step\); got 0$"):
+        decoding.unmask(read, x, 3, [(0, 3)], count=0)
+    with pytest.raises(ValueError, match="^give exactly one of count and threshold$"):
+        decoding.unmask(read, x, 3, [(0, 3)])
