@@ -130,8 +130,7 @@ def check_logits(logits, x: torch.Tensor, mask_id: int) -> None:
     if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or logits.shape[:2] != x.shape:
         raise ValueError(f"the denoiser must return logits of shape (B, L, V) with (B, L) = {tuple(x.shape)}; "
                          f"got {tuple(getattr(logits, 'shape', ()))}")
-    if not 0 <= mask_id < logits.shape[-1]:
-        raise ValueError(f"mask_id {mask_id} is not an index of the denoiser's V = {logits.shape[-1]} logits")
+    check_mask_id(mask_id, logits.shape[-1])
 
 
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:

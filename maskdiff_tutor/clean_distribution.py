@@ -40,11 +40,12 @@ def clean_log_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
     r""":math:`\log p_\theta(x_0 = v \mid x_t)` in float64 over the last axis, the mask removed: (..., V).
     (The logits are raised to float64 before the softmax, as ``clean_probs`` does.)"""
     check_mask_id(mask_id, logits.shape[-1])
-    return _clean_log_probs(logits, mask_id)
+    return clean_log_probs_unchecked(logits, mask_id)
 
 
-def _clean_log_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """``clean_log_probs`` for a ``mask_id`` checked where it entered (a decoder's loop calls it every step)."""
+def clean_log_probs_unchecked(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """``clean_log_probs`` for a ``mask_id`` already checked where it entered the public API: the
+    decoders' loop calls it at every step (``decoding``)."""
     return torch.log_softmax(logits.index_fill(-1, _index(mask_id, logits.device), float("-inf")), dim=-1,
                              dtype=torch.float64)  # _clean_logits, written out: this runs every decoding step
 

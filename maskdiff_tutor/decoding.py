@@ -46,7 +46,7 @@ from typing import NamedTuple, Protocol
 import torch
 
 from ._checks import check_logits, check_number, check_tokens
-from .clean_distribution import _clean_log_probs
+from .clean_distribution import clean_log_probs_unchecked
 
 
 @dataclass(frozen=True)
@@ -371,7 +371,7 @@ class _Run:
         logits, offset = self.read(seen, block.start, block.end)  # (B, n, V) at positions offset ...
         if self.nfe == 0:  # the model's vocabulary is known now
             check_tokens("x", self.x, logits.shape[-1], self.mask_id, allow_mask=True)
-        log_probs = _clean_log_probs(logits, self.mask_id)  # (B, n, V) float64; mask_id checked on entry
+        log_probs = clean_log_probs_unchecked(logits, self.mask_id)  # (B, n, V) float64; mask_id checked on entry
         chosen, chosen_log_prob = draw(log_probs, self.temperature, self.generator)  # (B, n), (B, n)
         score = self.score(Prediction(logits, log_probs, chosen, chosen_log_prob), self.generator)  # (B, n)
         if score.dtype != torch.float64:

@@ -220,7 +220,7 @@ def test_a_score_returning_nan_is_refused():
 @pytest.mark.parametrize("mask_id, match", [
     (-1, "mask_id must be a non-negative int"),
     (2.0, "mask_id must be a non-negative int"),
-    (9, r"mask_id (9 is not an index of the denoiser's V = 6|must be an int in \[0, 5\] \(vocab_size = 6\); got 9)")])
+    (9, r"^mask_id must be an int in \[0, 5\] \(vocab_size = 6\); got 9$")])
 def test_mask_id_is_checked(mask_id, match):
     with pytest.raises(ValueError, match=match):
         decoders.sample_left_to_right(lambda t: torch.zeros(*t.shape, 6), torch.full((1, 4), 9), mask_id)
