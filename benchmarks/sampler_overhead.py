@@ -34,6 +34,7 @@ import sys
 import time
 
 import torch
+from machine import cpu_busy_fraction  # benchmarks/machine.py, beside this script
 
 from maskdiff_tutor import decoders
 from maskdiff_tutor.denoiser import PRESETS, Denoiser, DenoiserConfig
@@ -76,20 +77,6 @@ def load_old_decoders(commit: str):
         sys.modules[qualified] = module
         exec(compile(source, f"{commit}:maskdiff_tutor/{name}.py", "exec"), module.__dict__)
     return sys.modules["maskdiff_tutor._old_decoders"]
-
-
-def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
-    """Fraction of all cores' time spent busy over the next ``seconds`` (Linux /proc/stat; else None)."""
-    def read():
-        fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-    try:
-        total0, idle0 = read()
-        time.sleep(seconds)
-        total1, idle1 = read()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 class TimedSteps:

@@ -31,6 +31,7 @@ import time
 
 import torch
 import torch.nn as nn
+from machine import cpu_busy_fraction  # benchmarks/machine.py, beside this script
 
 from maskdiff_tutor.denoiser import PRESETS, Denoiser, DenoiserConfig
 from maskdiff_tutor.device import hardware_description, pick_device
@@ -217,20 +218,6 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
-    """Fraction of all cores' time spent busy over the next ``seconds`` (Linux /proc/stat; else None)."""
-    def read():
-        fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-    try:
-        total0, idle0 = read()
-        time.sleep(seconds)
-        total1, idle1 = read()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def flops_per_token(n_non_embedding: int, cfg: DenoiserConfig, seq_len: int) -> int:

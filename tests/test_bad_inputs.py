@@ -97,29 +97,6 @@ def _result(ppl=(1.0,), nested=None):
                       Environment.now(torch.device("cpu"), time.time()))
 
 
-@pytest.mark.parametrize("text, error", [
-    (None, r"no such file \(expected an experiment result\)"),
-    ("{not json", r"not readable as an experiment result \(JSONDecodeError"),
-    ("[1, 2]", r"a result is a JSON object; got list"),
-    ('{"experiment": "x"}', r"not an experiment result \(experiment 'x'; results are of \["),
-])
-def test_a_file_that_is_not_a_result_is_named_in_the_error(tmp_path, text, error):
-    path = tmp_path / "r.json"
-    if text is not None:
-        path.write_text(text)
-    with pytest.raises(ValueError, match=rf"^{path}: {error}"):
-        ExperimentResult.load(path)
-
-
-def test_a_result_field_of_the_wrong_kind_is_named(tmp_path):
-    path = _result().save(tmp_path / "r.json")
-    record = json.loads(path.read_text())
-    record["seed"] = "zero"
-    path.write_text(json.dumps(record))
-    with pytest.raises(ValueError, match=rf"^{path}: seed: expected an integer; got 'zero'$"):
-        DemoResult.load(path)
-
-
 def test_results_are_strict_json_and_non_finite_values_are_named(tmp_path):
     path = _result(ppl=[1.5, NAN, INF], nested={"x": -INF}).save(tmp_path / "r.json")
     text = path.read_text()
