@@ -36,7 +36,7 @@ from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, VERDICTS, Clai
 from maskdiff_tutor.notebook import Table
 
 __all__ = ["CLAIMS", "VERDICTS", "Claim", "Evidence", "Source", "Sources", "SOURCES", "claim", "claims_of", "evidence",
-           "chapter_rows", "report", "verdict_table", "evidence_values", "deciding_value", "verdict_counts",
+           "report", "verdict_table", "evidence_values", "deciding_value", "verdict_counts",
            "book_sources"]
 
 @dataclass(frozen=True)
@@ -154,21 +154,13 @@ def _fill(sentence: str, formatted: dict[str, str]) -> str:
     return "".join(out)
 
 
-def _cell(text: str) -> str:
-    return " ".join(text.split())
-
-
-def chapter_rows(chapter: str, sources: Sources) -> Table:
-    """The chapter's "What the paper says, what we measured" rows, read from ``sources``."""
-    rows = [[f"{c.number} ({c.section})", _cell(c.statement),
-             _cell(_fill(c.evidence_in(chapter).sentence, evidence(c, chapter, sources))), _cell(c.verdict_text)]
+def report(chapter: str, sources: Sources) -> Table:
+    """The chapter's "What the paper says, what we measured" rows, read from ``sources`` (the
+    results the chapter has just computed, or the book's results)."""
+    rows = [[f"{c.number} ({c.section})", c.statement, _fill(c.evidence_in(chapter).sentence,
+                                                           evidence(c, chapter, sources)), c.verdict_text]
             for c in claims_of(chapter)]
     return Table(["claim", "the paper says", "measured here", "verdict"], rows, markdown=True)
-
-
-def report(chapter: str, sources: Sources) -> Table:
-    """A chapter's verdict rows from the results it computed (``chapter_rows``)."""
-    return chapter_rows(chapter, sources)
 
 
 def verdict_table(sources: Sources) -> Table:
@@ -177,9 +169,8 @@ def verdict_table(sources: Sources) -> Table:
     for c in CLAIMS.values():
         parts = [f"{{doc}}`{CHAPTER_TITLES[e.chapter]} <{e.chapter}>`: "
                  f"{_fill(e.sentence, evidence(c, e.chapter, sources))}" for e in c.evidence]
-        rows.append([f"{c.number} ({c.section})", _cell(c.statement),
-                     _cell(" ".join(parts) if parts else "No chapter measures it yet."),
-                     f"**{c.verdict}**: {_cell(c.qualifier)}"])
+        rows.append([f"{c.number} ({c.section})", c.statement, " ".join(parts) or "No chapter measures it yet.",
+                     f"**{c.verdict}**: {c.qualifier}"])
     return Table(["claim", "the paper says", "evidence", "verdict"], rows, markdown=True)
 
 

@@ -23,7 +23,7 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["to_json", "from_json", "non_finite_places"]
+__all__ = ["to_json", "from_json", "non_finite_places", "distinct"]
 
 
 def to_json(value, where: str = "", found: list | None = None):
@@ -52,6 +52,12 @@ def _scalar_json(value, where: str, found: list):
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     raise TypeError(f"{where or 'the record'}: cannot store {type(value).__name__} in a JSON result")
+
+
+def distinct(values) -> list:
+    """Each value once, in the order first seen: the settings a result's rows were measured at
+    (``distinct(row.k for row in rows)``), for the lookups the result records offer."""
+    return list(dict.fromkeys(values))
 
 
 def non_finite_places(records: list[str]) -> dict[str, float]:

@@ -113,7 +113,7 @@ def test_a_result_not_given_is_named(book):
     only = claims.Sources(joint_vs_marginal=book.joint_vs_marginal)
     with pytest.raises(ValueError, match=r"^claim 5 \(parallel_sampling\): its evidence cannot be read: the result "
                                          r"'ground_truth' was not given \(sources given: \['joint_vs_marginal'\]\)"):
-        claims.chapter_rows("parallel_sampling", only)
+        claims.report("parallel_sampling", only)
 
 
 def test_sources_refuse_an_unknown_name_or_a_result_of_another_kind(book):
@@ -143,7 +143,7 @@ def test_every_stored_result_is_a_file_the_book_results_command_writes():
 @pytest.mark.parametrize("chapter", MEASURING)
 def test_a_chapter_shows_exactly_the_rows_rendered_from_the_books_results(book, chapter):
     shown = output_text(report_cell(chapter)).strip()
-    assert shown == repr(claims.chapter_rows(chapter, book)), (
+    assert shown == repr(claims.report(chapter, book)), (
         f"{chapter}: its verdict rows differ from the book's results; after changing a chapter's numbers, "
         "write them again with `maskdiff-tutor book-results` and re-execute the Verdict chapter")
 

@@ -205,3 +205,9 @@ def test_the_environment_names_the_hardware():
     assert env.wall_seconds > 0 and env.hardware.startswith("CPU (")
     gpu = Environment(**{**env.__dict__, "gpu": "NVIDIA H100 80GB HBM3"})
     assert gpu.hardware == "NVIDIA H100 80GB HBM3"
+
+
+def test_distinct_keeps_each_value_once_in_the_order_first_seen():
+    from maskdiff_tutor.records import distinct
+
+    assert distinct([4, 1, 4, 8, 1]) == [4, 1, 8] and distinct(row.k for row in TREE.rows) == [1, 2]

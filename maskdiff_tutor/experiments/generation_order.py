@@ -25,6 +25,7 @@ import torch
 
 from .. import decoders, decoding, markov
 from ..device import generator_on, pick_device
+from ..records import distinct
 from .result import Environment, ExperimentResult
 
 # name -> (score, temperature): confidence is tried greedy (LLaDA at temperature 0) and sampled
@@ -88,22 +89,22 @@ class Metrics:
     @property
     def languages(self) -> tuple[str, ...]:
         """The languages measured, in order."""
-        return _distinct(row.language for row in self.settings)
+        return tuple(distinct(row.language for row in self.settings))
 
     @property
     def lengths(self) -> tuple[int, ...]:
         """The generated lengths measured, in order."""
-        return _distinct(row.length for row in self.settings)
+        return tuple(distinct(row.length for row in self.settings))
 
     @property
     def decodings(self) -> tuple[str, ...]:
         """The decodings measured, in order (the names of ``DECODINGS``)."""
-        return _distinct(row.decoding for row in self.settings)
+        return tuple(distinct(row.decoding for row in self.settings))
 
     @property
     def tokens_per_step(self) -> tuple[int, ...]:
         """The k values measured, in order."""
-        return _distinct(row.tokens_per_step for row in self.settings)
+        return tuple(distinct(row.tokens_per_step for row in self.settings))
 
     def measured(self, language: str, length: int, decoding_name: str, tokens_per_step: int = 1) -> Measured:
         """What one setting measured: ``language`` one of ``LANGUAGES``, ``length`` one of the scale's
@@ -132,8 +133,6 @@ class GenerationOrderResult(ExperimentResult):
     environment: Environment
 
 
-def _distinct(values) -> tuple:
-    return tuple(dict.fromkeys(values))
 
 
 def order_statistics(order: torch.Tensor, generated: slice) -> dict:

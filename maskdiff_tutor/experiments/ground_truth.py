@@ -39,6 +39,7 @@ from .. import decoders, markov, zipf
 from ..denoiser import Denoiser, DenoiserConfig
 from ..device import evaluation_dtype, generator_on, pick_device
 from ..forward_process import denoiser_probs
+from ..records import distinct
 from ..train import History, TrainConfig, train
 from . import trained_models
 from .result import Environment, ExperimentResult
@@ -254,12 +255,12 @@ class PartialRandomInit:
     @property
     def shares(self) -> list[float]:
         """The shares f measured, in order."""
-        return list(dict.fromkeys(s.share for s in self.settings))
+        return distinct(s.share for s in self.settings)
 
     @property
     def tokens_per_call(self) -> list[int]:
         """The k measured, in order."""
-        return list(dict.fromkeys(s.k for s in self.settings))
+        return distinct(s.k for s in self.settings)
 
     def at(self, f: float, k: int) -> RandomInitSetting:
         """The setting of share ``f`` and ``k`` masks per call."""
@@ -307,12 +308,12 @@ class Remasking:
     @property
     def etas(self) -> list[float]:
         """The remasking probabilities measured, in order."""
-        return list(dict.fromkeys(s.eta for s in self.settings))
+        return distinct(s.eta for s in self.settings)
 
     @property
     def calls(self) -> list[int]:
         """The numbers of calls measured, in order."""
-        return list(dict.fromkeys(s.calls for s in self.settings))
+        return distinct(s.calls for s in self.settings)
 
     @property
     def highest_eta(self) -> float:
