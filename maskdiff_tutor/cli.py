@@ -17,13 +17,12 @@ import argparse
 import importlib
 import inspect
 import json
-import os
 import pathlib
 import sys
 
 from . import distributed
 from .experiments import book
-from .files import write_atomically
+from .files import check_output, check_output_folder, write_atomically
 from .records import to_json
 
 # command name -> (module, one-line description); each module has run(scale, device, seed, progress)
@@ -169,9 +168,9 @@ def _experiment(args) -> int:
     module = importlib.import_module(EXPERIMENTS[args.experiment][0])
     try:
         # the places the run writes to are checked before any work, not after it
-        check_output_file("--out", args.out)
+        check_output(args.out, "--out", kind="JSON file")
         if getattr(args, "save_models", None) is not None:
-            check_output_folder("--save-models", args.save_models)
+            check_output_folder(args.save_models, "--save-models")
         result = module.run(scale=args.scale, device=args.device, seed=args.seed,
                             progress=not args.no_progress and distributed.is_main(), **_run_options(args))
         if not distributed.is_main():
@@ -200,37 +199,11 @@ def _run_options(args) -> dict:
     return options
 
 
-def check_output_file(flag: str, path: str) -> None:
-    """Raise ValueError unless a file can be written at ``path`` (its folder is created if missing)."""
-    target = pathlib.Path(path)
-    if target.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; give the path of a JSON file")
-    _check_writable_folder(flag, path, target.parent)
-
-
-def check_output_folder(flag: str, path: str) -> None:
-    """Raise ValueError unless ``path`` is, or can become, a writable folder."""
-    target = pathlib.Path(path)
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"{flag} {path} is a file; give a folder")
-    _check_writable_folder(flag, path, target)
-
-
-def _check_writable_folder(flag: str, path: str, folder: pathlib.Path) -> None:
-    existing = folder
-    while not existing.exists():  # the nearest folder that exists must let us create the rest
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"{flag} {path}: {existing} is a file, so the folder {folder} cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: the folder {existing} is not writable")
-
-
 def _small_masked_lm(args) -> int:
     from .experiments import small_masked_lm
 
     try:
-        check_output_folder("--out", args.out)
+        check_output_folder(args.out, "--out")
         record = small_masked_lm.make(args.text, args.out, device=args.device, progress=not args.no_progress)
     except (ValueError, OSError, ImportError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
@@ -242,7 +215,7 @@ def _small_masked_lm(args) -> int:
 
 def _book_results(args) -> int:
     try:
-        check_output_folder("--out", args.out)
+        check_output_folder(args.out, "--out")
         book.save_results(args.out, device=args.device, report=lambda line: print(f"saved {line}", flush=True))
     except (ValueError, OSError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
@@ -258,7 +231,10 @@ def _book_models(args) -> int:
     experiments = [n.replace("-", "_") for n in args.only] if args.only else list(book.EXPERIMENTS)
     try:
         if args.out is not None:
-            (check_output_file if args.check or args.spread else check_output_folder)("--out", args.out)
+            if args.check or args.spread:
+                check_output(args.out, "--out", kind="JSON file")
+            else:
+                check_output_folder(args.out, "--out")
         if args.check or args.spread:
             return _book_models_report(args, experiments)
         _make_book_models(args, experiments)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import stat
 import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
@@ -32,6 +33,59 @@ def write_atomically(path: str | pathlib.Path, content: str | bytes | Callable[[
         pathlib.Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_output(path: str | pathlib.Path, argument: str, *, kind: str = "file") -> None:
+    """Raise a one-line ``ValueError`` naming ``argument`` unless a regular file can be written at
+    ``path``: nothing there, or a regular file, in a folder that exists or can be created. A folder,
+    a device, a FIFO or a socket at ``path`` is refused (a symlink is followed: its target is
+    checked). ``kind`` names what the path should be (``"JSON file"``) in the message."""
+    target = pathlib.Path(path)
+    if target.is_symlink():
+        target = pathlib.Path(os.path.realpath(target))
+    special = special_file(target)
+    if special == "a folder":
+        raise ValueError(f"{argument} {path} is a folder; give the path of a {kind}")
+    if special is not None:
+        raise ValueError(f"{argument} {path} is {special}, not a regular file; give the path of a {kind}")
+    _check_writable_folder(argument, path, target.parent)
+
+
+def check_output_folder(path: str | pathlib.Path, argument: str) -> None:
+    """Raise a one-line ``ValueError`` naming ``argument`` unless ``path`` is, or can become, a
+    writable folder."""
+    target = pathlib.Path(path)
+    if target.exists() and not target.is_dir():
+        what = special_file(target) or "a file"
+        raise ValueError(f"{argument} {path} is {what}; give a folder")
+    _check_writable_folder(argument, path, target)
+
+
+def special_file(path: str | pathlib.Path) -> str | None:
+    """What sits at ``path`` if it is neither nothing nor a regular file (symlinks followed): ``"a folder"``,
+    ``"a character device"``, ``"a block device"``, ``"a FIFO"``, ``"a socket"`` or ``"a special file"``;
+    ``None`` for a regular file or nothing."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (or a file where a folder should be)
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _check_writable_folder(argument: str, path, folder: pathlib.Path) -> None:
+    existing = folder
+    while not existing.exists():  # the nearest folder that exists must let us create the rest
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{argument} {path}: {existing} is a file, so the folder {folder} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{argument} {path}: the folder {existing} is not writable")
 
 
 def read_json(path: str | pathlib.Path, what: str):
