@@ -3,11 +3,14 @@ and one JSON reader whose errors name the file and what it should hold."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -16,12 +19,29 @@ def write_atomically(path: str | pathlib.Path, content: str | bytes | Callable[[
     """Write ``content`` to ``path`` (parent folders created) through a temporary file in the same
     folder and a rename, so a failed or interrupted write never leaves half a file or destroys what
     was at ``path``. ``content`` is text (UTF-8), bytes, or a function that writes into the open
-    binary file (e.g. ``lambda f: torch.save(state, f)``)."""
+    binary file (e.g. ``lambda f: torch.save(state, f)``).
+
+    Only a regular file is replaced: a folder, device, FIFO or socket at ``path`` is refused
+    (``check_output``) before anything is written. A symlink is followed: the link stays and the
+    file it points to is replaced (a dangling link's target is created). The file has the mode
+    ``open()`` would give it: the replaced file's permissions, or 0666 less the umask for a new
+    file. SIGTERM or SIGINT during the write removes the temporary file, then ends the process as
+    the signal would have (``_signals_clean_up``). Returns ``path``."""
+    check_output(path, "path")
     path = pathlib.Path(path)
+    with _signals_clean_up():
+        _write_through_temporary(pathlib.Path(os.path.realpath(path)) if path.is_symlink() else path, content)
+    return path
+
+
+def _write_through_temporary(path: pathlib.Path, content) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask()
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(handle, "wb") as file:
+            os.fchmod(file.fileno(), mode)  # mkstemp makes it 0600
             if callable(content):
                 content(file)
             else:
@@ -30,9 +50,63 @@ def write_atomically(path: str | pathlib.Path, content: str | bytes | Callable[[
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            pathlib.Path(temporary).unlink(missing_ok=True)
         raise
-    return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (changing it, even for
+    an instant, would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return umask
+
+
+class _Signalled(BaseException):
+    """Raised by the handler ``_signals_clean_up`` installs, so the writer's cleanup runs."""
+
+    def __init__(self, number: int):
+        super().__init__(f"signal {number}")
+        self.number = number
+
+
+@contextlib.contextmanager
+def _signals_clean_up():
+    """While the block runs in the main thread, SIGTERM and SIGINT whose handler is the default
+    (which would end the process at once, leaving the temporary file) raise an exception instead,
+    so the writer removes its temporary file; afterwards the old handler is restored and the signal
+    delivered again, so the process still ends by that signal. A handler the program installed
+    itself (Python's own SIGINT handler raises ``KeyboardInterrupt``; a training loop may only take
+    note) is left to do what it does; an ignored signal stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(number, frame):
+        received.append(number)
+        if len(received) == 1:  # a second signal must not interrupt the cleanup of the first
+            raise _Signalled(number)
+
+    previous = {}
+    try:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            if signal.getsignal(number) is signal.SIG_DFL:
+                previous[number] = signal.signal(number, handler)
+        yield
+    except _Signalled:
+        pass
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+    if received:
+        signal.raise_signal(received[0])  # the default action: the process ends here
+        raise SystemExit(128 + received[0])
 
 
 def check_output(path: str | pathlib.Path, argument: str, *, kind: str = "file") -> None:
@@ -43,7 +117,13 @@ def check_output(path: str | pathlib.Path, argument: str, *, kind: str = "file")
     target = pathlib.Path(path)
     if target.is_symlink():
         target = pathlib.Path(os.path.realpath(target))
-    special = special_file(target)
+        if target.is_symlink():
+            raise ValueError(f"{argument} {path} is a symlink that never reaches a file (a loop); give the path of "
+                             f"a {kind}")
+    try:
+        special = special_file(target)
+    except OSError as error:
+        raise ValueError(f"{argument} {path}: {error.strerror}; give the path of a {kind}") from None
     if special == "a folder":
         raise ValueError(f"{argument} {path} is a folder; give the path of a {kind}")
     if special is not None:
@@ -89,12 +169,74 @@ def _check_writable_folder(argument: str, path, folder: pathlib.Path) -> None:
 
 
 def read_json(path: str | pathlib.Path, what: str):
-    """The JSON in the file at ``path``; a file that is missing, unreadable or not JSON raises
-    ``ValueError`` naming the file and ``what`` it should hold."""
+    """The JSON in the file at ``path``, read strictly; a file that is missing, unreadable or not
+    JSON raises ``ValueError`` naming the file and ``what`` it should hold. Strict JSON has no
+    ``NaN``, ``Infinity`` or ``-Infinity`` and no key twice in one object: each is refused, naming
+    the file and the place (``metrics.ppl``) where it stands."""
     path = pathlib.Path(path)
+    parse = _StrictParse()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=parse.constant,
+                          object_pairs_hook=parse.object)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file (expected {what})") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not readable as {what} ({type(error).__name__}: {error})") from None
+    if parse.marked:
+        raise ValueError(f"{path}: not strict JSON ({what}): {_first_marked(data)}")
+    return data
+
+
+class _StrictParse:
+    """The parser's hooks for what ``read_json`` refuses. They do not know where in the tree they
+    are, so they mark the value (``_Marked``) and the place is found after parsing."""
+
+    def __init__(self):
+        self.marked = False
+
+    def constant(self, text: str):
+        self.marked = True
+        return _Marked(f"{text} (strict JSON has no NaN or infinities; a result writes them as null)")
+
+    def object(self, pairs: list) -> dict:
+        data = dict(pairs)
+        if len(data) == len(pairs):
+            return data
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                self.marked = True
+                return _Twice(data, key)
+            seen.add(key)
+
+
+class _Marked:
+    """A value ``read_json`` refuses, and why."""
+
+    def __init__(self, problem: str):
+        self.problem = problem
+
+
+class _Twice(dict):
+    """An object in which ``key`` appeared twice."""
+
+    def __init__(self, data: dict, key: str):
+        super().__init__(data)
+        self.key = key
+
+
+def _first_marked(data, where: str = "") -> str | None:
+    """``"<place>: <problem>"`` for the first value ``_StrictParse`` marked in ``data``, or None."""
+    if isinstance(data, _Marked):
+        return f"{where or 'the whole file'}: {data.problem}"
+    if isinstance(data, _Twice):
+        return f"{_place(where, data.key)}: the key appears twice in one object"
+    if isinstance(data, dict):
+        children = ((_place(where, key), item) for key, item in data.items())
+    else:
+        children = ((f"{where}[{i}]", item) for i, item in enumerate(data if isinstance(data, list) else ()))
+    return next((found for place, item in children if (found := _first_marked(item, place)) is not None), None)
+
+
+def _place(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
