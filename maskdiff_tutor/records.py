@@ -27,9 +27,9 @@ __all__ = ["to_json", "from_json", "non_finite_places", "distinct"]
 
 
 def to_json(value, where: str = "", found: list | None = None):
-    """``value`` (dataclasses, lists, tuples, dicts, tensors, numpy scalars, numbers, strings,
-    None) as plain JSON values; a non-finite float becomes None and ``"<place>: <value>"`` is
-    appended to ``found``."""
+    """``value`` (dataclasses, lists, tuples, dicts, tensors, numpy arrays and scalars, numbers,
+    strings, None) as plain JSON values; a non-finite float becomes None and ``"<place>: <value>"``
+    is appended to ``found``. Any other type raises ``TypeError`` naming its place."""
     found = [] if found is None else found
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_json(getattr(value, f.name), _child(where, f.name), found)
@@ -179,7 +179,9 @@ def _child(where: str, name: str) -> str:
 
 
 def _key_text(key, where: str) -> str:
-    """A dict key as JSON writes it: strings as they are, ints and floats as their text."""
+    """A dict key as JSON writes it: strings as they are, ints and floats (numpy's too) as their text."""
+    if getattr(key, "ndim", None) == 0 and hasattr(key, "item"):  # a numpy scalar
+        key = key.item()
     if isinstance(key, bool) or not isinstance(key, (str, int, float)):
         raise TypeError(f"{where or 'the record'}: dict keys must be strings or numbers; got {key!r}")
     return key if isinstance(key, str) else repr(key)

@@ -4,7 +4,9 @@ console script, argument errors, and a run of the experiment at a tiny monkeypat
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 
 import pytest
@@ -142,3 +144,46 @@ def test_book_models_make_measure_and_check_at_a_tiny_scale(capsys, monkeypatch,
     # the report is the typed record as JSON: it reads back into book.Check
     check = from_json(book.Check, stored[0], "report")
     assert check.rows and all(isinstance(row, Comparison) and row.within for row in check.rows)
+
+
+# --- every --out refuses a special file before any work ------------------------------------------------
+
+def _never(*args, save_models=None, models=None, **kwargs):  # an experiment's run that offers --save-models
+    pytest.fail("the work started")
+
+
+def _error(capsys, *argv) -> list[str]:
+    assert cli.main(list(argv)) == 2
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_out_dev_null_is_refused_before_the_run(capsys, monkeypatch):
+    monkeypatch.setattr(joint_vs_marginal, "run", _never)
+    assert _error(capsys, "joint-vs-marginal", "--out", "/dev/null") == [
+        "maskdiff-tutor: error: --out /dev/null is a character device, not a regular file; give the path of a "
+        "JSON file"]
+
+
+def test_a_fifo_at_any_output_is_refused_before_the_work(capsys, monkeypatch, tmp_path):
+    from maskdiff_tutor.experiments import ground_truth, small_masked_lm
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for module, name in ((ground_truth, "run"), (book, "save_results"), (book, "check"), (book, "make"),
+                         (small_masked_lm, "make")):
+        monkeypatch.setattr(module, name, _never)
+    assert _error(capsys, "ground-truth", "--out", str(fifo)) == [
+        f"maskdiff-tutor: error: --out {fifo} is a FIFO, not a regular file; give the path of a JSON file"]
+    assert _error(capsys, "ground-truth", "--out", str(tmp_path / "r.json"), "--save-models", str(fifo)) == [
+        f"maskdiff-tutor: error: --save-models {fifo} is a FIFO; give a folder"]
+    assert _error(capsys, "book-results", "--out", str(fifo)) == [
+        f"maskdiff-tutor: error: --out {fifo} is a FIFO; give a folder"]
+    assert _error(capsys, "book-models", "--out", str(fifo)) == [
+        f"maskdiff-tutor: error: --out {fifo} is a FIFO; give a folder"]
+    assert _error(capsys, "book-models", "--check", "--out", "/dev/null") == [
+        "maskdiff-tutor: error: --out /dev/null is a character device, not a regular file; give the path of a "
+        "JSON file"]
+    (tmp_path / "text.txt").write_text("some text")
+    assert _error(capsys, "small-masked-lm", "--text", str(tmp_path / "text.txt"), "--out", str(fifo)) == [
+        f"maskdiff-tutor: error: --out {fifo} is a FIFO; give a folder"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pathlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -211,3 +213,97 @@ def test_distinct_keeps_each_value_once_in_the_order_first_seen():
     from maskdiff_tutor.records import distinct
 
     assert distinct([4, 1, 4, 8, 1]) == [4, 1, 8] and distinct(row.k for row in TREE.rows) == [1, 2]
+
+
+# --- what a result file may hold, strictly -----------------------------------------------------------
+
+def test_numpy_values_and_keys_are_converted_and_other_types_refused_with_their_place():
+    assert to_json({np.int64(3): np.arange(2), "s": np.float32(0.5)}) == {"3": [0, 1], "s": 0.5}
+    with pytest.raises(TypeError, match=r"^metrics\.ppl\[0\]: cannot store complex in a JSON result$"):
+        to_json({"ppl": np.array([1.0, 1j])}, "metrics")  # a complex array
+    with pytest.raises(TypeError, match=r"^metrics\.best: cannot store set in a JSON result$"):
+        to_json({"best": {1}}, "metrics")
+
+
+def test_a_numpy_scalar_in_a_float_field_saves_and_loads_as_a_float(tmp_path):
+    result = _demo()
+    result = DemoResult(**{**result.__dict__, "metrics": DemoMetrics({1: np.float32(4.5), 8: np.float64(20.0)},
+                                                                      Row(np.int64(1), 4.5))})
+    loaded = DemoResult.load(result.save(tmp_path / "r.json"))
+    assert loaded.metrics.ppl == {1: 4.5, 8: 20.0} and type(loaded.metrics.ppl[1]) is float
+    assert type(loaded.metrics.best.k) is int
+
+
+@pytest.mark.parametrize("metrics, error", [
+    (DemoMetrics({1: np.array([4.5, 5.0])}, Row(1, 4.5)),
+     r"^DemoResult not saved, as it would not load: metrics\.ppl\.1: expected a number; got \[4\.5, 5\.0\]$"),
+    (DemoMetrics({1: object()}, Row(1, 4.5)), r"^metrics\.ppl\.1: cannot store object in a JSON result$"),
+])
+def test_a_result_that_would_not_load_is_refused_before_the_file_is_opened(tmp_path, metrics, error):
+    path = tmp_path / "r.json"
+    path.write_text("earlier")
+    with pytest.raises(TypeError, match=error):
+        DemoResult(**{**_demo().__dict__, "metrics": metrics}).save(path)
+    assert path.read_text() == "earlier" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_save_checks_its_path_before_the_result(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    unstorable = DemoResult(**{**_demo().__dict__, "metrics": DemoMetrics({1: object()}, Row(1, 4.5))})
+    with pytest.raises(ValueError, match=rf"^path {tmp_path / 'pipe'} is a FIFO, not a regular file"):
+        unstorable.save(tmp_path / "pipe")
+    with pytest.raises(ValueError, match=rf"^path {tmp_path} is a folder; give the path of a file$"):
+        _demo().save(tmp_path)
+
+
+@pytest.mark.parametrize("edit, error", [
+    (lambda text: text.replace('"8": 20.0', '"8": NaN'), r"metrics\.ppl\.8: NaN \(strict JSON has no NaN"),
+    (lambda text: text.replace('"8": 20.0', '"8": Infinity'), r"metrics\.ppl\.8: Infinity \("),
+    (lambda text: text.replace('"8": 20.0', '"8": -Infinity'), r"metrics\.ppl\.8: -Infinity \("),
+    (lambda text: text.replace('"8": 20.0', '"8": 20.0, "1": 3.0'), r"metrics\.ppl\.1: the key appears twice"),
+    (lambda text: text.replace('"seed": 3,', '"seed": 3, "seed": 4,'), r"seed: the key appears twice"),
+])
+def test_load_refuses_nan_infinities_and_duplicate_keys_naming_file_and_key(tmp_path, edit, error):
+    path = _demo().save(tmp_path / "r.json")
+    text = path.read_text().replace("\n", "").replace("  ", "")
+    path.write_text(edit(text))
+    assert path.read_text() != text
+    with pytest.raises(ValueError, match=rf"^{path}: not strict JSON \(an experiment result\): {error}"):
+        DemoResult.load(path)
+
+
+BOOK_RESULTS = sorted((pathlib.Path(__file__).resolve().parents[1] / "book" / "results").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", BOOK_RESULTS, ids=[p.name for p in BOOK_RESULTS])
+def test_each_book_result_round_trips_exactly(path):
+    loaded = ExperimentResult.load(path)
+    record = loaded.to_json()
+    assert record == json.loads(path.read_text())  # written again, the file is the same
+    assert type(loaded).from_json(json.loads(json.dumps(record, allow_nan=False))) == loaded
+
+
+def test_integer_keys_come_back_as_integers():
+    path = pathlib.Path(__file__).resolve().parents[1] / "book" / "results" / "ground_truth_ci.json"
+    loaded = ExperimentResult.load(path)
+    assert loaded.metrics.cost_of_k and all(type(k) is int for k in loaded.metrics.cost_of_k)
+    assert list(loaded.metrics.cost_of_k) == [int(k) for k in json.loads(path.read_text())["metrics"]["cost_of_k"]]
+
+
+def test_a_headline_given_another_experiments_result_names_both_types():
+    from maskdiff_tutor.experiments import blocks, book, ground_truth, joint_vs_marginal
+
+    folder = pathlib.Path(__file__).resolve().parents[1] / "book" / "results"
+    other = ExperimentResult.load(folder / "blocks_ci.json")
+    with pytest.raises(TypeError, match=r"^result must be a GroundTruthResult \(a result of 'ground_truth'\); got "
+                                        r"BlocksResult \(a result of 'blocks'\)$"):
+        ground_truth.headline(other)
+    with pytest.raises(TypeError, match=r"^result must be a BlocksResult \(a result of 'blocks'\); got dict$"):
+        blocks.headline({"metrics": {}})
+    with pytest.raises(TypeError, match=r"^result must be a JointVsMarginalResult \(a result of 'joint_vs_marginal'\); "
+                                        r"got BlocksResult"):
+        joint_vs_marginal.headline(other)
+    with pytest.raises(TypeError, match=r"^numbers must be an experiment's headline\(result\), a dict name -> "
+                                        r"\(value, tolerance\); got BlocksResult$"):
+        book.headline_table(other)
+    assert blocks.headline(other)  # its own experiment's result is read as before

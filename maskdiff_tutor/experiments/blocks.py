@@ -380,6 +380,7 @@ def headline(result: BlocksResult) -> dict:
     """The numbers the chapter's conclusions rest on: name -> (value, tolerance), the tolerance
     being how far retraining may move the value (``book.check``; see ``BOUND_TOLERANCE``).
     Retraining with the same seed on another CPU moves the values less."""
+    BlocksResult.check_type(result)
     measured, whole = result.metrics, result.config.scale.seq_len
     numbers = {f"{model}: held-out bound": (measured.bound(model), tolerance)
                for model, tolerance in BOUND_TOLERANCE.items()}

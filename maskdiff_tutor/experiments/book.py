@@ -166,6 +166,9 @@ def headline_table(numbers: dict):
     number with how far retraining may move it."""
     from ..notebook import Table
 
+    if not isinstance(numbers, dict):
+        raise TypeError(f"numbers must be an experiment's headline(result), a dict name -> (value, tolerance); got "
+                        f"{type(numbers).__name__}")
     return Table(["number", "value", "retraining may move it by"],
                  [[name, value, tolerance] for name, (value, tolerance) in numbers.items()],
                  {"value": ".3f", "retraining may move it by": ".3f"})

@@ -612,6 +612,7 @@ def headline(result: GroundTruthResult) -> dict:
     """The numbers the chapter's conclusions rest on: name -> (value, tolerance), the tolerance
     being how far retraining may move the value (``book.check``; see ``TOP_TOLERANCE``).
     Retraining with the same seed on another CPU moves the values less."""
+    GroundTruthResult.check_type(result)
     decay, gibbs = result.metrics.decay, result.metrics.gibbs_from_random_start
     numbers = {f"trained top probability, n = {n}": (decay.trained_top[n], tolerance)
                for n, tolerance in TOP_TOLERANCE.items() if n < len(decay.trained_top)}  # n = 32 needs L > 32

@@ -374,6 +374,7 @@ def headline(result: JointVsMarginalResult) -> dict:
     being how far retraining may move the value (``book.check``): about 1.5 times the largest
     difference between seeds 0, 1 and 2 at the ci scale (``maskdiff-tutor book-models --spread``).
     Retraining with the same seed on another CPU moves the values less."""
+    JointVsMarginalResult.check_type(result)
     numbers = {}
     for m in result.metrics.models():
         numbers.update({

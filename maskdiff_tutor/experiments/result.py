@@ -26,7 +26,7 @@ import torch
 
 from .. import distributed
 from ..device import hardware_description
-from ..files import read_json, write_atomically
+from ..files import check_output, read_json, write_atomically
 from ..records import from_json, non_finite_places, to_json
 
 # The experiments whose results ``ExperimentResult.load`` can read: name -> module. (``nelbo_checks`` and
@@ -111,8 +111,28 @@ class ExperimentResult:
 
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
         """Write the result as strict JSON (parent folders created), atomically: a failed write
-        never leaves half a file or destroys an earlier result at ``path``."""
-        return write_atomically(path, json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+        never leaves half a file or destroys an earlier result at ``path``; only a regular file
+        is replaced (``files.write_atomically``). The path is checked first, then the whole
+        result is converted and read back as its own type, so a value that cannot be stored, or
+        that would not load as its field's type, is refused (``TypeError`` naming its place)
+        before the file is opened."""
+        check_output(path, "path")
+        record = self.to_json()
+        try:
+            type(self).from_json(record, type(self).__name__)
+        except ValueError as error:
+            raise TypeError(f"{type(self).__name__} not saved, as it would not load: {error}") from None
+        return write_atomically(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
+
+    @classmethod
+    def check_type(cls, value, argument: str = "result") -> None:
+        """Raise ``TypeError`` naming ``argument`` unless ``value`` is a result of this class
+        (a function of one experiment's result, given another's, says so)."""
+        if not isinstance(value, cls):
+            given = type(value).__name__
+            if isinstance(value, ExperimentResult):
+                given += f" (a result of {value.EXPERIMENT!r})"
+            raise TypeError(f"{argument} must be a {cls.__name__} (a result of {cls.EXPERIMENT!r}); got {given}")
 
     @classmethod
     def from_json(cls, record, source: str = "the record"):
