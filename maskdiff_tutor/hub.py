@@ -20,6 +20,8 @@ gone), so ``pip install "maskdiff-tutor[hub]"`` pins ``transformers>=4.48,<5`` (
 with ModernBERT). Each family is tested on a small local model with its interface
 (``tests/test_hub.py``). A failure this module words for the user keeps the original error as its
 cause (``raise ... from error``), so the traceback still shows what the model's code raised.
+Where the model's files come from, and which of them is at fault when transformers fails on them
+(a missing tokenizer, damaged weights, a config that is not a JSON object), is ``hub_files``.
 
 transformers is imported inside the functions, so ``import maskdiff_tutor.hub`` stays cheap.
 """
@@ -27,7 +29,6 @@ transformers is imported inside the functions, so ``import maskdiff_tutor.hub`` 
 from __future__ import annotations
 
 import abc
-import json
 import pathlib
 from dataclasses import dataclass, field
 
@@ -35,12 +36,14 @@ import torch
 
 from ._checks import check_mask_id, check_tokens
 from .device import pick_device
+from .hub_files import ModelFiles, damaged_weights, first_line, missing_tokenizer, read_config
 
 LLADA_MASK_ID = 126336  # LLaDA's <|mdm_mask|>, used where a config does not name its mask
 TRANSFORMERS_FOR_REMOTE_CODE = ((4, 48), (5, 0))  # [low, high): what the remote-code families run on
 INSTALL_HINT = 'pip install "maskdiff-tutor[hub]"  (transformers>=4.48,<5)'
 LENGTH_FIELDS = ("max_sequence_length", "model_length", "max_position_embeddings", "n_positions")
 END_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>")  # end-of-turn / end-of-text tokens some families add
+DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)  # the dtypes a model loads in
 
 
 class Family(abc.ABC):
@@ -189,8 +192,10 @@ FAMILIES = {family.name: family for family in (LLaDA(), Dream(), MDLM(), BD3LM()
 
 @dataclass
 class HubModel:
-    """A loaded model as a denoiser: ``model(x) -> logits (B, L, V)`` on ``device``, in float32
-    (float64 for a model loaded in float64)."""
+    """A loaded model as a denoiser: ``model(x) -> logits (B, L, V)`` in float32 (float64 for a
+    model loaded in float64). The model runs on ``device``; ``x`` may be on any device: it is
+    moved to the model's, and the logits come back on ``x``'s. ``prompt_ids`` gives ids on the
+    model's device, so a decoder's whole loop stays there."""
 
     model: torch.nn.Module
     tokenizer: object
@@ -208,25 +213,27 @@ class HubModel:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         check_tokens("x", x, self.vocab_size, self.mask_id, allow_mask=True)
-        if x.ndim != 2:
-            raise ValueError(f"x must be token ids of shape (B, L); got {tuple(x.shape)}")
+        if x.ndim != 2 or 0 in x.shape:
+            raise ValueError(f"x must be a non-empty batch of token ids of shape (B, L), B >= 1 and L >= 1; "
+                             f"got {tuple(x.shape)}")
         if self.max_length is not None and x.shape[1] > self.max_length:
             raise ValueError(f"a sequence of {x.shape[1]} tokens is longer than {self.name} takes "
                              f"({self.max_length}); shorten the prompt or the number of masks")
-        x = x.to(self.device)
         try:
-            logits = FAMILIES[self.family].forward(self.model, x)  # (B, L, V)
+            logits = FAMILIES[self.family].forward(self.model, x.to(self.device))  # (B, L, V)
         except torch.cuda.OutOfMemoryError as error:
             raise MemoryError(f"{self.name} ran out of GPU memory on {x.shape[0]} sequences of {x.shape[1]} tokens "
                               f"({_free_memory(self.device)}); pass fewer sequences at a time") from error
         if logits.shape[:2] != x.shape:
             raise RuntimeError(f"{self.name} returned logits of shape {tuple(logits.shape)} for input "
                                f"{tuple(x.shape)}; expected ({x.shape[0]}, {x.shape[1]}, V)")
-        return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()  # bf16/fp16 -> fp32
+        logits = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()  # bf16/fp16 -> fp32
+        return logits.to(x.device)  # (B, L, V) where x is
 
     def prompt_ids(self, text: str, chat: bool = True) -> torch.Tensor:
-        """Token ids (1, n) of a prompt: the user turn of the chat template where the tokenizer
-        has one (and ``chat``), else the beginning-of-text token (if any) and the text."""
+        """Token ids (1, n) of a prompt, on the model's ``device``: the user turn of the chat
+        template where the tokenizer has one (and ``chat``), else the beginning-of-text token (if
+        any) and the text."""
         if chat and getattr(self.tokenizer, "chat_template", None):
             ids = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
                                                      tokenize=True)
@@ -238,7 +245,7 @@ class HubModel:
                 else self.tokenizer.cls_token_id
             if start is not None:
                 ids = [start, *ids]
-        return torch.tensor([list(ids)], dtype=torch.long)
+        return torch.tensor([list(ids)], dtype=torch.long, device=self.device)  # (1, n)
 
     def decode(self, ids) -> list[str]:
         """Each id as its text, special tokens included (the mask shows as the mask)."""
@@ -254,21 +261,27 @@ def load(name_or_path: str | pathlib.Path, *, device: str | torch.device | None 
         name_or_path: a hub id such as ``"GSAI-ML/LLaDA-8B-Instruct"`` or a local folder.
         device: None for the best available (cuda, mps, cpu) or a device that must exist.
         dtype: None for bf16 on a GPU that supports it, fp16 on other GPUs (a T4) and on MPS,
-            float32 on the CPU; or any torch dtype.
+            float32 on the CPU; or one of ``DTYPES`` (torch.float32, float64, bfloat16, float16).
         revision: a branch, tag or commit of the hub repository.
         trust_remote_code: allow the model's own code to run (LLaDA, Dream, MDLM, BD3-LM need it).
         family: one of ``FAMILIES`` to override the one read from ``config.json``.
+
+    A hub id is fetched into the hub's local cache, or read from there alone where the hub does
+    not answer within ``hub_files.PROBE_SECONDS`` or ``HF_HUB_OFFLINE`` is set.
     """
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or dtype not in DTYPES):
+        raise ValueError(f"dtype must be one of {', '.join(map(str, DTYPES))}, or None for the device's "
+                         f"default; got {dtype!r}")
     name = str(name_or_path)
     transformers = _transformers()
-    config = _read_config(name, revision)
+    files = read_config(name, revision)
+    config = files.config
     chosen = _family(name, config, family)
     chosen.refuse(name, config, transformers.__version__, trust_remote_code)
     device = pick_device(device)
     dtype = default_dtype(device) if dtype is None else dtype
-    if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"dtype must be a torch.dtype such as torch.bfloat16, or None; got {dtype!r}")
-    tokenizer, model = _from_pretrained(transformers, chosen, name, revision, trust_remote_code, device, dtype)
+    tokenizer, model = _from_pretrained(transformers, chosen, name, files, dict(
+        revision=revision, trust_remote_code=trust_remote_code, local_files_only=files.local_only), device, dtype)
     vocab_size = _vocab_size(model, config)
     mask_id = chosen.mask_id(name, config, tokenizer)
     try:
@@ -286,16 +299,22 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "mps" else torch.float32
 
 
-def _from_pretrained(transformers, family: Family, name: str, revision: str | None, trust_remote_code: bool,
+def _from_pretrained(transformers, family: Family, name: str, files: ModelFiles, common: dict,
                      device: torch.device, dtype: torch.dtype) -> tuple:
-    """The tokenizer and the model (in eval mode, on ``device``); the failures a user can act on
-    are said plainly, with the original error as their cause."""
-    common = dict(revision=revision, trust_remote_code=trust_remote_code)
+    """The tokenizer and the model (in eval mode, on ``device``), ``common`` passed to both
+    ``from_pretrained``; the failures a user can act on are said plainly, with the original error
+    as their cause: a folder without tokenizer files, a damaged weights file (``hub_files``)."""
+    from safetensors import SafetensorError
+
+    tokenizer = _tokenizer(transformers, name, files.folder, common)
     dtype_key = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(name, **common)
         model = getattr(transformers, family.auto_class).from_pretrained(name, **common, **{dtype_key: dtype})
         return tokenizer, model.to(device).eval()
+    except SafetensorError as error:
+        damaged = damaged_weights(files.folder) or [f"a weights file of {name} is damaged ({first_line(error)})"]
+        raise ValueError(f"{'; '.join(damaged)}: download the model again, or save it again with "
+                         "save_pretrained") from error
     except ImportError as error:
         if "flash_attn" in str(error) or "flash-attn" in str(error):
             raise ImportError(f"{name}'s code imports flash-attn, which needs a CUDA GPU: pip install flash-attn "
@@ -305,7 +324,21 @@ def _from_pretrained(transformers, family: Family, name: str, revision: str | No
         raise MemoryError(f"{name} does not fit on {device} in {str(dtype).removeprefix('torch.')} "
                           f"({_free_memory(device)}); use a GPU with more memory, or a smaller model") from error
     except OSError as error:
-        raise OSError(f"{name}: its tokenizer or weights could not be read ({_first_line(error)})") from error
+        raise OSError(f"{name}: its weights could not be read ({first_line(error)})") from error
+
+
+def _tokenizer(transformers, name: str, folder: pathlib.Path, common: dict):
+    """The model's tokenizer. A folder without tokenizer files (where transformers tries to build
+    one and fails on a missing protobuf) raises a FileNotFoundError naming the folder and the files."""
+    try:
+        return transformers.AutoTokenizer.from_pretrained(name, **common)
+    except (ImportError, OSError, ValueError, TypeError) as error:
+        missing = missing_tokenizer(folder)
+        if missing is not None:
+            raise FileNotFoundError(missing if pathlib.Path(name) == folder else f"{name}: {missing}") from error
+        if isinstance(error, OSError):
+            raise OSError(f"{name}: its tokenizer could not be read ({first_line(error)})") from error
+        raise
 
 
 def _logits(output) -> torch.Tensor:
@@ -338,42 +371,6 @@ def _transformers():
     except ImportError as error:
         raise ImportError(f"maskdiff_tutor.hub needs Hugging Face transformers: {INSTALL_HINT}") from error
     return transformers
-
-
-def _read_config(name: str, revision: str | None) -> dict:
-    """config.json as plain JSON (no code runs), from a local folder or the hub."""
-    folder = pathlib.Path(name)
-    if folder.is_dir():
-        path = folder / "config.json"
-        if not path.is_file():
-            raise ValueError(f"{name} is a folder without config.json; give a folder written by save_pretrained")
-    elif folder.exists():
-        raise ValueError(f"{name} is a file; give a hub id (owner/name) or a folder written by save_pretrained")
-    else:
-        path = _hub_config(name, revision)
-    try:
-        return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable model config ({_first_line(error)})") from error
-
-
-def _hub_config(name: str, revision: str | None) -> str:
-    """The path of the hub repository's config.json, fetched into the local cache."""
-    from transformers.utils import cached_file
-
-    try:
-        path = cached_file(name, "config.json", revision=revision)
-    except (OSError, ValueError) as error:
-        text = str(error).lower()
-        if "connect" in text or "offline" in text:
-            raise OSError(f"{name} is not a local folder, and the Hugging Face Hub could not be reached to fetch "
-                          "it; connect to the network, or pass a folder written by save_pretrained "
-                          f"({_first_line(error)})") from error
-        raise OSError(f"{name} is neither a local folder nor a model on the Hugging Face Hub"
-                      f"{f' at revision {revision}' if revision else ''} ({_first_line(error)})") from error
-    if path is None:
-        raise OSError(f"{name}: the hub repository has no config.json")
-    return path
 
 
 def _family(name: str, config: dict, requested: str | None) -> Family:
@@ -445,8 +442,3 @@ def _free_memory(device: torch.device) -> str:
         return f"on {device}"
     free, total = torch.cuda.mem_get_info(device)
     return f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
