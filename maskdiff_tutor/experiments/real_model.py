@@ -341,7 +341,7 @@ def all_at_once(lm: hub.HubModel, ids: list, masks: int, batch_size: int, bar=No
     size = [batch_size]
     for members in _groups(ids, batch_size):
         prompt = torch.cat([ids[i] for i in members])  # (b, p)
-        x = torch.cat([prompt, torch.full((len(members), masks), lm.mask_id)], dim=1)
+        x = torch.cat([prompt, torch.full((len(members), masks), lm.mask_id, device=prompt.device)], dim=1)
         probs = clean_probs(_forward(lm, x, size)[:, prompt.shape[1]:].double(), lm.mask_id)  # (b, masks, V)
         top = probs.max(-1)
         for row, i in enumerate(members):
