@@ -21,6 +21,7 @@ Book chapter "The distance bound" (paper Section 3.2.3, Eq. 14-18) and its Table
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,13 +37,13 @@ def _check_zipf(s, N) -> tuple[float, int]:
 
 
 DIRECT_TERMS = 100_000  # power sums up to this many terms are summed term by term
+_LOG_FLOAT_MAX = math.log(sys.float_info.max)  # about 709.78: exp of more overflows a float
 
 
 def _power_sum(s: float, N: int, a: int, c: float = 1.0) -> float:
     """sum_{r=a}^{N} (c / r)^s in float64, in time and memory independent of N: the first
-    ``DIRECT_TERMS`` terms one by one, the rest by the Euler-Maclaurin formula for f(x) = (c/x)^s
-    (integral, end corrections and three Bernoulli terms; with the tail starting beyond r = 10^5
-    its remainder is below 10^-30 of the sum)."""
+    ``DIRECT_TERMS`` terms one by one, the rest by the Euler-Maclaurin formula (``_add_tail``). N is
+    any int; a sum beyond the largest float (s < 1 and an enormous N) is a ``ValueError``."""
     if a > N:
         return 0.0
     last_direct = min(N, a + DIRECT_TERMS - 1)
@@ -50,34 +51,81 @@ def _power_sum(s: float, N: int, a: int, c: float = 1.0) -> float:
     total = float(np.sum(ranks ** -s if c == 1 else (c / ranks) ** s))
     if last_direct == N:
         return total
-    lo, hi = float(last_direct + 1), float(N)  # the tail: r = lo .. hi
+    total = _add_tail(total, s, last_direct + 1, N, c)
+    if not math.isfinite(total):
+        raise _beyond_float(s, N)
+    return total
 
-    def f(x):
-        return (c / x) ** s
 
-    t = (1 - s) * math.log(hi / lo)
-    ratio = math.expm1(t) / t if t != 0 else 1.0  # (e^t - 1) / t, exact near s = 1
-    integral = c * (c / lo) ** (s - 1) * math.log(hi / lo) * ratio  # c^s (hi^(1-s) - lo^(1-s)) / (1-s)
-    ends = (f(lo) + f(hi)) / 2
+def _add_tail(total: float, s: float, lo: int, N: int, c: float) -> float:
+    """``total`` plus sum_{r=lo}^{N} (c/r)^s for lo > 10^5 by the Euler-Maclaurin formula for
+    f(x) = (c/x)^s: the integral, the end corrections and three Bernoulli terms (remainder below
+    10^-30 of the sum). The high end enters through log N only, so N may be any int (float(N)
+    overflows beyond 1.8e308, and N^5 beyond 1e61)."""
+    log_n = math.log(N)
+    # log(hi / lo): from the quotient where it is a float (no cancellation for hi near lo)
+    log_ratio = math.log(N / lo) if N.bit_length() < 1000 else log_n - math.log(lo)
+    integral = _tail_integral(s, c * (c / lo) ** (s - 1) * log_ratio, (1 - s) * log_ratio, N)
+    f_lo = (c / lo) ** s
 
-    def derivative(x, order):  # d^order/dx^order of (c/x)^s, for odd order 1, 3, 5
-        rising = math.prod(s + j for j in range(order))
-        return -rising * f(x) / x**order
+    def f_hi_over(order):  # (c/N)^s / N^order, in logs
+        return math.exp(s * math.log(c) - (s + order) * log_n)
+
+    ends = (f_lo + f_hi_over(0)) / 2
+
+    def derivative(order, f_x, x_to_order):  # d^order/dx^order (c/x)^s = -s (s+1) ... (s+order-1) (c/x)^s / x^order
+        return -math.prod(s + j for j in range(order)) * f_x / x_to_order
 
     bernoulli = ((2, 1 / 6), (4, -1 / 30), (6, 1 / 42))  # (2k, B_2k)
-    corrections = sum(b / math.factorial(k) * (derivative(hi, k - 1) - derivative(lo, k - 1)) for k, b in bernoulli)
-    return total + integral + ends + corrections
+    corrections = sum(b / math.factorial(k) * (derivative(k - 1, f_hi_over(k - 1), 1.0)
+                                               - derivative(k - 1, f_lo, lo ** (k - 1))) for k, b in bernoulli)
+    return total + integral + ends + corrections  # in this order, as the book's numbers were summed
+
+
+def _tail_integral(s: float, scale: float, t: float, N: int) -> float:
+    """int_lo^hi (c/x)^s dx = c^s (hi^(1-s) - lo^(1-s)) / (1-s) = scale (e^t - 1) / t, with
+    scale = c (c/lo)^(s-1) log(hi/lo) and t = (1-s) log(hi/lo); exact near s = 1 (t -> 0), and in
+    logs where e^t overflows (s < 1, hi enormous)."""
+    if t < _LOG_FLOAT_MAX:
+        return scale * (math.expm1(t) / t if t != 0 else 1.0)
+    log_integral = math.log(scale) + t - math.log(t)  # e^t - 1 = e^t to float precision here
+    if log_integral >= _LOG_FLOAT_MAX:
+        raise _beyond_float(s, N)
+    return math.exp(log_integral)
+
+
+def _beyond_float(s: float, N: int) -> ValueError:
+    """The refusal of a Zipf sum that no float can hold."""
+    return ValueError(f"s = {s:g} and N = {_describe_int(N)} give a Zipf sum sum_(r <= N) r^-s beyond the largest "
+                      f"float (1.8e308; for s < 1 it grows like N^(1-s) / (1-s)): take a larger s or a smaller N")
+
+
+def _describe_int(n: int) -> str:
+    """n as digits, or as a power of ten where it has more than 15 digits."""
+    return str(n) if n < 10**15 else f"about 10^{math.log10(n):.2f}"
 
 
 def harmonic(s: float, N: int) -> float:
     r"""The generalised harmonic number :math:`H_{N,s} = \sum_{r=1}^{N} r^{-s}`, in time and memory
-    independent of N (see ``_power_sum``)."""
+    independent of N (see ``_power_sum``), for any int N: for s > 1 it tends to :math:`\zeta(s)`, for
+    s = 1 it grows like :math:`\ln N + \gamma`, and for s < 1 like :math:`N^{1-s} / (1-s)`, which no
+    float holds beyond 1.8e308 (then a ``ValueError`` names s and N; so for every function here that
+    takes s and N). Relative error about :math:`(1 + |1 - s| \ln N) \cdot 10^{-16}`."""
     return _power_sum(*_check_zipf(s, N), a=1)
 
 
+PMF_MAX_N = 10**8  # the largest vocabulary zipf_pmf builds: an array of N float64, 800 MB at the limit
+
+
 def zipf_pmf(s: float, N: int) -> np.ndarray:
-    r"""Zipf's law, :math:`p(r) = r^{-s} / H_{N,s}` for ranks :math:`r = 1, \dots, N`, as an array of shape (N,)."""
+    r"""Zipf's law, :math:`p(r) = r^{-s} / H_{N,s}` for ranks :math:`r = 1, \dots, N`, as an array of shape (N,).
+
+    N is at most ``PMF_MAX_N`` (10^8) here, as the array is built; ``harmonic``, ``omegas`` and the
+    bound take any N."""
     s, N = _check_zipf(s, N)
+    if N > PMF_MAX_N:
+        raise ValueError(f"N must be at most {PMF_MAX_N:,} for zipf_pmf, which builds an array of N probabilities "
+                         f"(harmonic, omegas and the bound take any N); got {_describe_int(N)}")
     # p(r) = r^(-s) / H_{N,s}     [eq-zipf]
     unnormalised = np.arange(1, N + 1, dtype=np.float64) ** -s  # (N,)
     return unnormalised / unnormalised.sum()
@@ -97,9 +145,10 @@ def _omegas(s: float, N: int) -> tuple[float, float]:
 
 def bound_step(p_prev, s: float, N: int):
     r"""One step of the recursion of the bound, :math:`\omega_2 + (\omega_1 - \omega_2)\, p_{n-1}`."""
+    p_prev = _probabilities("p_prev", p_prev, "probabilities in [0, 1]")
     omega1, omega2 = omegas(s, N)
     # p_n <= omega2 + (omega1 - omega2) p_(n-1)     [eq-bound-recursion]
-    return omega2 + (omega1 - omega2) * np.asarray(p_prev, dtype=np.float64)
+    return omega2 + (omega1 - omega2) * p_prev
 
 
 def bound_limit(s: float, N: int) -> float:
@@ -154,16 +203,50 @@ def metric_3(p) -> np.ndarray:
 
 
 def _check_probabilities(p) -> np.ndarray:
-    p = np.asarray(p, dtype=np.float64)
-    if p.ndim < 1 or p.shape[-1] < 1 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
-        raise ValueError(f"p must be probabilities in [0, 1] of shape (..., n) with n >= 1; got {p!r}")
+    """The argument of the metrics: probabilities of shape (..., n), n >= 1."""
+    allowed = "probabilities in [0, 1] of shape (..., n) with n >= 1"
+    p = _probabilities("p", p, allowed)
+    if p.ndim < 1 or p.shape[-1] < 1:
+        raise ValueError(f"p must be {allowed}; got shape {p.shape}")
     return p
 
 
+def _probabilities(name: str, values, allowed: str) -> np.ndarray:
+    """``values`` as a float64 array if each lies in [0, 1]; otherwise a one-line ``ValueError`` that
+    names ``name``, says what is ``allowed`` and shows the first bad value and its index."""
+    array = _as_floats(name, values, allowed)
+    _refuse_first(name, array, np.isnan(array) | (array < 0) | (array > 1), allowed)
+    return array
+
+
+def _as_floats(name: str, values, allowed: str) -> np.ndarray:
+    """``values`` as a float64 array, or a ``ValueError`` naming ``name`` where numpy cannot convert them."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {allowed}; got {' '.join(repr(values).split())[:80]}") from None
+
+
+def _refuse_first(name: str, array: np.ndarray, bad: np.ndarray, allowed: str) -> None:
+    """Raise for the first True of ``bad``: "p must be probabilities in [0, 1] ...; got nan at p[0, 2]"."""
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        at = f" at {name}[{', '.join(str(i) for i in index)}]" if index else ""
+        raise ValueError(f"{name} must be {allowed}; got {array[index]}{at}")
+
+
 def perplexity(joint_probability, n) -> np.ndarray:
-    r"""The paper's perplexity of an n-token sequence, :math:`P(x_1, \dots, x_n)^{-1/n}` (inf where :math:`P = 0`)."""
+    r"""The paper's perplexity of an n-token sequence, :math:`P(x_1, \dots, x_n)^{-1/n}` (inf where :math:`P = 0`).
+
+    ``joint_probability`` must lie in [0, 1] and broadcast against ``n``."""
     n = check_counts("n", n, 1)
-    joint_probability = np.asarray(joint_probability, dtype=np.float64)
+    joint_probability = _probabilities("joint_probability", joint_probability,
+                                       "probabilities in [0, 1] (0 gives perplexity inf)")
+    try:
+        np.broadcast_shapes(joint_probability.shape, n.shape)
+    except ValueError:
+        raise ValueError(f"joint_probability and n must broadcast together (one n per probability, or one n for "
+                         f"all); got shapes {joint_probability.shape} and {n.shape}") from None
     with np.errstate(divide="ignore"):
         return joint_probability ** (-1.0 / n)
 
@@ -234,20 +317,29 @@ def implied_probabilities(ppl) -> np.ndarray:
     r"""The per-position probabilities :math:`p_k = J_k / J_{k-1}` that a Metric 2 perplexity column
     :math:`\mathrm{PPL}_1, \dots, \mathrm{PPL}_K` implies, with :math:`J_k = \mathrm{PPL}_k^{-k}` and
     :math:`J_0 = 1`: shape (K,)."""
-    ppl = np.asarray(ppl, dtype=np.float64)
-    if ppl.ndim != 1 or len(ppl) < 1 or np.isnan(ppl).any() or (ppl < 1).any():
-        raise ValueError(f"ppl must be a column (K,) of perplexities >= 1 for k = 1..K; got {ppl!r}")
+    allowed = "a column (K,) of finite perplexities >= 1 for k = 1..K"
+    ppl = _as_floats("ppl", ppl, allowed)
+    if ppl.ndim != 1 or len(ppl) < 1:
+        raise ValueError(f"ppl must be {allowed}; got shape {ppl.shape}")
+    _refuse_first("ppl", ppl, ~np.isfinite(ppl) | (ppl < 1), allowed)
     log_joint = -np.arange(1, len(ppl) + 1) * np.log(ppl)  # (K,) log J_k
     return np.exp(np.diff(log_joint, prepend=0.0))
 
 
 def largest_within_budget(ppl, ppl_budget: float) -> int:
     r"""The largest k with :math:`\mathrm{PPL}_k \le` ``ppl_budget`` in an increasing column
-    :math:`\mathrm{PPL}_1, \dots, \mathrm{PPL}_K` (0 if none)."""
+    :math:`\mathrm{PPL}_1, \dots, \mathrm{PPL}_K` of perplexities >= 1 (inf allowed: a joint
+    probability 0), 0 if none."""
     _check_budget(ppl_budget)
-    ppl = np.asarray(ppl, dtype=np.float64)
-    if ppl.ndim != 1 or (np.diff(ppl) < 0).any():
-        raise ValueError(f"ppl must be an increasing column (K,) of perplexities; got {ppl!r}")
+    allowed = "an increasing column (K,) of perplexities >= 1"
+    ppl = _as_floats("ppl", ppl, allowed)
+    if ppl.ndim != 1:
+        raise ValueError(f"ppl must be {allowed}; got shape {ppl.shape}")
+    _refuse_first("ppl", ppl, np.isnan(ppl) | (ppl < 1), allowed)
+    falls = np.flatnonzero(np.diff(ppl) < 0)
+    if len(falls):
+        k = int(falls[0]) + 1
+        raise ValueError(f"ppl must be {allowed}; got {ppl[k]} at ppl[{k}], below the {ppl[k - 1]} before it")
     return _largest_within_budget(ppl, ppl_budget)
 
 
@@ -259,13 +351,26 @@ def _check_budget(ppl_budget) -> None:
     check_number("ppl_budget", ppl_budget, at_least=1, meaning="a perplexity")
 
 
+K_MAX_LIMIT = 10**7  # the most k max_parallel_samples searches: a few arrays of k_max float64
+
+
 def max_parallel_samples(ppl_budget: float, s: float, N: int, k_max: int = 10_000) -> float:
     r"""The largest k with :math:`\mathrm{PPL}_k \le` ``ppl_budget`` for Eq. 17 with Metric 2: 0 if
     even one token exceeds it, ``math.inf`` if the limit :math:`1 / p^*` is within the budget
-    (:math:`\mathrm{PPL}_k` increases towards it)."""
+    (:math:`\mathrm{PPL}_k` increases towards it).
+
+    Otherwise the answer is finite, and searched for among :math:`k \le` ``k_max`` (at most
+    ``K_MAX_LIMIT``); a ``ValueError`` says so when every such k is within the budget, since the
+    answer then lies beyond ``k_max``."""
     _check_budget(ppl_budget)
-    check_number("k_max", k_max, integer=True, at_least=1)
+    check_number("k_max", k_max, integer=True, at_least=1, at_most=K_MAX_LIMIT, meaning="the largest k searched")
     s, N = _check_zipf(s, N)
-    if 1 / _bound_limit(s, N) <= ppl_budget:
+    limit = 1 / _bound_limit(s, N)
+    if limit <= ppl_budget:
         return math.inf
-    return float(_largest_within_budget(_perplexity_bound(np.arange(1, k_max + 1), s, N), ppl_budget))
+    ppl = _perplexity_bound(np.arange(1, k_max + 1), s, N)  # (k_max,) increasing towards the limit
+    if ppl[-1] <= ppl_budget:
+        raise ValueError(f"k_max = {k_max} is below the answer: PPL_k <= ppl_budget = {ppl_budget:.8g} for every k <= "
+                         f"k_max (PPL_{k_max} = {ppl[-1]:.8g}; they rise towards 1/p* = {limit:.8g}); pass a larger "
+                         f"k_max")
+    return float(_largest_within_budget(ppl, ppl_budget))

@@ -205,8 +205,23 @@ def test_max_parallel_samples_is_consistent_with_the_perplexity(s, N):
     assert max_parallel_samples(1.0, s, N) == 0.0  # one token already has perplexity H_{N,s} > 1
     assert max_parallel_samples(limit, s, N) == math.inf
     assert max_parallel_samples(limit * 1.01, s, N) == math.inf
-    below = max_parallel_samples(limit * (1 - 1e-12), s, N, k_max=50)
-    assert below == 50  # every k up to k_max is within the budget, but not all k
+    # every k up to k_max is within the budget, but not all k: the answer lies beyond k_max
+    with pytest.raises(ValueError, match=r"^k_max = 50 is below the answer: PPL_k <= ppl_budget = .* for every "
+                                         r"k <= k_max \(PPL_50 = .*; they rise towards 1/p\* = .*\); pass a "
+                                         r"larger k_max$"):
+        max_parallel_samples(limit * (1 - 1e-12), s, N, k_max=50)
+
+
+def test_max_parallel_samples_beyond_k_max_is_refused_not_capped():
+    # s = 1, N = 10, a budget between PPL_10 and PPL_11: the answer 10 is found where k_max = 11 shows
+    # PPL_11 above the budget; with k_max = 10 every k searched is within it, and the answer unknown
+    s, N = 1.0, 10
+    ppl = parallel_perplexity_bound(np.arange(1, 12), s, N)
+    budget = float(ppl[9] + ppl[10]) / 2
+    assert max_parallel_samples(budget, s, N, k_max=11) == 10.0
+    for k_max in (10, 3):
+        with pytest.raises(ValueError, match=rf"^k_max = {k_max} is below the answer"):
+            max_parallel_samples(budget, s, N, k_max=k_max)
 
 
 def test_max_parallel_samples_known_value():
@@ -359,9 +374,9 @@ def test_bad_ppl_budget_raises(budget):
         max_parallel_samples(budget, 1.0, 10)
 
 
-@pytest.mark.parametrize("k_max", [0, -3, 2.5])
+@pytest.mark.parametrize("k_max", [0, -3, 2.5, zipf.K_MAX_LIMIT + 1])
 def test_bad_k_max_raises(k_max):
-    with pytest.raises(ValueError, match="^k_max must be an int >= 1; got "):
+    with pytest.raises(ValueError, match=r"^k_max must be an int in \[1, 1e\+07\] \(the largest k searched\); got "):
         max_parallel_samples(2.0, 1.0, 10, k_max=k_max)
 
 
@@ -372,10 +387,69 @@ def test_bad_probabilities_raise(p):
             f(p)
 
 
-@pytest.mark.parametrize("ppl", [[], [0.5, 2.0], [[2.0]], [math.nan]])
-def test_bad_ppl_column_raises(ppl):
-    with pytest.raises(ValueError, match="^ppl must be a column"):
+@pytest.mark.parametrize(("p", "got"), [([[0.5, 1.5]], "1.5 at p[0, 1]"), ([0.2, -0.1], "-0.1 at p[1]"),
+                                        ([0.2, math.nan], "nan at p[1]"), ([math.inf], "inf at p[0]"),
+                                        ([], "shape (0,)"), (0.5, "shape ()"), (["a"], "['a']")])
+def test_the_metrics_and_perplexity_refuse_the_same_probabilities_alike(p, got):
+    # one check of "probabilities in [0, 1]": the first bad value and its index, in one line
+    for f in (metric_1, metric_2, metric_3):
+        with pytest.raises(ValueError) as error:
+            f(p)
+        assert str(error.value) == f"p must be probabilities in [0, 1] of shape (..., n) with n >= 1; got {got}"
+    if not got.startswith("shape"):
+        with pytest.raises(ValueError) as error:
+            perplexity(p, 1)
+        expected = got.replace(" at p[", " at joint_probability[")
+        assert str(error.value) == f"joint_probability must be probabilities in [0, 1] (0 gives perplexity inf); " \
+                                   f"got {expected}"
+
+
+@pytest.mark.parametrize("joint", [-0.5, 1.5, math.nan, -math.inf, [0.5, 2.0]])
+def test_perplexity_refuses_what_is_not_a_probability(joint):
+    with pytest.raises(ValueError, match=r"^joint_probability must be probabilities in \[0, 1\] \(0 gives perplexity "
+                                         r"inf\); got \S+"):
+        perplexity(joint, 3)
+
+
+def test_perplexity_at_the_ends_of_its_range_and_with_shapes_that_do_not_broadcast():
+    np.testing.assert_array_equal(perplexity([0.0, 1.0, 0.25], [3, 3, 2]), [math.inf, 1.0, 2.0])
+    with pytest.raises(ValueError, match=r"^joint_probability and n must broadcast together \(one n per probability, "
+                                         r"or one n for all\); got shapes \(2,\) and \(3,\)$"):
+        perplexity([0.5, 0.25], [1, 2, 3])
+
+
+@pytest.mark.parametrize(("ppl", "got"), [([], "shape (0,)"), ([0.5, 2.0], "0.5 at ppl[0]"), ([[2.0]], "shape (1, 1)"),
+                                          ([math.nan], "nan at ppl[0]"), ([2.0, math.inf], "inf at ppl[1]")])
+def test_bad_ppl_column_raises(ppl, got):
+    # inf (a joint probability 0) implies no probabilities after it: refused as well
+    with pytest.raises(ValueError) as error:
         implied_probabilities(ppl)
+    assert str(error.value) == f"ppl must be a column (K,) of finite perplexities >= 1 for k = 1..K; got {got}"
+
+
+@pytest.mark.parametrize(("ppl", "got"), [([1.0, math.nan, 3.0], "nan at ppl[1]"), ([math.nan], "nan at ppl[0]"),
+                                          ([0.9, 2.0], "0.9 at ppl[0]"), ([[2.0]], "shape (1, 1)"),
+                                          ([2.0, 3.0, 2.5], "2.5 at ppl[2], below the 3.0 before it"),
+                                          (["x"], "['x']")])
+def test_largest_within_budget_refuses_nan_and_what_is_not_an_increasing_column(ppl, got):
+    with pytest.raises(ValueError) as error:
+        largest_within_budget(ppl, 2.0)
+    assert str(error.value) == f"ppl must be an increasing column (K,) of perplexities >= 1; got {got}"
+    for budget in (math.nan, math.inf, 0.5):
+        with pytest.raises(ValueError, match=r"^ppl_budget must be a finite number >= 1 \(a perplexity\); got "):
+            largest_within_budget([1.0, 2.0], budget)
+
+
+def test_largest_within_budget_takes_an_infinite_perplexity_and_an_empty_column():
+    # Metric 3's joint can be 0: its perplexity inf is beyond every budget
+    assert largest_within_budget([1.5, 3.0, math.inf], 4.0) == 2
+    assert largest_within_budget([], 4.0) == 0
+
+
+@pytest.mark.parametrize("p_prev", [math.nan, -0.1, [0.5, 1.01]])
+def test_bound_step_refuses_what_is_not_a_probability(p_prev):
+    with pytest.raises(ValueError, match=r"^p_prev must be probabilities in \[0, 1\]; got "):
+        bound_step(p_prev, 1.0, 10)
 
 
 # --- sums in time and memory independent of N; the limit without cancellation -------------------
@@ -392,6 +466,77 @@ def test_harmonic_of_an_enormous_vocabulary_is_cheap_and_right():
     N = 10**18
     assert zipf.harmonic(1.0, N) == pytest.approx(math.log(N) + 0.5772156649015329, rel=1e-15)
     assert zipf.harmonic(2.0, N) == pytest.approx(math.pi**2 / 6, rel=1e-15)
+
+
+# References for enormous N, independent of the code: zeta values to 30 digits (mpmath.zeta at 30
+# digits, printed here as constants), and the leading terms of H_{N,s} = zeta(s) + N^(1-s) / (1-s) +
+# N^(-s) / 2 + ... (s != 1), H_{N,1} = ln N + gamma + 1/(2N) - ...
+EULER_GAMMA = 0.577215664901532860606512090082
+ZETA = {1.05: 20.5808443020369848299843450341, 2.0: math.pi**2 / 6, 3.0: 1.20205690315959428539973816151}
+
+
+def _leading_terms(s: float, exponent: int) -> float:
+    """H_{N,s} for N = 10^exponent and s >= 1 to float precision, from its leading terms (exponent >= 62)."""
+    log_n = exponent * math.log(10)
+    if s == 1:
+        return log_n + EULER_GAMMA
+    return ZETA[s] + math.exp((1 - s) * log_n) / (1 - s)  # N^(-s) / 2 and beyond are below 10^-31 here
+
+
+@pytest.mark.parametrize("exponent", [62, 200, 308, 309, 400, 5000])
+@pytest.mark.parametrize("s", [1.0, 1.05, 2.0, 3.0])
+def test_harmonic_of_any_int_N(s, exponent):
+    # N beyond float64 (1.8e308) and N^5 beyond it (N > 1e61): H_{N,s} is finite for s >= 1
+    assert harmonic(s, 10**exponent) == pytest.approx(_leading_terms(s, exponent), rel=2e-15)
+
+
+@pytest.mark.parametrize(("s", "exponent"), [(0.5, 62), (0.5, 200), (0.5, 400), (0.5, 614), (0.875, 400),
+                                             (0.875, 2400)])
+def test_harmonic_of_an_enormous_N_below_s_one(s, exponent):
+    # H = N^(1-s) / (1-s) + zeta(s) + ..., with N^(1-s) a power of ten here (zeta(s) is below 10^-30 of
+    # it); in float the relative error is about (1-s) ln N times 1e-16, as s itself is a float
+    power = 10 ** round((1 - s) * exponent)
+    assert harmonic(s, 10**exponent) == pytest.approx(power / (1 - s), rel=(1 - s) * exponent * math.log(10) * 3e-16)
+
+
+@pytest.mark.parametrize("N", [2**1000 - 1, 2**1000, 2**1000 + 1])
+def test_harmonic_where_log_n_over_lo_changes_its_form(N):
+    # below 2^1000, log(N / lo) from the quotient; from there, ln N - ln lo
+    assert harmonic(1.0, N) == pytest.approx(math.log(N) + EULER_GAMMA, rel=2e-15)
+    assert harmonic(0.5, N) == pytest.approx(2 * 2**500, rel=1e-13)  # 2 sqrt(N) + zeta(1/2) + ...
+
+
+@pytest.mark.parametrize(("s", "exponent"), [(0.5, 617), (0.1, 400), (0.9, 5000), (0.999, 10**6)])
+def test_a_sum_beyond_the_largest_float_is_refused_naming_s_and_N(s, exponent):
+    # H_{N,s} ~ N^(1-s) / (1-s) > 1.8e308: no float holds it
+    N = 10**exponent
+    error = (rf"^s = {s:g} and N = about 10\^{exponent}\.00 give a Zipf sum sum_\(r <= N\) r\^-s beyond the largest "
+             r"float \(1\.8e308; for s < 1 it grows like N\^\(1-s\) / \(1-s\)\): take a larger s or a smaller N$")
+    for call in (lambda: harmonic(s, N), lambda: omegas(s, N), lambda: bound_limit(s, N),
+                 lambda: top_probability_bound(3, s, N), lambda: parallel_perplexity_bound(3, s, N),
+                 lambda: perplexity_table(s, N), lambda: max_parallel_samples(17, s, N),
+                 lambda: metric_bounds(3, s, N), lambda: bound_step(0.5, s, N)):
+        with pytest.raises(ValueError, match=error):
+            call()
+
+
+def test_the_bound_of_an_enormous_vocabulary():
+    s, N = 1.05, 10**400
+    h = _leading_terms(s, 400)
+    assert omegas(s, N) == (pytest.approx(1 / h, rel=2e-15), pytest.approx(2**-s / h, rel=2e-15))
+    omega1, omega2 = omegas(s, N)
+    assert bound_limit(s, N) == pytest.approx(omega2 / (1 - (omega1 - omega2)), rel=1e-13)
+    rows = perplexity_table(s, N)
+    assert all(math.isfinite(r.ppl_metric_2) and r.ppl_metric_2 > 1 for r in rows)
+    assert max_parallel_samples(2 * rows[0].ppl_metric_2, s, N) >= 1
+
+
+def test_a_pmf_too_large_to_build_is_refused_naming_N_and_the_limit():
+    for N, got in ((10**400, "about 10^400.00"), (zipf.PMF_MAX_N + 1, "100000001")):
+        with pytest.raises(ValueError) as error:
+            zipf_pmf(1.05, N)
+        assert str(error.value) == ("N must be at most 100,000,000 for zipf_pmf, which builds an array of N "
+                                    f"probabilities (harmonic, omegas and the bound take any N); got {got}")
 
 
 @pytest.mark.parametrize("s", [0.5, 1.1, 2.31, 10.0])
