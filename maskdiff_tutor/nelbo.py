@@ -19,6 +19,10 @@ Three kinds of functions:
 Both need :math:`\alpha(0) = 1` and :math:`\alpha(1) = 0`: then the reconstruction and prior terms vanish and the
 NELBO is the diffusion term alone.
 
+The denoiser's logits must give a distribution at every masked position the NELBO scores: NaN, +inf,
+or -inf for every clean token there is refused, naming the row and position of the denoiser's input;
+a clean token given probability 0 (a logit of -inf) costs :math:`+\infty`, and the NELBO is then infinite.
+
 Each public function checks its arguments where they enter; what it calls then trusts them (the private
 ``_name`` variants and the schedule's ``_alpha``, ``_weight``).
 """
@@ -75,10 +79,10 @@ def _sample_times(batch_size: int, generator: torch.Generator | None, antithetic
 
 
 def _check_x0(x0: torch.Tensor, mask_id: int) -> None:
-    """x0 must be a batch of clean token ids (B, L) with B >= 1, and mask_id a valid id."""
+    """x0 must be a batch of clean token ids (B, L) with B >= 1 and L >= 1, and mask_id a valid id."""
     check_tokens("x0", x0, None, mask_id, allow_mask=False)
-    if x0.ndim != 2 or x0.shape[0] == 0:
-        raise ValueError(f"x0 must have shape (B, L) with B >= 1; got {tuple(x0.shape)}")
+    if x0.ndim != 2 or 0 in x0.shape:
+        raise ValueError(f"x0 must have shape (B, L) with B >= 1 and L >= 1; got {tuple(x0.shape)}")
 
 
 def _check_schedule(schedule: Schedule) -> None:
@@ -96,14 +100,37 @@ def _estimate(per_token, nll, weight, t, x_t, batch: int, samples: int) -> Nelbo
     return NelboEstimate(per_sequence.mean(), per_sequence, per_token, nll, weight, t, x_t)
 
 
-def _masked_nll(denoiser: Denoiser, x_t: torch.Tensor, x0: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """-log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere: (B, L) float64."""
+def _masked_nll(denoiser: Denoiser, x_t: torch.Tensor, x0: torch.Tensor, mask_id: int,
+                of_sequence: int | None = None) -> torch.Tensor:
+    """-log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere: (B, L) float64. Infinite where the
+    denoiser gives the clean token probability 0 (a logit of -inf); refused where its logits give no
+    distribution at a masked position. ``of_sequence``: the row of x0 whose mask patterns x_t holds."""
     logits = denoiser(x_t)  # (B, L, V)
     check_logits(logits, x_t, mask_id)
+    _check_ids_in_vocabulary(x0, logits.shape[-1])
     probs = denoiser_probs(logits, mask_id)  # (B, L, V)
     log_p = torch.log(probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1))  # (B, L)
+    masked = x_t == mask_id  # (B, L)
+    _refuse_undefined(torch.isnan(log_p) & masked, of_sequence)
     # Eq. 7 with alpha_s = 1: a masked token is revealed for sure and costs -log p_theta(x_0 | x_t)
-    return torch.where(x_t == mask_id, -log_p, torch.zeros_like(log_p))
+    return torch.where(masked, -log_p, torch.zeros_like(log_p))
+
+
+def _check_ids_in_vocabulary(x0: torch.Tensor, vocab_size: int) -> None:
+    """x0's ids must index the denoiser's logits (B, L, V)."""
+    if x0.max() >= vocab_size:
+        raise ValueError(f"x0 holds ids outside [0, {vocab_size - 1}], the denoiser's vocabulary (its logits have "
+                         f"V = {vocab_size}); got {int(x0.max())}")
+
+
+def _refuse_undefined(undefined: torch.Tensor, of_sequence: int | None) -> None:
+    """Raise for the first masked position (B, L) whose log-probability is NaN: the NELBO needs it."""
+    if undefined.any():
+        row, position = (int(i) for i in undefined.nonzero()[0])
+        pattern = f" (mask pattern {row} of x0 row {of_sequence})" if of_sequence is not None else ""
+        raise ValueError(f"the denoiser's logits give no distribution (NaN, +inf, or -inf for every token but the "
+                         f"mask) at batch row {row}{pattern}, position {position} of its input x_t, a masked "
+                         f"position whose -log p(x_0 | x_t) the NELBO needs")
 
 
 def continuous_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_id: int,
@@ -152,8 +179,6 @@ def count_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
     the shapes of the parts are as in ``continuous_nelbo``.
     """
     _check_x0(x0, mask_id)
-    if x0.shape[1] == 0:
-        raise ValueError(f"x0 must have shape (B, L) with L >= 1; got {tuple(x0.shape)}")
     check_positive_int("samples", samples)
     batch, seq_len = x0.shape
     x0 = x0.repeat(samples, 1)  # (S B, L): draw s of sequence b at row s B + b
@@ -293,8 +318,10 @@ def exact_nelbo(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, schedule: Sc
     _check_weighting(schedule, num_steps, weighted)
     patterns = _mask_patterns(x0.shape[1])  # (P, L)
     coeff = _pattern_coefficients(x0.shape[1], schedule, num_steps, weighted)[patterns.sum(-1)]  # (P,)
-    # sum over patterns M of c_|M| sum_{l in M} -log p_theta(x_0^l | x_0 with M masked)
-    return (coeff * _pattern_nlls(denoiser, x0, mask_id, patterns)).sum(-1)
+    nll = _pattern_nlls(denoiser, x0, mask_id, patterns)  # (B, P)
+    # sum over patterns M of c_|M| sum_{l in M} -log p_theta(x_0^l | x_0 with M masked); a pattern of
+    # weight 0 adds nothing, even where its NLL is infinite
+    return torch.where(coeff == 0, torch.zeros_like(nll), coeff * nll).sum(-1)
 
 
 def _check_exact(x0: torch.Tensor, mask_id: int, schedule: Schedule | None) -> None:
@@ -310,7 +337,7 @@ def _pattern_nlls(denoiser: Denoiser, x0: torch.Tensor, mask_id: int, patterns: 
     out = torch.empty(x0.shape[0], patterns.shape[0], dtype=torch.float64)
     for b in range(x0.shape[0]):
         x_t = torch.where(patterns, torch.full_like(patterns, mask_id, dtype=x0.dtype), x0[b])  # (P, L)
-        out[b] = _masked_nll(denoiser, x_t, x0[b].expand_as(x_t), mask_id).sum(-1)  # (P,)
+        out[b] = _masked_nll(denoiser, x_t, x0[b].expand_as(x_t), mask_id, of_sequence=b).sum(-1)  # (P,)
     return out
 
 
@@ -355,7 +382,8 @@ def exact_estimator_variance(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
     estimator (``continuous_nelbo`` with independent times). Both have mean ``exact_nelbo``;
     :math:`\mathrm{Var} = \sum_M d_{|M|} S_M^2 - (\sum_M c_{|M|} S_M)^2` over all :math:`2^L` patterns M, with
     ``second_moment_coefficients`` :math:`d_k` and ``pattern_coefficients`` :math:`c_k`. The variance is
-    infinite where :math:`d_1` is and some single-mask pattern has :math:`S_M > 0`.
+    infinite where :math:`d_1` is and some single-mask pattern has :math:`S_M > 0`, and where the mean is
+    (the denoiser gives a masked clean token probability 0).
     """
     _check_exact(x0, mask_id, schedule)
     patterns = _mask_patterns(x0.shape[1])  # (P, L)
@@ -365,7 +393,8 @@ def exact_estimator_variance(denoiser: Denoiser, x0: torch.Tensor, mask_id: int,
     d = _second_moment_coefficients(x0.shape[1], schedule)[k]  # (P,)
     # a pattern whose masked tokens cost nothing adds nothing, even where d_k is infinite
     second = torch.where(nll == 0, torch.zeros_like(nll), d * nll**2).sum(-1)  # (B,)
-    return second - mean**2
+    # an estimator with an infinite mean (a masked clean token of probability 0) has infinite variance
+    return torch.where(torch.isinf(mean), mean, second - mean**2)
 
 
 def batch_variance(values: torch.Tensor, num_batches: int = 20) -> tuple[float, float]:

@@ -504,13 +504,101 @@ def test_x0_of_the_wrong_rank_raises(toy, oracle):
         continuous_nelbo(oracle, toy.data.double(), CosineSchedule(), toy.mask_id)
 
 
-def test_an_empty_batch_is_refused(toy, oracle):
-    empty = toy.data[:0]
-    for call in (lambda: continuous_nelbo(oracle, empty, CosineSchedule(), toy.mask_id),
-                 lambda: t_step_nelbo(oracle, empty, LinearSchedule(), toy.mask_id, 2),
-                 lambda: count_nelbo(oracle, empty, toy.mask_id),
-                 lambda: exact_nelbo(oracle, empty, toy.mask_id)):
-        with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with B >= 1; got \(0, 5\)$"):
+def _every_estimator(denoiser, x0, mask_id):
+    """A call of each NELBO function on x0: the three Monte Carlo estimators, the exact NELBO (continuous
+    and T-step) and the exact variance."""
+    return [lambda: continuous_nelbo(denoiser, x0, CosineSchedule(), mask_id, _gen(0), samples=2),
+            lambda: t_step_nelbo(denoiser, x0, LinearSchedule(), mask_id, 2, _gen(0)),
+            lambda: count_nelbo(denoiser, x0, mask_id, _gen(0)),
+            lambda: exact_nelbo(denoiser, x0, mask_id),
+            lambda: exact_nelbo(denoiser, x0, mask_id, LinearSchedule(), num_steps=3),
+            lambda: exact_estimator_variance(denoiser, x0, mask_id, CosineSchedule())]
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (3, 0), (0, 0)])
+def test_an_empty_batch_is_refused(toy, oracle, shape):
+    # no sequence (B = 0) or empty sequences (L = 0): named as x0, never as an argument the caller did not pass
+    empty = torch.zeros(shape, dtype=torch.long)
+    for call in _every_estimator(oracle, empty, toy.mask_id):
+        with pytest.raises(ValueError, match=rf"^x0 must have shape \(B, L\) with B >= 1 and L >= 1; got "
+                                             rf"\({shape[0]}, {shape[1]}\)$"):
+            call()
+
+
+def _logits_where(value: float, where):
+    """Uniform logits over V = 4 (mask id 3), ``value`` for token 1 where ``where(x_t)`` (B, L) holds."""
+    def denoiser(x_t):
+        logits = torch.zeros(*x_t.shape, 4, dtype=torch.float64)  # (B, L, V)
+        logits[..., 1] = torch.where(where(x_t), value, 0.0)
+        return logits
+    return denoiser
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_nan_or_infinite_logits_are_refused_by_every_estimator(value):
+    # NaN, or +inf (softmax: inf - inf), at a masked position: the NELBO would be NaN
+    x0 = torch.tensor([[0, 1, 2, 0, 1]] * 3)
+    broken = _logits_where(value, lambda x_t: torch.ones_like(x_t, dtype=torch.bool))
+    for call in _every_estimator(broken, x0, 3):
+        with pytest.raises(ValueError, match=r"^the denoiser's logits give no distribution \(NaN, \+inf, or -inf for "
+                                             r"every token but the mask\) at batch row \d+.*, position \d+ of its "
+                                             r"input x_t, a masked position whose -log p\(x_0 \| x_t\) the NELBO "
+                                             r"needs$"):
+            call()
+
+
+def test_the_refusal_names_the_first_masked_position_with_no_distribution():
+    x0 = torch.tensor([[0, 1, 0, 0, 1], [2, 2, 2, 2, 2]])
+    all_minus_inf = lambda x_t: torch.full((*x_t.shape, 4), -math.inf)  # noqa: E731
+    # count_nelbo masks k >= 1 of L = 1 position: always row 0, position 0
+    with pytest.raises(ValueError, match=r"at batch row 0, position 0 of its input x_t"):
+        count_nelbo(all_minus_inf, x0[:1, :1], 3)
+    # the patterns of exact_nelbo in order 00000, 00001, 00010, ...: the first that masks position 3
+    # of x0 row 1 is pattern 2 (00010); a row of x_t holds a 2 only where it comes from x0 row 1
+    nan_at_3_of_row_1 = _logits_where(math.nan, lambda x_t: (torch.arange(5) == 3) & (x_t == 2).any(-1, keepdim=True))
+    with pytest.raises(ValueError, match=r"at batch row 2 \(mask pattern 2 of x0 row 1\), position 3 of its input"):
+        exact_nelbo(nan_at_3_of_row_1, x0, 3)
+
+
+def test_nan_logits_where_no_token_is_scored_are_not_consulted():
+    # the NELBO needs the logits at masked positions only; NaN elsewhere leaves it as it is:
+    # uniform over the 3 clean tokens at every masked position gives L log 3 (sum_M c_|M| |M| = L)
+    x0 = torch.tensor([[0, 1, 2, 0, 1]])
+    nan_where_clean = _logits_where(math.nan, lambda x_t: x_t != 3)
+    assert float(exact_nelbo(nan_where_clean, x0, 3)[0]) == pytest.approx(5 * math.log(3), rel=1e-12)
+    assert float(count_nelbo(nan_where_clean, x0, 3, _gen(0), samples=50).value) == pytest.approx(5 * math.log(3))
+
+
+def test_a_clean_token_of_probability_zero_costs_infinitely_much():
+    # a logit of -inf for the clean token 1: -log p = inf, a true value, not NaN
+    x0 = torch.tensor([[0, 1, 2, 0, 1], [2, 2, 2, 2, 2]])
+    never_1 = _logits_where(-math.inf, lambda x_t: torch.ones_like(x_t, dtype=torch.bool))
+    for call in _every_estimator(never_1, x0, 3)[:5]:
+        result = call()
+        per_sequence = result.per_sequence if isinstance(result, NelboEstimate) else result
+        assert not torch.isnan(per_sequence).any() and torch.isfinite(per_sequence[1])  # row 1 holds no token 1
+    # uniform over the two clean tokens 0 and 2 left: L log 2 for row 1, inf for row 0
+    assert exact_nelbo(never_1, x0, 3).tolist() == [math.inf, pytest.approx(5 * math.log(2), rel=1e-12)]
+    variance = exact_estimator_variance(never_1, x0, 3)
+    assert variance[0] == math.inf and variance[1] == 0.0  # infinite mean, infinite variance
+
+
+def test_a_pattern_of_weight_zero_adds_nothing_even_at_infinite_cost():
+    # T = 1: only the fully masked pattern has weight (alpha_0 = 1, alpha_1 = 0), so the NELBO is
+    # sum_l -log p(x_0^l | all masked) = L log 3, whatever the denoiser does at partial patterns
+    x0 = torch.tensor([[0, 1, 2, 0, 1]])
+    partly_masked = lambda x_t: ((x_t == 3).any(-1) & (x_t != 3).any(-1))[:, None].expand_as(x_t)  # noqa: E731
+    never_1_when_partial = _logits_where(-math.inf, partly_masked)
+    assert float(exact_nelbo(never_1_when_partial, x0, 3, LinearSchedule(), num_steps=1)[0]) == pytest.approx(
+        5 * math.log(3), rel=1e-12)
+
+
+def test_ids_outside_the_denoisers_vocabulary_are_refused():
+    x0 = torch.tensor([[0, 1, 7]])  # the denoiser has V = 4
+    uniform = _logits_where(0.0, lambda x_t: torch.ones_like(x_t, dtype=torch.bool))
+    for call in _every_estimator(uniform, x0, 3):
+        with pytest.raises(ValueError, match=r"^x0 holds ids outside \[0, 3\], the denoiser's vocabulary \(its logits "
+                                             r"have V = 4\); got 7$"):
             call()
 
 
@@ -712,7 +800,7 @@ def test_count_nelbo_bad_input_raises(toy, oracle):
         count_nelbo(oracle, bad, toy.mask_id)
     with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\)"):
         count_nelbo(oracle, toy.data[0], toy.mask_id)
-    with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with L >= 1"):
+    with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with B >= 1 and L >= 1"):
         count_nelbo(oracle, torch.zeros(3, 0, dtype=torch.long), toy.mask_id)
     with pytest.raises(ValueError, match=r"^x0 must be a torch.long \(int64\) tensor of token ids"):
         count_nelbo(oracle, toy.data.double(), toy.mask_id)
