@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from maskdiff_tutor import cli, decoders, zipf
+from maskdiff_tutor import cli, decoders, nelbo, zipf
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 from maskdiff_tutor.experiments.result import Environment, ExperimentResult
 from maskdiff_tutor.forward_process import sample_xt
@@ -35,6 +35,37 @@ BAD_CALLS = [
      r"^weight_decay must be a finite number >= 0; got inf$"),
     ("zipf s = 0", lambda: zipf.harmonic(0, 10), r"^s must be a finite number > 0 \(the Zipf exponent\); got 0$"),
     ("zipf N = 1", lambda: zipf.bound_limit(1.1, 1), r"^N must be an int >= 2 \(the vocabulary size\); got 1$"),
+    ("zipf sum beyond a float", lambda: zipf.harmonic(0.1, 10**400),
+     r"^s = 0.1 and N = about 10\^400.00 give a Zipf sum .* beyond the largest float .*: take a larger s or a "
+     r"smaller N$"),
+    ("zipf pmf of 10^400 tokens", lambda: zipf.zipf_pmf(1.05, 10**400),
+     r"^N must be at most 100,000,000 for zipf_pmf, which builds an array of N probabilities .*; got about "
+     r"10\^400.00$"),
+    ("max_parallel_samples beyond k_max", lambda: zipf.max_parallel_samples(
+        1 / zipf.bound_limit(1.1, 1000) * (1 - 1e-9), 1.1, 1000, k_max=50),
+     r"^k_max = 50 is below the answer: .*; pass a larger k_max$"),
+    ("perplexity of NaN", lambda: zipf.perplexity([0.5, NAN], 2),
+     r"^joint_probability must be probabilities in \[0, 1\] \(0 gives perplexity inf\); got nan at "
+     r"joint_probability\[1\]$"),
+    ("perplexity of a negative probability", lambda: zipf.perplexity(-0.5, 2),
+     r"^joint_probability must be probabilities in \[0, 1\] \(0 gives perplexity inf\); got -0.5$"),
+    ("metric of 1.5", lambda: zipf.metric_2([0.5, 1.5]),
+     r"^p must be probabilities in \[0, 1\] of shape \(..., n\) with n >= 1; got 1.5 at p\[1\]$"),
+    ("largest_within_budget NaN", lambda: zipf.largest_within_budget([1.5, NAN], 2.0),
+     r"^ppl must be an increasing column \(K,\) of perplexities >= 1; got nan at ppl\[1\]$"),
+    ("NELBO NaN logits", lambda: nelbo.continuous_nelbo(lambda x: torch.full((*x.shape, 4), NAN),
+                                                        torch.tensor([[1, 2, 1]] * 4), LinearSchedule(), 3),
+     r"^the denoiser's logits give no distribution \(NaN, \+inf, or -inf for every token but the mask\) at batch "
+     r"row \d+, position \d+ of its input x_t"),
+    ("NELBO +inf logits, exact", lambda: nelbo.exact_nelbo(lambda x: torch.full((*x.shape, 4), INF),
+                                                           torch.tensor([[1, 2]]), 3),
+     r"at batch row 1 \(mask pattern 1 of x0 row 0\), position 1 of its input x_t"),
+    ("count_nelbo on no sequence", lambda: nelbo.count_nelbo(lambda x: torch.zeros(*x.shape, 4),
+                                                             torch.zeros(0, 3, dtype=torch.long), 3),
+     r"^x0 must have shape \(B, L\) with B >= 1 and L >= 1; got \(0, 3\)$"),
+    ("exact NELBO of empty sequences", lambda: nelbo.exact_nelbo(lambda x: torch.zeros(*x.shape, 4),
+                                                                 torch.zeros(2, 0, dtype=torch.long), 3),
+     r"^x0 must have shape \(B, L\) with B >= 1 and L >= 1; got \(2, 0\)$"),
     ("generate threshold = 0", lambda: decoders.generate(lambda x: torch.zeros(*x.shape, 4), torch.tensor([[1]]), 2, 3,
                                                          threshold=0.0),
      r"^threshold must be a finite number in \(0, 1\] \(a score to reach\); got 0.0$"),
