@@ -20,6 +20,7 @@ Modules (one concept of the paper each):
 - ``objectives``       the weighted (NELBO) and unweighted training losses      (Eq. 13, Section 3.2.1)
 - ``blockwise``        blockwise training: block-causal one-pass loss and its loop (Section 3.4.2)
 - ``train``            one train() function
+- ``checkpoints``      train()'s checkpoints: what a run was made with, a checksum, the checks on resume
 - ``clean_distribution`` the denoiser's distribution over clean tokens (the mask's logit removed)
 - ``attention_masks``  block-causal attention, shared by blockwise training and decoding (Section 3.4.2)
 - ``decoding``         the one unmasking loop, its scores, Gumbel sampling and selection (Sections 3.2.2-3.4)
@@ -42,9 +43,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
-               "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "decoding", "decoders",
-               "corpus", "device", "claims", "claim_registry", "experiments", "notebook", "records", "files",
-               "benchmark_results")
+               "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "checkpoints", "decoding",
+               "decoders", "corpus", "device", "claims", "claim_registry", "experiments", "notebook", "records",
+               "files", "benchmark_results")
 
 __all__ = ["__version__", *_SUBMODULES]
 

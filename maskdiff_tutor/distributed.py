@@ -120,3 +120,11 @@ def gather(value) -> list:
     values = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(values, value)
     return values
+
+
+def barrier() -> None:
+    """Wait until every process has reached this call (at once for a single process). ``train()`` calls
+    it after rank 0 writes a checkpoint, so that no process leaves, and has torchrun end the others,
+    before the file is whole."""
+    if is_distributed():
+        torch.distributed.barrier()

@@ -8,7 +8,8 @@ error, naming the step, when the loss stops being finite. Returns a ``History`` 
 
 The loop's state (step, running loss, history, generator) is one ``LoopState``; a step reads it and
 the run's fixed parts and updates it; a checkpoint is that state with the model, optimiser and
-scheduler, written atomically (``files.write_atomically``).
+scheduler, what the run was made with and a checksum (``checkpoints.py``, which also says what a
+resumed run may change), written atomically. Ctrl-C and SIGTERM finish the step and save first.
 
 Under ``torchrun --nproc-per-node N`` the same call trains with PyTorch's DistributedDataParallel
 (``distributed.py``): the global batch of ``batch_size`` rows is split into N equal shares.
@@ -26,11 +27,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from . import distributed
+from . import checkpoints, distributed
 from ._checks import check_number, check_positive_int, check_tokens
 from .blockwise import blockwise_loss, blockwise_loss_loop, number_of_blocks, sample_block_noise
 from .device import pick_device
-from .files import write_atomically
+from .files import check_output
 from .objectives import LossParts, masked_diffusion_loss
 from .schedules import LinearSchedule, Schedule
 
@@ -144,6 +145,7 @@ class _Run:
     time_input: bool  # the model takes t
     device: torch.device
     rows: slice | None  # this process's share of the global batch under torchrun; None for one process
+    made_with: dict | None  # what the run is made with (checkpoints.made_with), when it has a checkpoint
 
 
 def optimizer_and_schedule(model: torch.nn.Module,
@@ -176,11 +178,18 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
         device: None for the best available (cuda, mps, cpu) or a name that must exist.
         seed: seeds the batch order, times and masks (and the model's dropout).
         pad_id: padding id in ``data``; never masked, never counted.
-        checkpoint: a file for model, optimiser, scheduler, generators and history; written every
-            ``config.checkpoint_every`` steps and at the end.
+        checkpoint: a file for model, optimiser, scheduler, generators, history and what the run is
+            made with (``checkpoints.py``); checked before the first step (a folder, a device or a path
+            under a file is refused), written every ``config.checkpoint_every`` steps and at the end.
         resume: continue from ``checkpoint`` (which must exist); the result is identical, on the
-            CPU, to a run that was never interrupted.
+            CPU, to a run that was never interrupted. A checkpoint made with other settings, data or
+            model, or damaged, is refused naming what differs (``steps`` may grow; see
+            ``checkpoints.py`` for what may change).
         progress: show a progress bar.
+
+    Ctrl-C (SIGINT) and SIGTERM (``kill``, a job scheduler, torchrun passing either on) finish the
+    current step, save a checkpoint, print one line and stop: Ctrl-C raises ``KeyboardInterrupt``,
+    SIGTERM is then handed to the handler it would have met (by default the process ends).
 
     Several processes (launched by ``torchrun``; the process group is opened here if it is not
     yet): the model is wrapped in ``DistributedDataParallel``. Every process draws the same global
@@ -189,38 +198,50 @@ def train(model: torch.nn.Module, data: torch.Tensor, mask_id: int, config: Trai
     gradients is the gradient of the whole batch's loss: N processes follow, to float rounding,
     the steps of one process on the same batches. Dropout is seeded ``seed + rank``. The logged
     loss is the mean over the processes; only rank 0 shows the progress bar and writes the
-    checkpoint, which holds every process's dropout generator (so resume with the same N). Ctrl-C
-    in any process stops all of them after the same step.
+    checkpoint, which holds every process's dropout generator (so resume with the same N). A stop
+    in any process stops all of them after the same step, and none leaves before rank 0 has
+    written its checkpoint (torchrun ends the others when one process leaves).
     """
     time_input = _check_arguments(model, data, mask_id, config, pad_id, checkpoint, resume)
     rank, world = distributed.start()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes "
                          f"({world}, torchrun's WORLD_SIZE): each takes an equal share of the global batch")
+    made_with = None if checkpoint is None else checkpoints.made_with(
+        config, model, data, seed=seed, mask_id=mask_id, pad_id=pad_id, schedule=schedule, world_size=world)
     device = distributed.local_device(pick_device(device))
     model.to(device)
     state = LoopState(torch.Generator().manual_seed(seed))  # the same on every process: batches, times, masks
     torch.manual_seed(seed + rank)  # dropout, different on every process
     optimizer, scheduler = optimizer_and_schedule(model, config)
     if resume:
-        state = _resume(checkpoint, model, optimizer, scheduler, device, rank, world)
+        state = _resume(checkpoint, made_with, model, optimizer, scheduler, config, device, rank)
     share = config.batch_size // world
     run = _Run(model, _step_model(model, device, world, config.compile), optimizer, scheduler, data.to(device),
                config, schedule, mask_id, pad_id, time_input, device,
-               slice(rank * share, (rank + 1) * share) if world > 1 else None)
+               slice(rank * share, (rank + 1) * share) if world > 1 else None, made_with)
     model.train()
-    with _progress_bar(config.steps, state.step, progress and rank == 0) as bar, \
-            _deferred_interrupt() as interrupted:
-        while state.step < config.steps:
-            stop = _step(run, state, bar, interrupted)
-            due = config.checkpoint_every and state.step % config.checkpoint_every == 0
-            if checkpoint is not None and (due or state.step == config.steps or stop):
-                _save_checkpoint(checkpoint, run, state)
-            if stop:
-                _say_interrupted(bar, state.step, config.steps, checkpoint, rank)
-                raise KeyboardInterrupt
+    with _progress_bar(config.steps, state.step, progress and rank == 0) as bar, _deferred_stop() as received:
+        stopped = _steps(run, state, checkpoint, bar, received)
+    if stopped:
+        _say_interrupted(state.step, config.steps, checkpoint, rank)
+        _stop(received())
     model.eval()
     return state.history
+
+
+def _steps(run: _Run, state: LoopState, checkpoint, bar, received) -> bool:
+    """Steps until ``config.steps``, each followed by a checkpoint when one is due; returns whether a
+    stop signal ended them early (after the checkpoint of the last step taken)."""
+    config = run.config
+    while state.step < config.steps:
+        stop = _step(run, state, bar, received)
+        due = config.checkpoint_every and state.step % config.checkpoint_every == 0
+        if checkpoint is not None and (due or state.step == config.steps or stop):
+            _save_checkpoint(checkpoint, run, state)
+        if stop:
+            return True
+    return False
 
 
 def _check_arguments(model, data, mask_id, config, pad_id, checkpoint, resume) -> bool:
@@ -240,6 +261,8 @@ def _check_arguments(model, data, mask_id, config, pad_id, checkpoint, resume) -
         number_of_blocks(data.shape[1], config.block_length)
     if resume and (checkpoint is None or not pathlib.Path(checkpoint).is_file()):
         raise ValueError(f"resume=True needs an existing checkpoint file; got {checkpoint!r}")
+    if checkpoint is not None:  # now, not when first written: that may be after all the training
+        check_output(checkpoint, "checkpoint", kind="checkpoint file")
     return time_input
 
 
@@ -254,15 +277,15 @@ def _step_model(model, device, world: int, compile: bool):
     return torch.compile(shared) if compile else shared
 
 
-def _step(run: _Run, state: LoopState, bar, interrupted) -> bool:
+def _step(run: _Run, state: LoopState, bar, received) -> bool:
     """One optimiser step on a batch drawn from ``state.generator``, recorded in ``state``; returns
-    whether to stop (Ctrl-C pressed in this process or, under torchrun, in any)."""
+    whether to stop (a stop signal ``received()`` by this process or, under torchrun, by any)."""
     config = run.config
     index = torch.randint(run.data.shape[0], (config.batch_size,), generator=state.generator).to(run.device)  # (B,)
     with torch.autocast(device_type=run.device.type, dtype=torch.bfloat16, enabled=run.device.type == "cuda"):
         parts = training_loss(run.step_model, run.data[index], config, run.schedule, run.mask_id, state.generator,
                               run.pad_id, run.time_input, run.rows)
-    loss, stop = _agree(parts.loss.detach(), interrupted(), run.rows is not None)
+    loss, stop = _agree(parts.loss.detach(), received() is not None, run.rows is not None)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the loss became {loss.item()} at step {state.step + 1}; lower the learning "
                                  f"rate (lr = {config.lr}) or check the data and the schedule")
@@ -270,8 +293,8 @@ def _step(run: _Run, state: LoopState, bar, interrupted) -> bool:
     parts.loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(),
                                                config.grad_clip if config.grad_clip > 0 else math.inf)
+    lr = run.optimizer.param_groups[0]["lr"]  # the rate this step runs at
     run.optimizer.step()
-    lr = run.scheduler.get_last_lr()[0]  # the rate this step ran at
     run.scheduler.step()
     state.step += 1
     state.running_loss += loss.item()
@@ -305,9 +328,7 @@ def _record(state: LoopState, lr: float, grad_norm: float, tokens: int) -> None:
     state.running_loss, state.running_steps = 0.0, 0
 
 
-def _say_interrupted(bar, step: int, steps: int, checkpoint, rank: int) -> None:
-    if bar is not None:
-        bar.close()
+def _say_interrupted(step: int, steps: int, checkpoint, rank: int) -> None:
     where = f"checkpoint saved to {checkpoint}; train(..., resume=True) continues" if checkpoint \
         else "no checkpoint file was given, so nothing was saved"
     if rank == 0:
@@ -350,33 +371,39 @@ def _progress_bar(total: int, start: int, enabled: bool):
 
 
 def _save_checkpoint(path, run: _Run, state: LoopState) -> None:
-    """Everything a run needs to continue exactly, written atomically (``files.write_atomically``): a
-    kill during the write leaves the previous checkpoint whole. Under torchrun every process calls
-    it; each one's dropout generators are gathered and rank 0 writes."""
+    """Everything a run needs to continue exactly, and what it was made with, written atomically with a
+    checksum (``checkpoints.write``): a kill during the write leaves the previous checkpoint whole. Under
+    torchrun every process calls it; each one's dropout generators are gathered, rank 0 writes, and no
+    process returns before the file is whole: when one process leaves, torchrun ends the others, and a
+    stop must not end rank 0 while it writes."""
     cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
     every_rank = distributed.gather((torch.get_rng_state(), cuda_rng))
-    if not distributed.is_main():
-        return
-    saved = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-             "scheduler": run.scheduler.state_dict(), "generator": state.generator.get_state(),
-             "torch_rng": every_rank[0][0], "cuda_rng": every_rank[0][1], "history": asdict(state.history),
-             "step": state.step, "running_loss": state.running_loss, "running_steps": state.running_steps}
-    if len(every_rank) > 1:
-        saved.update(world_size=len(every_rank), rank_torch_rng=[rng for rng, _ in every_rank],
-                     rank_cuda_rng=[rng for _, rng in every_rank])
-    write_atomically(path, lambda file: torch.save(saved, file))
+    if distributed.is_main():
+        saved = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                 "scheduler": run.scheduler.state_dict(), "generator": state.generator.get_state(),
+                 "torch_rng": every_rank[0][0], "cuda_rng": every_rank[0][1], "history": asdict(state.history),
+                 "step": state.step, "running_loss": state.running_loss, "running_steps": state.running_steps,
+                 "made_with": run.made_with}
+        if len(every_rank) > 1:
+            saved.update(rank_torch_rng=[rng for rng, _ in every_rank], rank_cuda_rng=[rng for _, rng in every_rank])
+        checkpoints.write(path, saved)
+    distributed.barrier()
 
 
-def _resume(path, model, optimizer, scheduler, device, rank: int, world: int) -> LoopState:
-    """Load a checkpoint into the model, optimiser, scheduler and this process's generators; returns
-    the loop's state at the step it was written."""
-    saved = _load_checkpoint(path)
+def _resume(path, made_with: dict, model, optimizer, scheduler, config: TrainConfig, device, rank: int) -> LoopState:
+    """Load a checkpoint, once it is verified (``checkpoints.read``) and made with what this run is made
+    with (``checkpoints.check_resume``), into the model, optimiser, scheduler and this process's
+    generators; returns the loop's state at the step it was written."""
+    saved = checkpoints.read(path)
+    checkpoints.check_resume(path, saved["made_with"], made_with, saved["step"])
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
+    for group in optimizer.param_groups:  # the rate of the next step on this run's schedule (steps may have grown)
+        group["lr"] = config.lr_at(saved["step"])
     generator = torch.Generator()
     generator.set_state(saved["generator"])
-    torch_rng, cuda_rng = _rng_of_rank(saved, path, rank, world)
+    torch_rng, cuda_rng = checkpoints.rng_of_rank(saved, rank, made_with["world_size"])
     torch.set_rng_state(torch_rng)
     if device.type == "cuda" and cuda_rng is not None:
         torch.cuda.set_rng_state(cuda_rng, device)
@@ -384,46 +411,35 @@ def _resume(path, model, optimizer, scheduler, device, rank: int, world: int) ->
                      saved["running_steps"])
 
 
-def _load_checkpoint(path) -> dict:
-    """A checkpoint written by ``_save_checkpoint``, loaded onto the CPU with ``weights_only=True``
-    (no code runs); ``load_state_dict`` moves the weights and the optimiser's state to their device."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several kinds for a file that is not a checkpoint
-        raise ValueError(f"{path}: not a training checkpoint that can be loaded ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
-    needed = {"model", "optimizer", "scheduler", "generator", "torch_rng", "history", "step", "running_loss",
-              "running_steps"}
-    if not isinstance(state, dict) or not needed <= set(state):
-        raise ValueError(f"{path}: not a training checkpoint of this package (it lacks "
-                         f"{sorted(needed - set(state)) if isinstance(state, dict) else 'everything'})")
-    return state
-
-
-def _rng_of_rank(state: dict, path, rank: int, world: int):
-    """The dropout generator states (CPU, CUDA or None) this process resumes with; a checkpoint
-    holds one pair per process of the run that wrote it, and is resumed by as many processes."""
-    saved_world = state.get("world_size", 1)
-    if saved_world != world:
-        raise ValueError(f"{path} was written by a run of {saved_world} process(es); resume it with the same "
-                         f"number (torchrun --nproc-per-node {saved_world}), not {world}")
-    if world == 1:
-        return state["torch_rng"], state.get("cuda_rng")
-    return state["rank_torch_rng"][rank], state["rank_cuda_rng"][rank]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; kill, job schedulers and torchrun passing a stop on
 
 
 @contextlib.contextmanager
-def _deferred_interrupt():
-    """Within the block, Ctrl-C (SIGINT) only sets a flag, which the training loop reads after each
-    step: the step finishes, a checkpoint is written, and then the loop stops. Yields a function that
-    tells whether Ctrl-C was pressed. Outside the main thread signals cannot be caught; there the
-    flag stays False and Ctrl-C interrupts as usual."""
-    pressed = []
+def _deferred_stop():
+    """Within the block, a stop signal (``STOP_SIGNALS``) is only recorded, and the training loop reads
+    the record after each step: the step finishes, a checkpoint is written, and then the loop stops
+    (``_stop``). Yields a function that returns the first stop signal received, or None. A signal that
+    was ignored (``SIG_IGN``, as for a job started in the background) stays ignored. Outside the main
+    thread signals cannot be caught; there the function returns None and signals act as usual."""
+    received = []
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield lambda: None
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, lambda number, frame: received.append(number))
     try:
-        yield lambda: bool(pressed)
+        yield lambda: received[0] if received else None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():  # None: a handler not set from Python; restore the default
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def _stop(signum: int | None) -> None:
+    """End a run that a stop signal ended early, once its checkpoint is written: SIGTERM goes to the
+    handler it would have met (by default the process ends, as a signalled one does); Ctrl-C, or a stop
+    received by another process under torchrun, raises ``KeyboardInterrupt``."""
+    if signum == signal.SIGTERM:
+        signal.raise_signal(signum)
+    raise KeyboardInterrupt

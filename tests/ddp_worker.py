@@ -7,6 +7,11 @@ receives, at its third step, and resumed by two processes; rank 0 saves that res
 
 ``ddp_worker.py cli <out>`` instead runs the command line's joint-vs-marginal experiment at the
 small scale ``PLUMBING`` (trained in seconds), saving its result and models under ``<out>``.
+
+``ddp_worker.py stop <out>`` trains a long run whose checkpoint writer takes ``SLOW_WRITE`` seconds
+(a sleep injected into the atomic writer, while its temporary file exists); each process writes its
+process id and a newline to ``<out>/rank<r>.pid`` once it is training, and trains until the test
+sends it a signal.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import os
 import pathlib
 import signal
 import sys
+import time
 
 import torch
 
-from maskdiff_tutor import cli, distributed
+from maskdiff_tutor import checkpoints, cli, distributed
 from maskdiff_tutor import train as training
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 
@@ -33,6 +39,7 @@ CASES = {
     "left_to_right": (dict(objective="left_to_right"), {}, None),
 }
 PLUMBING = dict(preset="toy", steps=10, batch_size=16, lr=3e-3, samples=200)
+SLOW_WRITE = 3.0  # seconds the injected sleep holds rank 0 inside its checkpoint write
 DROPOUT = dict(steps=6, batch_size=BATCH, lr=3e-3, warmup_steps=2, log_every=2, checkpoint_every=2)
 
 
@@ -82,7 +89,7 @@ def main(out: pathlib.Path) -> None:
     except KeyboardInterrupt:
         pass
     training.training_loss = original
-    step = torch.load(checkpoint, weights_only=True)["step"]
+    step = checkpoints.read(checkpoint)["step"]
     resumed = model(dropout=0.2)
     history = training.train(resumed, data(False), MASK, training.TrainConfig(**DROPOUT), device="cpu",
                              checkpoint=checkpoint, resume=True, progress=False)
@@ -104,7 +111,33 @@ def run_cli(out: pathlib.Path) -> int:
                      "--save-models", str(out / "models"), "--no-progress"])
 
 
+def stop_during_a_slow_write(out: pathlib.Path) -> None:
+    torch.set_num_threads(1)
+    write, loss = checkpoints.write_atomically, training.training_loss
+
+    def slow_write(path, content):
+        def sleeping(file):
+            time.sleep(SLOW_WRITE)  # the temporary file exists; a process killed now loses the checkpoint
+            content(file)
+        return write(path, sleeping)
+
+    def marking(*args, **kwargs):
+        marker = out / f"rank{distributed.rank()}.pid"
+        if not marker.exists():  # training now, and where to send the signal
+            marker.write_text(f"{os.getpid()}\n")
+        time.sleep(0.02)  # the run must still be training when the signal comes
+        return loss(*args, **kwargs)
+
+    checkpoints.write_atomically, training.training_loss = slow_write, marking
+    training.train(model(), data(False), MASK, config(steps=100_000), device="cpu", checkpoint=out / "stop.ckpt",
+                   progress=False)
+    raise AssertionError("the run was not stopped")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "cli":
         sys.exit(run_cli(pathlib.Path(sys.argv[2])))
-    main(pathlib.Path(sys.argv[1]))
+    elif sys.argv[1] == "stop":
+        stop_during_a_slow_write(pathlib.Path(sys.argv[2]))
+    else:
+        main(pathlib.Path(sys.argv[1]))

@@ -1,18 +1,21 @@
 """``train()`` under ``torchrun``: two CPU processes (gloo) take the same steps, to float rounding,
 as one process on the same global batches, for every objective; Ctrl-C in one process stops both
-after the same step and the run resumes exactly. And the helpers answer as a single process
-outside torchrun."""
+after the same step and the run resumes exactly; a stop reaching both while rank 0 writes slowly
+keeps the checkpoint of that step. And the helpers answer as a single process outside torchrun."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
-from maskdiff_tutor import distributed
+from maskdiff_tutor import checkpoints, distributed
 from maskdiff_tutor.train import TrainConfig, train
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -21,11 +24,15 @@ import ddp_worker  # noqa: E402  (the script the two processes run)
 TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
-def _torchrun(*args):
+def _torchrun_command(*args) -> tuple[list[str], dict]:
     env = {key: value for key, value in os.environ.items() if key not in TORCHRUN_ENV}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           ddp_worker.__file__, *map(str, args)], capture_output=True, text=True, timeout=600,
-                          env={**env, "OMP_NUM_THREADS": "1"})
+    return ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+             ddp_worker.__file__, *map(str, args)], {**env, "OMP_NUM_THREADS": "1"})
+
+
+def _torchrun(*args):
+    command, env = _torchrun_command(*args)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     return done
 
@@ -74,6 +81,48 @@ def test_a_checkpoint_of_two_processes_is_not_resumed_by_one(two_processes):
         train(ddp_worker.model(dropout=0.2), ddp_worker.data(False), ddp_worker.MASK,
               TrainConfig(**ddp_worker.DROPOUT), device="cpu", checkpoint=out / "dropout.ckpt", resume=True,
               progress=False)
+
+
+def _worker_pids(folder, launcher, timeout: float = 120) -> list[int]:
+    """The two workers' process ids, once both are training (each writes its id and a newline then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and launcher.poll() is None:
+        texts = [(folder / f"rank{rank}.pid").read_text() if (folder / f"rank{rank}.pid").exists() else ""
+                 for rank in range(2)]
+        if all(text.endswith("\n") for text in texts):
+            return [int(text) for text in texts]
+        time.sleep(0.05)
+    raise AssertionError(f"the workers did not start training: {launcher.communicate()[1][-3000:]}")
+
+
+def _end(launcher, folder) -> None:
+    """If the launcher still runs (the test failed): end it and the workers it started (each leads its own
+    process group; a launcher that ended by itself has ended its workers)."""
+    if launcher.poll() is not None:
+        return
+    launcher.kill()
+    launcher.communicate()
+    for marker in folder.glob("rank*.pid"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(marker.read_text()), signal.SIGKILL)
+
+
+def test_a_stop_under_torchrun_keeps_the_checkpoint_of_its_step(tmp_path):
+    # Ctrl-C reaching both workers, as torchrun passes a stop on (to each worker's process group), while
+    # rank 0's checkpoint write takes seconds: rank 1 must not leave first, or torchrun ends rank 0 mid-write
+    command, env = _torchrun_command("stop", tmp_path)
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for pid in _worker_pids(tmp_path, launcher):
+            os.killpg(pid, signal.SIGINT)
+        _, stderr = launcher.communicate(timeout=120)
+    finally:
+        _end(launcher, tmp_path)
+    lines = [line for line in stderr.splitlines() if "training interrupted after step" in line]
+    assert len(lines) == 1, stderr[-6000:]
+    step = int(lines[0].split("after step ")[1].split()[0])
+    assert checkpoints.read(tmp_path / "stop.ckpt")["step"] == step  # whole, verified, of the step it stopped at
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.pid", "rank1.pid", "stop.ckpt"]  # no .tmp left
 
 
 def test_outside_torchrun_everything_is_one_process(monkeypatch):

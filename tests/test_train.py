@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import pathlib
+import re
 
 import pytest
 import torch
 import torch.nn as nn
 
+from maskdiff_tutor import checkpoints
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 from maskdiff_tutor.forward_process import denoiser_probs
 from maskdiff_tutor.train import History, TrainConfig, optimizer_and_schedule, train
@@ -207,7 +211,7 @@ def test_exact_resume(toy, tmp_path, dropout):
     with pytest.raises(Interrupted):
         train(first, toy.data, toy.mask_id, config, seed=5, checkpoint=path, device="cpu", progress=False)
     assert path.is_file()
-    assert torch.load(path, weights_only=False)["step"] == 6
+    assert checkpoints.read(path)["step"] == 6
 
     resumed = Interruptible(_model(toy, seed=99, dropout=dropout))  # different initial weights: must be replaced
     assert not _all_equal(_params(resumed), _params(first))
@@ -217,14 +221,14 @@ def test_exact_resume(toy, tmp_path, dropout):
     assert _all_equal(_params(resumed), _params(straight))
     assert resumed_history.to_dict() == straight_history.to_dict()
     assert resumed_history.step == [2, 4, 6, 8, 10, 12]
-    assert torch.load(path, weights_only=False)["step"] == 12  # the final checkpoint
+    assert checkpoints.read(path)["step"] == 12  # the final checkpoint
 
 
 def test_the_checkpoint_holds_the_schedulers_state(toy, tmp_path):
     path = tmp_path / "run.pt"
     config = TrainConfig(steps=6, batch_size=8, lr=3e-3, warmup_steps=4, log_every=2)
     train(_model(toy), toy.data, toy.mask_id, config, checkpoint=path, device="cpu", progress=False)
-    saved = torch.load(path, weights_only=True)
+    saved = checkpoints.read(path)
     assert saved["step"] == 6 and saved["scheduler"]["last_epoch"] == 6
     assert saved["scheduler"]["_last_lr"] == [config.lr_at(6)]  # the rate of the next step
     assert saved["optimizer"]["param_groups"][0]["lr"] == config.lr_at(6)
@@ -233,9 +237,9 @@ def test_the_checkpoint_holds_the_schedulers_state(toy, tmp_path):
 def test_a_checkpoint_without_the_schedulers_state_is_refused(toy, tmp_path):
     path = tmp_path / "run.pt"
     train(_model(toy), toy.data, toy.mask_id, SHORT, checkpoint=path, device="cpu", progress=False)
-    saved = torch.load(path, weights_only=True)
+    saved = checkpoints.read(path)
     del saved["scheduler"]  # as written before the scheduler joined the checkpoint
-    torch.save(saved, path)
+    checkpoints.write(path, saved)
     with pytest.raises(ValueError, match=rf"^{path}: not a training checkpoint of this package \(it lacks "
                                          r"\['scheduler'\]\)$"):
         train(_model(toy), toy.data, toy.mask_id, SHORT, checkpoint=path, resume=True, device="cpu", progress=False)
@@ -306,6 +310,24 @@ def test_resume_without_a_checkpoint_file_raises(toy, tmp_path, missing):
     with pytest.raises(ValueError, match="resume=True needs an existing checkpoint"):
         train(_model(toy), toy.data, toy.mask_id, SHORT, checkpoint=checkpoint, resume=True, device="cpu",
               progress=False)
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file", "a character device", "a FIFO"])
+def test_a_checkpoint_path_that_cannot_be_written_fails_before_the_first_step(toy, tmp_path, where):
+    # checkpoint_every=0 writes only at the end: found then, the training would be lost
+    file = tmp_path / "file"
+    file.write_text("")
+    if where == "a FIFO":
+        os.mkfifo(tmp_path / "fifo")
+    path = {"a folder": tmp_path, "under a file": file / "run.pt", "a character device": pathlib.Path("/dev/null"),
+            "a FIFO": tmp_path / "fifo"}[where]
+    message = {"a folder": f"checkpoint {path} is a folder; give the path of a checkpoint file",
+               "under a file": f"checkpoint {path}: {file} is a file, so the folder {file} cannot be created"}.get(
+        where, f"checkpoint {path} is {where}, not a regular file; give the path of a checkpoint file")
+    model = Interruptible(_model(toy))
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        train(model, toy.data, toy.mask_id, SHORT, checkpoint=path, device="cpu", progress=False)
+    assert model.calls == 0  # refused before the first step
 
 
 @pytest.mark.parametrize("device", ["banana", "tpu"])
