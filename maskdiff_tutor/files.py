@@ -1,5 +1,6 @@
-"""Files the package writes and reads: one atomic writer for results, checkpoints and reports,
-and one JSON reader whose errors name the file and what it should hold."""
+"""Files the package writes and reads: one check of an output path (``check_output``, called
+before any work), one atomic writer for results, checkpoints and reports that replaces only
+regular files, and one strict JSON reader whose errors name the file and what it should hold."""
 
 from __future__ import annotations
 
