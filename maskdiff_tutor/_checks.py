@@ -123,14 +123,43 @@ def check_counts(name: str, values, minimum: int = 0):
     return array.astype(np.int64)
 
 
-def check_logits(logits, x: torch.Tensor, mask_id: int) -> None:
-    """A denoiser's output must be logits (B, L, V) for input x (B, L), with the mask an index into V."""
+def check_logits(logits, x: torch.Tensor, mask_id: int, vocab_size: int | None = None) -> None:
+    """A denoiser's output must be logits (B, L, V) for input x (B, L): a floating-point tensor
+    (float16, bfloat16, float32 or float64) on x's device, with V >= 2 (a token and the mask), V = ``vocab_size`` where
+    the caller states it, and the mask an index into V. Each failure is one line naming what the
+    denoiser returned and what is allowed."""
     import torch
 
     if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or logits.shape[:2] != x.shape:
         raise ValueError(f"the denoiser must return logits of shape (B, L, V) with (B, L) = {tuple(x.shape)}; "
                          f"got {tuple(getattr(logits, 'shape', ()))}")
+    check_logit_dtype(logits)
+    if logits.device != x.device:
+        raise ValueError(f"the denoiser returned logits on {logits.device} for tokens on {x.device}; it must return "
+                         f"them on its input's device (move them with .to(x.device))")
+    check_vocabulary(logits.shape[-1], vocab_size)
     check_mask_id(mask_id, logits.shape[-1])
+
+
+def check_logit_dtype(logits: torch.Tensor) -> None:
+    """Logits must be floating-point: float16, bfloat16, float32 or float64 (an integer, bool or
+    complex tensor is not a distribution's logits)."""
+    import torch
+
+    if logits.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise ValueError(f"the denoiser must return floating-point logits (float16, bfloat16, float32 or float64); "
+                         f"got dtype {logits.dtype}")
+
+
+def check_vocabulary(size: int, vocab_size: int | None = None) -> None:
+    """``size``, the last dimension of a denoiser's logits, must be at least 2 (a token and the
+    mask) and equal ``vocab_size`` where the caller states it (None: not stated)."""
+    if size < 2:
+        raise ValueError(f"the denoiser's logits must cover at least 2 ids (a token and the mask): shape (B, L, V) "
+                         f"with V >= 2; got V = {size}")
+    if vocab_size is not None and size != vocab_size:
+        raise ValueError(f"vocab_size ({vocab_size}) must equal the size of the denoiser's vocabulary, the last "
+                         f"dimension of its logits ({size})")
 
 
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:

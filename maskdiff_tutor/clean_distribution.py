@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_mask_id
+from ._checks import check_logit_dtype, check_mask_id
 
 
 def clean_logits(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """The logits (..., V) with the mask's logit at -inf, in their own dtype (differentiable)."""
+    """The logits (..., V) with the mask's logit at -inf, in their own dtype (differentiable); the
+    logits must be floating-point (``check_logit_dtype``)."""
+    check_logit_dtype(logits)
     check_mask_id(mask_id, logits.shape[-1])
     return _clean_logits(logits, mask_id)
 
@@ -39,6 +41,7 @@ def _index(mask_id: int, device) -> torch.Tensor:
 def clean_log_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
     r""":math:`\log p_\theta(x_0 = v \mid x_t)` in float64 over the last axis, the mask removed: (..., V).
     (The logits are raised to float64 before the softmax, as ``clean_probs`` does.)"""
+    check_logit_dtype(logits)
     check_mask_id(mask_id, logits.shape[-1])
     return clean_log_probs_unchecked(logits, mask_id)
 
@@ -52,4 +55,5 @@ def clean_log_probs_unchecked(logits: torch.Tensor, mask_id: int) -> torch.Tenso
 
 def clean_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
     r""":math:`p_\theta(x_0 = v \mid x_t)` in float64 over the last axis, the mask removed: (..., V)."""
+    check_logit_dtype(logits)
     return torch.softmax(clean_logits(logits.double(), mask_id), dim=-1)

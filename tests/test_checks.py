@@ -50,3 +50,42 @@ def test_a_mask_id_is_an_int_in_the_vocabulary():
     for bad in (-1, True, 1.0, "3"):
         with pytest.raises(ValueError, match=r"^mask_id must be a non-negative int \(the mask token's id\)"):
             check_mask_id(bad, 4)
+
+
+def test_logits_are_floating_point_on_the_tokens_device_over_the_stated_vocabulary():
+    import torch
+
+    from maskdiff_tutor._checks import check_logits
+
+    x = torch.zeros(2, 3, dtype=torch.long)
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        check_logits(torch.zeros(2, 3, 5, dtype=dtype), x, 4, vocab_size=5)
+    for dtype in (torch.int64, torch.int8, torch.bool, torch.complex64, torch.float8_e4m3fn):
+        with pytest.raises(ValueError, match=rf"^the denoiser must return floating-point logits \(float16, bfloat16, "
+                                             rf"float32 or float64\); got dtype {dtype}$"):
+            check_logits(torch.zeros(2, 3, 5).to(dtype), x, 4)
+    with pytest.raises(ValueError, match=r"^the denoiser returned logits on meta for tokens on cpu; it must return "
+                                         r"them on its input's device \(move them with \.to\(x\.device\)\)$"):
+        check_logits(torch.zeros(2, 3, 5, device="meta"), x, 4)
+    with pytest.raises(ValueError, match=r"^vocab_size \(6\) must equal the size of the denoiser's vocabulary, the "
+                                         r"last dimension of its logits \(5\)$"):
+        check_logits(torch.zeros(2, 3, 5), x, 4, vocab_size=6)
+    with pytest.raises(ValueError, match=r"^the denoiser's logits must cover at least 2 ids \(a token and the mask\): "
+                                         r"shape \(B, L, V\) with V >= 2; got V = 0$"):
+        check_logits(torch.zeros(2, 3, 0), x, 0)
+    with pytest.raises(ValueError, match=r"^the denoiser must return logits of shape \(B, L, V\) with \(B, L\) = "
+                                         r"\(2, 3\); got \(2, 3\)$"):
+        check_logits(torch.zeros(2, 3), x, 0)
+
+
+def test_the_clean_distribution_takes_floating_point_logits_only():
+    import torch
+
+    from maskdiff_tutor.clean_distribution import clean_log_probs, clean_logits, clean_probs
+
+    for function in (clean_logits, clean_log_probs, clean_probs):
+        for dtype in (torch.int64, torch.bool, torch.complex64):
+            with pytest.raises(ValueError, match=rf"^the denoiser must return floating-point logits .* got dtype "
+                                                 rf"{dtype}$"):
+                function(torch.zeros(2, 5).to(dtype), 4)
+        assert function(torch.zeros(2, 5, dtype=torch.bfloat16), 4).shape == (2, 5)
