@@ -29,6 +29,7 @@ Each public function checks its arguments where they enter; what it calls then t
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -86,7 +87,10 @@ def _check_x0(x0: torch.Tensor, mask_id: int) -> None:
 
 
 def _check_schedule(schedule: Schedule) -> None:
-    """The NELBO is its diffusion term alone only where alpha(0) = 1 and alpha(1) = 0."""
+    """A schedule, with alpha(0) = 1 and alpha(1) = 0: only there is the NELBO its diffusion term alone."""
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"schedule must be a Schedule, an instance such as LinearSchedule() or CosineSchedule(); "
+                         f"got {schedule!r:.80}")
     alpha_0, alpha_1 = (float(schedule._alpha(torch.tensor(t, dtype=torch.float64))) for t in (0.0, 1.0))
     if alpha_0 != 1.0 or alpha_1 != 0.0:
         raise ValueError(f"schedule must satisfy alpha(0) = 1 and alpha(1) = 0 for the NELBO to reduce to its "
@@ -105,7 +109,7 @@ def _masked_nll(denoiser: Denoiser, x_t: torch.Tensor, x0: torch.Tensor, mask_id
     """-log p_theta(x_0^l | x_t) at masked positions, 0 elsewhere: (B, L) float64. Infinite where the
     denoiser gives the clean token probability 0 (a logit of -inf); refused where its logits give no
     distribution at a masked position. ``of_sequence``: the row of x0 whose mask patterns x_t holds."""
-    logits = denoiser(x_t)  # (B, L, V)
+    logits = denoiser(x_t.clone())  # (B, L, V); a copy: a denoiser that edits its input changes nothing here
     check_logits(logits, x_t, mask_id)
     _check_ids_in_vocabulary(x0, logits.shape[-1])
     probs = denoiser_probs(logits, mask_id)  # (B, L, V)
@@ -228,9 +232,16 @@ def t_step_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_
 def quad_unit_interval(f, n: int = 400) -> float:
     r""":math:`\int_0^1 f(t)\, dt` by Gauss-Legendre quadrature on n nodes (exact for polynomials of degree
     :math:`< 2n`)."""
+    t, weights = _gauss_legendre(n)
+    return float((weights * f(t)).sum())
+
+
+@functools.cache
+def _gauss_legendre(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The n Gauss-Legendre nodes mapped to [0, 1] and their weights / 2 (n,), (n,): computed once per n
+    (an eigenvalue problem of size n)."""
     nodes, weights = np.polynomial.legendre.leggauss(n)
-    t = torch.as_tensor((nodes + 1) / 2, dtype=torch.float64)
-    return float((torch.as_tensor(weights, dtype=torch.float64) / 2 * f(t)).sum())
+    return torch.as_tensor((nodes + 1) / 2, dtype=torch.float64), torch.as_tensor(weights, dtype=torch.float64) / 2
 
 
 def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_steps: int | None = None,
@@ -255,6 +266,8 @@ def pattern_coefficients(seq_len: int, schedule: Schedule | None = None, num_ste
       (\alpha_{s(i)} - \alpha_{t(i)}) / (1 - \alpha_{t(i)})`.
     """
     check_positive_int("seq_len", seq_len)
+    if schedule is not None:
+        _check_schedule(schedule)
     _check_weighting(schedule, num_steps, weighted)
     return _pattern_coefficients(seq_len, schedule, num_steps, weighted)
 

@@ -303,8 +303,12 @@ class PerplexityRow:
 def perplexity_table(s: float, N: int, ks=range(1, 9)) -> list[PerplexityRow]:
     r"""Table 2 recomputed from Eq. 17: for each number k of parallel samples, the bound :math:`\bar p_k` of
     the k-th mask and, for Metrics 1-3, the joint probability of the first k masks and its
-    perplexity (``ppl_metric_2`` is the paper's Table 2 column). One row per k."""
-    k = check_counts("ks", list(ks), 1)
+    perplexity (``ppl_metric_2`` is the paper's Table 2 column). One row per k of ``ks``, a sequence
+    of ints >= 1 (a range, a list or a 1-D array)."""
+    k = check_counts("ks", ks, 1)
+    if k.ndim != 1:
+        raise ValueError(f"ks must be a sequence (K,) of ints >= 1 (the numbers of parallel samples); got shape "
+                         f"{k.shape}")
     s, N = _check_zipf(s, N)
     p_bound = _top_probability_bound(k, s, N)
     joints = [_metric_bounds(k, s, N, metric) for metric in (metric_1, metric_2, metric_3)]

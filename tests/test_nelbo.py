@@ -593,6 +593,39 @@ def test_a_pattern_of_weight_zero_adds_nothing_even_at_infinite_cost():
         5 * math.log(3), rel=1e-12)
 
 
+@pytest.mark.parametrize("schedule", ["linear", 1.0, LinearSchedule])
+def test_a_schedule_that_is_not_one_is_refused_naming_it(schedule):
+    x0 = torch.tensor([[0, 1, 2]])
+    uniform = _logits_where(0.0, lambda x_t: torch.ones_like(x_t, dtype=torch.bool))
+    for call in (lambda: continuous_nelbo(uniform, x0, schedule, 3), lambda: t_step_nelbo(uniform, x0, schedule, 3, 2),
+                 lambda: exact_nelbo(uniform, x0, 3, schedule), lambda: exact_nelbo(uniform, x0, 3, schedule, 2),
+                 lambda: exact_estimator_variance(uniform, x0, 3, schedule),
+                 lambda: pattern_coefficients(3, schedule, weighted=False),
+                 lambda: second_moment_coefficients(3, schedule)):
+        with pytest.raises(ValueError, match=r"^schedule must be a Schedule, an instance such as LinearSchedule\(\) or "
+                                             r"CosineSchedule\(\); got "):
+            call()
+
+
+def test_a_denoiser_that_edits_its_input_changes_nothing():
+    # the estimators give the denoiser a copy of x_t: the estimate is that of the same denoiser left alone
+    x0 = torch.tensor([[0, 1, 2, 0, 1], [2, 2, 0, 1, 1]])
+    table = PatternDenoiser(5, 4, 3, seed=7)
+
+    def vandal(x_t):
+        logits = table(x_t)
+        x_t.fill_(3)  # masks every position of its input, after reading it
+        return logits
+
+    for estimator in (lambda d: continuous_nelbo(d, x0, CosineSchedule(), 3, _gen(1), samples=2),
+                      lambda d: t_step_nelbo(d, x0, LinearSchedule(), 3, 4, _gen(1)),
+                      lambda d: count_nelbo(d, x0, 3, _gen(1))):
+        edited, pure = estimator(vandal), estimator(table)
+        for part in ("per_sequence", "per_token", "nll", "weight", "t", "x_t"):
+            assert torch.equal(getattr(edited, part), getattr(pure, part)), part
+    assert torch.equal(exact_nelbo(vandal, x0, 3), exact_nelbo(table, x0, 3))
+
+
 def test_ids_outside_the_denoisers_vocabulary_are_refused():
     x0 = torch.tensor([[0, 1, 7]])  # the denoiser has V = 4
     uniform = _logits_where(0.0, lambda x_t: torch.ones_like(x_t, dtype=torch.bool))

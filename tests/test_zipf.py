@@ -353,6 +353,14 @@ def test_bad_k_raises(k):
         perplexity_table(1.0, 10, k if isinstance(k, list) else [k])
 
 
+@pytest.mark.parametrize(("ks", "shape"), [([[1, 2]], (1, 2)), (3, ()), (np.ones((2, 2), dtype=int), (2, 2))])
+def test_perplexity_table_takes_a_sequence_of_ks(ks, shape):
+    with pytest.raises(ValueError) as error:
+        perplexity_table(1.0, 10, ks)
+    assert str(error.value) == ("ks must be a sequence (K,) of ints >= 1 (the numbers of parallel samples); got "
+                                f"shape {shape}")
+
+
 @pytest.mark.parametrize("n", [-1, [0, -3], 0.5])
 def test_bad_n_raises(n):
     with pytest.raises(ValueError, match=r"^n(\[\d+\])? must be an int >= 0; got "):
