@@ -236,7 +236,8 @@ def _refuse_first(name: str, array: np.ndarray, bad: np.ndarray, allowed: str) -
 
 
 def perplexity(joint_probability, n) -> np.ndarray:
-    r"""The paper's perplexity of an n-token sequence, :math:`P(x_1, \dots, x_n)^{-1/n}` (inf where :math:`P = 0`).
+    r"""The paper's perplexity of an n-token sequence, :math:`P(x_1, \dots, x_n)^{-1/n}`: inf where
+    :math:`P = 0`, or where it exceeds the largest float (:math:`P` below about :math:`10^{-308 n}`).
 
     ``joint_probability`` must lie in [0, 1] and broadcast against ``n``."""
     n = check_counts("n", n, 1)
@@ -247,13 +248,16 @@ def perplexity(joint_probability, n) -> np.ndarray:
     except ValueError:
         raise ValueError(f"joint_probability and n must broadcast together (one n per probability, or one n for "
                          f"all); got shapes {joint_probability.shape} and {n.shape}") from None
-    with np.errstate(divide="ignore"):
-        return joint_probability ** (-1.0 / n)
+    with np.errstate(divide="ignore", over="ignore"):  # 0^(-1/n) = inf; 5e-324^(-1) rounds to inf
+        return (joint_probability + 0.0) ** (-1.0 / n)  # + 0.0: -0.0 is 0, of perplexity inf (not -inf)
 
 
 def metric_bounds(k, s: float, N: int, metric=None) -> np.ndarray:
     r"""A metric (``metric_1``, ``metric_2`` or ``metric_3``; default Metric 2) applied to the
     Eq. 17 bounds :math:`\bar p_1, \dots, \bar p_k` of the first k masks after the prompt, for each k."""
+    if metric is not None and not callable(metric):
+        raise ValueError(f"metric must be a function of probabilities p (..., n) such as metric_1, metric_2 or "
+                         f"metric_3 (None: metric_2); got {metric!r:.80}")
     return _metric_bounds(check_counts("k", k, 1), *_check_zipf(s, N), metric_2 if metric is None else metric)
 
 
@@ -340,7 +344,7 @@ def largest_within_budget(ppl, ppl_budget: float) -> int:
     if ppl.ndim != 1:
         raise ValueError(f"ppl must be {allowed}; got shape {ppl.shape}")
     _refuse_first("ppl", ppl, np.isnan(ppl) | (ppl < 1), allowed)
-    falls = np.flatnonzero(np.diff(ppl) < 0)
+    falls = np.flatnonzero(ppl[1:] < ppl[:-1])  # not np.diff: inf - inf is NaN, with a warning
     if len(falls):
         k = int(falls[0]) + 1
         raise ValueError(f"ppl must be {allowed}; got {ppl[k]} at ppl[{k}], below the {ppl[k - 1]} before it")

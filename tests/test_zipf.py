@@ -5,6 +5,7 @@ including a brute-force check of the bound on exact Markov chains that satisfy A
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -421,6 +422,10 @@ def test_perplexity_refuses_what_is_not_a_probability(joint):
 
 def test_perplexity_at_the_ends_of_its_range_and_with_shapes_that_do_not_broadcast():
     np.testing.assert_array_equal(perplexity([0.0, 1.0, 0.25], [3, 3, 2]), [math.inf, 1.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # beyond the largest float: inf, as for P = 0, without a warning
+        np.testing.assert_allclose(perplexity([5e-324, 1e-300, 0.0, -0.0], 1), [math.inf, 1e300, math.inf, math.inf],
+                                   rtol=1e-15)
     with pytest.raises(ValueError, match=r"^joint_probability and n must broadcast together \(one n per probability, "
                                          r"or one n for all\); got shapes \(2,\) and \(3,\)$"):
         perplexity([0.5, 0.25], [1, 2, 3])
@@ -449,9 +454,19 @@ def test_largest_within_budget_refuses_nan_and_what_is_not_an_increasing_column(
 
 
 def test_largest_within_budget_takes_an_infinite_perplexity_and_an_empty_column():
-    # Metric 3's joint can be 0: its perplexity inf is beyond every budget
-    assert largest_within_budget([1.5, 3.0, math.inf], 4.0) == 2
+    # Metric 3's joint can be 0: its perplexity inf is beyond every budget (and inf, inf is increasing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert largest_within_budget([1.5, 3.0, math.inf], 4.0) == 2
+        assert largest_within_budget([math.inf, math.inf], 4.0) == 0
     assert largest_within_budget([], 4.0) == 0
+
+
+@pytest.mark.parametrize("metric", ["metric_2", 2, np.min([1])])
+def test_metric_bounds_refuses_a_metric_that_is_not_a_function(metric):
+    with pytest.raises(ValueError, match=r"^metric must be a function of probabilities p \(\.\.\., n\) such as "
+                                         r"metric_1, metric_2 or metric_3 \(None: metric_2\); got "):
+        metric_bounds(3, 1.1, 10, metric=metric)
 
 
 @pytest.mark.parametrize("p_prev", [math.nan, -0.1, [0.5, 1.01]])
