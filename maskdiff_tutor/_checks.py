@@ -72,15 +72,25 @@ def check_number(name: str, value, *, integer: bool = False, at_least=None, abov
     if not (_is_number(value, integer) and _within(value, at_least, above, at_most, below)):
         allowed = "an int" if integer else "a finite number"
         raise ValueError(f"{name} must be {allowed}{_limits(at_least, above, at_most, below)}"
-                         f"{f' ({meaning})' if meaning else ''}; got {value!r}")
+                         f"{f' ({meaning})' if meaning else ''}; got {_shown(value)}")
     return value
+
+
+def _shown(value) -> str:
+    """``repr(value)``, but an int too long to read (or for Python to print) as its size."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or abs(value) < 10**30:
+        return repr(value)
+    digits = round(abs(value).bit_length() * math.log10(2))  # to within one digit; str() may refuse
+    return f"{'minus ' if value < 0 else ''}an int of about {digits} digits"
 
 
 def _is_number(value, integer: bool) -> bool:
     """An int (where ``integer``) or a finite real number; a bool is neither."""
     if isinstance(value, bool):
         return False
-    return isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real) and math.isfinite(value)
+    if isinstance(value, numbers.Integral):
+        return True  # an int of any size is finite (math.isfinite would overflow converting it)
+    return not integer and isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 def _within(value, at_least, above, at_most, below) -> bool:

@@ -89,3 +89,13 @@ def test_the_clean_distribution_takes_floating_point_logits_only():
                                                  rf"{dtype}$"):
                 function(torch.zeros(2, 5).to(dtype), 4)
         assert function(torch.zeros(2, 5, dtype=torch.bfloat16), 4).shape == (2, 5)
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**5000), 10**40], ids=["1e400", "-1e5000", "1e40"])
+def test_check_number_names_an_int_of_any_size_by_its_size(value):
+    # an int is finite however large (math.isfinite would overflow), and one too long for str()
+    # (over 4300 digits) is named by its number of digits, not by Python's conversion error
+    with pytest.raises(ValueError, match=r"^N must be an int in \[0, 100\]; got (minus )?an int of about \d+ digits$"):
+        check_number("N", value, integer=True, at_least=0, at_most=100)
+    assert check_number("N", value, integer=True) == value
+    assert check_number("s", value) == value
