@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_logits, check_positive_int, check_times, check_tokens
+from ._checks import check_logits, check_positive_int, check_times
 from .attention_masks import block_attention_mask, number_of_blocks, vectorised_mask
 from .forward_process import _sample_xt
-from .nelbo import _sample_times
+from .nelbo import _check_x0, _refuse_undefined, _sample_times
 from .objectives import LossParts, masked_nll
 from .schedules import Schedule
 
@@ -35,19 +35,12 @@ from .schedules import Schedule
 def sample_block_noise(x0: torch.Tensor, block_length: int, schedule: Schedule, mask_id: int,
                        generator: torch.Generator | None = None, antithetic: bool = True):
     """One time per block and the masked sequence: returns (x_t (B, L), t (B, n_blocks))."""
-    _check_batch(x0, mask_id)
+    _check_x0(x0, mask_id)
     batch, seq_len = x0.shape
     n_blocks = number_of_blocks(seq_len, block_length)
     t = _sample_times(batch * n_blocks, generator, antithetic).view(batch, n_blocks)  # (B, n)
     t_per_token = t.repeat_interleave(block_length, dim=1)  # (B, L)
     return _mask_per_token(x0, t_per_token, schedule, mask_id, generator), t
-
-
-def _check_batch(x0: torch.Tensor, mask_id: int) -> None:
-    """x0 must be a batch of clean token ids (B, L) with B >= 1."""
-    check_tokens("x0", x0, None, mask_id, allow_mask=False)
-    if x0.ndim != 2 or x0.shape[0] == 0:
-        raise ValueError(f"x0 must have shape (B, L) with B >= 1; got {tuple(x0.shape)}")
 
 
 def _mask_per_token(x0, t_per_token, schedule, mask_id, generator):
@@ -124,7 +117,7 @@ def semi_autoregressive_nelbo(model, x0: torch.Tensor, block_length: int, schedu
     Each repeat draws one block j uniformly per sequence and one time, and multiplies by the number
     of blocks. :math:`B = L` is the usual NELBO (Eq. 13); :math:`B = 1` is the exact left-to-right NLL of the model
     in expectation. With the exact denoiser every B gives the true NLL."""
-    _check_batch(x0, mask_id)
+    _check_x0(x0, mask_id)
     check_positive_int("repeats", repeats)
     batch, seq_len = x0.shape
     n_blocks = number_of_blocks(seq_len, block_length)
@@ -136,10 +129,11 @@ def semi_autoregressive_nelbo(model, x0: torch.Tensor, block_length: int, schedu
         start, end = j * block_length, (j + 1) * block_length  # (B, 1)
         noisy = _sample_xt(x0, t, schedule, mask_id, generator)  # (B, L)
         x_t = torch.where(position < start, x0, torch.where(position < end, noisy, mask_id))  # (B, L)
-        logits = model(x_t)  # (B, L, V)
+        logits = model(x_t.clone())  # (B, L, V); a copy: a model that edits its input changes nothing here
         check_logits(logits, x_t, mask_id)
-        in_block = (position >= start) & (position < end)  # (B, L)
-        nll = masked_nll(logits, x0, (x_t == mask_id) & in_block, mask_id).double()  # (B, L)
+        scored = (x_t == mask_id) & (position >= start) & (position < end)  # (B, L): block j's masks
+        nll = masked_nll(logits, x0, scored, mask_id).double()  # (B, L)
+        _refuse_undefined(torch.isnan(nll) & scored, None)
         # NELBO_B = sum_j E_t[w(t) sum_{l in block j, masked} -log p_theta(x_0^l | x_t^(j))]     [eq-semi-ar-nelbo]
         # estimated by one block j per sequence, times the number of blocks
         total += n_blocks * schedule._weight(t).to(x0.device) * nll.sum(-1) / seq_len

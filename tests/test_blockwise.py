@@ -136,11 +136,40 @@ def test_semi_ar_nelbo_checks_its_arguments():
         blockwise.semi_autoregressive_nelbo(RandomLogits(6, 5), x0, 4, LinearSchedule(), 4)
     with pytest.raises(ValueError, match="repeats must be an int >= 1"):
         blockwise.semi_autoregressive_nelbo(RandomLogits(6, 5), x0, 2, LinearSchedule(), 4, repeats=0)
-    for bad in (torch.zeros(0, 6, dtype=torch.long), torch.zeros(6, dtype=torch.long)):
-        with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with B >= 1; got "):
+    bad_batches = (torch.zeros(0, 6, dtype=torch.long), torch.zeros(3, 0, dtype=torch.long),
+                   torch.zeros(6, dtype=torch.long))
+    for bad in bad_batches:  # the NELBO estimators' one message, L = 0 included
+        with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with B >= 1 and L >= 1; got "):
             blockwise.semi_autoregressive_nelbo(RandomLogits(6, 5), bad, 2, LinearSchedule(), 4)
-        with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with B >= 1; got "):
+        with pytest.raises(ValueError, match=r"^x0 must have shape \(B, L\) with B >= 1 and L >= 1; got "):
             blockwise.sample_block_noise(bad, 2, LinearSchedule(), 4)
+
+
+def test_semi_ar_nelbo_refuses_logits_that_give_no_distribution_where_it_needs_one():
+    x0 = torch.zeros(2, 6, dtype=torch.long)
+
+    def nan_logits(x):
+        return torch.full((*x.shape, 5), float("nan"))
+
+    undefined = r"^the denoiser's logits give no distribution .* at batch row \d, position \d of its input x_t"
+    with pytest.raises(ValueError, match=undefined):
+        blockwise.semi_autoregressive_nelbo(nan_logits, x0, 2, LinearSchedule(), 4, torch.Generator().manual_seed(0))
+
+
+def test_semi_ar_nelbo_is_not_changed_by_a_model_that_edits_its_input():
+    x0 = torch.randint(4, (3, 6), generator=torch.Generator().manual_seed(0))
+    model = RandomLogits(6, 5)
+
+    def editing(x):
+        logits = model(x)
+        x.fill_(0)  # a careless model overwrites its input
+        return logits
+
+    def estimate(denoiser):
+        return blockwise.semi_autoregressive_nelbo(denoiser, x0, 2, LinearSchedule(), 4,
+                                                   torch.Generator().manual_seed(3), repeats=4)
+
+    assert torch.equal(estimate(editing), estimate(model))
 
 
 def test_the_inputs_are_checked_once(monkeypatch):
