@@ -21,7 +21,7 @@ import tempfile
 import pytest
 import torch
 from fuzzing import case, fuzz, names, working_in
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from result_cases import ENVIRONMENT
 
@@ -141,8 +141,11 @@ def _words(argv: list[str]) -> set[str]:
 
 @pytest.mark.xfail(strict=False, reason="issue 22, open: --seed beyond 64 bits ('Overflow when unpacking long "
                    "long') and --out with a NUL byte ('embedded null byte') name no flag")
-@fuzz(60)
+@fuzz(150)
 @given(argv=argvs())
+@example(argv=["ground-truth", "--seed", "18446744073709551616", "--out", "r.json"])  # the cases of
+@example(argv=["blocks", "--out", "a\x00b"])  # issue 22, every run
+@example(argv=["generation-order", "--out", "link-to-fifo"])
 def test_the_command_line_runs_or_refuses_in_one_line(argv):
     """Every argv ends in a second with an exit status: argparse's usage error (status 2), or the
     run (status 0, the result written to --out as a regular file that loads), or one line

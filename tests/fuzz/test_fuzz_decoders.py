@@ -33,7 +33,6 @@ from fuzzing import (
     attempt,
     case,
     fuzz,
-    known,
     names,
 )
 from hypothesis import assume, given
@@ -92,7 +91,7 @@ def _empty(case: Case) -> bool:
 
 
 @pytest.mark.parametrize("decoder", CASES)
-@fuzz(15)
+@fuzz(40)
 @given(data=st.data())
 def test_a_valid_call_fills_every_mask(decoder, data):
     """A valid call returns its sequences with every mask filled by an id of the vocabulary (never
@@ -115,7 +114,7 @@ def test_a_valid_call_fills_every_mask(decoder, data):
 
 
 @pytest.mark.parametrize("decoder", ("sample_all_at_once", "sample_left_to_right", "generate"))
-@fuzz(10)
+@fuzz(25)
 @given(data=st.data())
 def test_a_temperature_near_zero_gives_the_tokens_of_temperature_zero(decoder, data):
     """Sampling at a temperature that underflows (1e-310: log p / T is -inf for every token) or
@@ -146,11 +145,8 @@ def _run(call: Case, denoiser):
     return attempt(lambda: call.run(denoiser), words)
 
 
-@pytest.mark.parametrize("decoder", known(CASES, {
-    "generate": "issue 22, open: a prompt id outside the logits' vocabulary is named as x; score='confidence' (a "
-                "string) gives TypeError 'str' object is not callable",
-    "sample_gibbs_from_random_start": "issue 22, open: x with an id outside the logits' vocabulary is accepted"}))
-@fuzz(15)
+@pytest.mark.parametrize("decoder", CASES)
+@fuzz(40)
 @given(data=st.data())
 def test_a_bad_argument_is_refused_naming_it(decoder, data):
     """One argument of a valid call given a bad value (a wrong dtype or shape of the ids, a negative
@@ -166,7 +162,8 @@ def test_a_bad_argument_is_refused_naming_it(decoder, data):
         changes.update({other: None for other in ("tokens_per_step", "threshold", "steps") if other != name})
     denoiser = Counted(Table(call.vocab, seed=1))
     with case():
-        counts = ("steps", "tokens_per_step") if why.endswith(AT_A_MASK) else ()
+        # one mask fewer, or another mask id (so other masks), may first break a count of masks
+        counts = ("steps", "tokens_per_step", "positions") if why.endswith(AT_A_MASK) or name == "mask_id" else ()
         out, error = attempt(lambda: call.run(denoiser, **changes), (name, *counts))
         if error is None and why.startswith(NEEDS_THE_VOCABULARY) and denoiser.calls == 0:
             return  # nothing was decoded, so the vocabulary was never known
@@ -174,7 +171,7 @@ def test_a_bad_argument_is_refused_naming_it(decoder, data):
 
 
 @pytest.mark.parametrize("decoder", CASES)
-@fuzz(15)
+@fuzz(40)
 @given(data=st.data())
 def test_a_hostile_denoiser_is_refused_or_does_no_harm(decoder, data):
     """A denoiser that returns NaN, no clean token, another vocabulary, logits of another shape,
@@ -183,6 +180,8 @@ def test_a_hostile_denoiser_is_refused_or_does_no_harm(decoder, data):
     well-behaved denoiser of the same logits."""
     call = data.draw(CASES[decoder], label="case")
     hostile = data.draw(hostile_denoisers(call), label="denoiser")
+    if isinstance(hostile, EditsItsInput) and call.seed is None:
+        call.seed = 0  # two runs to compare: the same random numbers in each
     denoiser = Counted(hostile)
     with case():
         out, error = attempt(lambda: call.run(denoiser), (*DENOISER_WORDS, call.sequences, "mask_id", "vocab_size"))
@@ -195,10 +194,11 @@ def test_a_hostile_denoiser_is_refused_or_does_no_harm(decoder, data):
                 f"a denoiser that edits its input changed the output: {expected} -> {tokens}"
         if isinstance(hostile, (WrongOutput, WrongDtype, OtherDevice)):
             assert denoiser.calls == 0, f"the decoder used what {hostile} returned: {out!r:.300}"
-        check_decoded(call, out, hostile.returned if isinstance(hostile, WrongVocabulary) else call.vocab)
+        seen = isinstance(hostile, WrongVocabulary) and denoiser.calls  # its vocabulary, if the decoder saw it
+        check_decoded(call, out, hostile.returned if seen else call.vocab)
 
 
-@fuzz(20)
+@fuzz(40)
 @given(data=st.data())
 def test_beam_search_counts_a_repeated_position_once(data):
     """Positions given twice are refused naming ``positions``, or decoded once: the same tokens and

@@ -24,7 +24,6 @@ from fuzzing import (
     attempt,
     case,
     fuzz,
-    known,
     names,
 )
 from hypothesis import given
@@ -34,8 +33,6 @@ from maskdiff_tutor import nelbo
 from maskdiff_tutor.schedules import CosineSchedule, LinearSchedule, LogLinearSchedule, PolynomialSchedule
 
 ESTIMATORS = ("continuous_nelbo", "count_nelbo", "t_step_nelbo", "exact_nelbo")
-SCHEDULE_OPEN = "issue 22, open: a schedule that is not a Schedule ('linear', 1.0) gives AttributeError '_alpha'"
-EDITS_OPEN = "issue 22, open: a denoiser that edits its input in place changes the NELBO (x_t is read after the call)"
 SCHEDULES = (LinearSchedule(), CosineSchedule(), PolynomialSchedule(0.5), PolynomialSchedule(3.0),
              LogLinearSchedule(eps=0.0))
 GOOD_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -98,7 +95,7 @@ def check_nelbo(call: Call, out) -> None:
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
-@fuzz(15)
+@fuzz(40)
 @given(data=st.data())
 def test_a_valid_call_gives_a_nelbo_without_nan(estimator, data):
     """A valid call gives finite parts and a NELBO >= 0 with a good denoiser (of any float dtype,
@@ -142,8 +139,8 @@ BAD_ARGUMENTS = {"continuous_nelbo": ("x0", "mask_id", "schedule", "samples"),
                  "exact_nelbo": ("x0", "mask_id", "schedule", "num_steps")}
 
 
-@pytest.mark.parametrize("estimator", known(ESTIMATORS, dict.fromkeys(ESTIMATORS[:1] + ESTIMATORS[2:], SCHEDULE_OPEN)))
-@fuzz(15)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@fuzz(40)
 @given(data=st.data())
 def test_a_bad_argument_is_refused_naming_it(estimator, data):
     """x0 of another dtype or shape, empty, with a negative id, an id outside the vocabulary or the
@@ -175,8 +172,8 @@ def hostile_denoisers(draw, call: Call):
         OtherDevice(vocab, seed, dtype))))
 
 
-@pytest.mark.parametrize("estimator", known(ESTIMATORS, dict.fromkeys(ESTIMATORS, EDITS_OPEN)))
-@fuzz(15)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@fuzz(40)
 @given(data=st.data())
 def test_a_hostile_denoiser_is_refused_or_does_no_harm(estimator, data):
     """NaN logits, no clean token, another vocabulary, logits of another shape, dtype or device, a

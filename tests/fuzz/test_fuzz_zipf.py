@@ -1,7 +1,8 @@
 """Fuzz tests of the Zipf helpers (``maskdiff_tutor.zipf``) with generated exponents, vocabulary sizes
 (up to 10^400), counts, probabilities, perplexity columns and budgets, in and out of their domains
 (NaN, infinities, negatives, strings, None, bools, numpy scalars, complex numbers, nested and empty
-arrays). Numpy warnings are errors here: a value that only warns is silent garbage."""
+arrays). Numpy's warnings of an invalid value (a NaN made on the way) or a dropped complex part are
+errors here: a value that only warns is silent garbage."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from fuzzing import attempt, case, fuzz, known
+from fuzzing import attempt, case, fuzz
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -139,11 +140,8 @@ HELPERS = {  # name -> (its keyword arguments, the check of its output)
 }
 
 
-@pytest.mark.parametrize("helper", known(HELPERS, {
-    "largest_within_budget": "issue 22, open: a column [inf, inf] warns 'invalid value encountered in subtract'",
-    "perplexity_table": "issue 22, open: ks [[1, 1]] gives TypeError 'only 0-dimensional arrays can be converted'",
-    "metric_bounds": "issue 22, open: metric='metric_2' (a string) gives TypeError 'str' object is not callable"}))
-@fuzz(15)
+@pytest.mark.parametrize("helper", HELPERS)
+@fuzz(40)
 @given(data=st.data())
 def test_a_zipf_helper_returns_numbers_or_names_the_bad_argument(helper, data):
     """Each helper returns numbers in its range without NaN (the harmonic number its sum, the
@@ -152,7 +150,8 @@ def test_a_zipf_helper_returns_numbers_or_names_the_bad_argument(helper, data):
     arguments, check = HELPERS[helper]
     kwargs = data.draw(arguments, label="arguments")
     with case(), warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error")  # NaN made on the way ("invalid value"), a complex part dropped
+        warnings.filterwarnings("ignore", "(overflow|divide by zero) encountered")  # inf, which the checks see
         out, error = attempt(lambda: getattr(zipf, helper)(**kwargs), tuple(kwargs))
         if error is None:
             check(out, **kwargs)
