@@ -6,6 +6,7 @@ torch is imported by the checks of tensors only, so that the pure-numpy modules 
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import TYPE_CHECKING
@@ -135,28 +136,40 @@ def check_counts(name: str, values, minimum: int = 0):
 
 def check_logits(logits, x: torch.Tensor, mask_id: int, vocab_size: int | None = None) -> None:
     """A denoiser's output must be logits (B, L, V) for input x (B, L): a floating-point tensor
-    (float16, bfloat16, float32 or float64) on x's device, with V >= 2 (a token and the mask), V = ``vocab_size`` where
-    the caller states it, and the mask an index into V. Each failure is one line naming what the
-    denoiser returned and what is allowed."""
+    (float16, bfloat16, float32 or float64) on x's device, with V >= 2 (a token and the mask),
+    V = ``vocab_size`` where the caller states it, and ``mask_id`` an int in [0, V). Each failure is
+    one line naming what the denoiser returned and what is allowed.
+
+    A decoder checks the logits of every call, so the path of good logits is one condition (a few
+    microseconds); the messages are made only on failure."""
     import torch
 
     if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or logits.shape[:2] != x.shape:
         raise ValueError(f"the denoiser must return logits of shape (B, L, V) with (B, L) = {tuple(x.shape)}; "
                          f"got {tuple(getattr(logits, 'shape', ()))}")
-    check_logit_dtype(logits)
-    if logits.device != x.device:
-        raise ValueError(f"the denoiser returned logits on {logits.device} for tokens on {x.device}; it must return "
-                         f"them on its input's device (move them with .to(x.device))")
-    check_vocabulary(logits.shape[-1], vocab_size)
-    check_mask_id(mask_id, logits.shape[-1])
+    size = logits.shape[-1]
+    if (logits.dtype not in _logit_dtypes() or logits.device != x.device or size < 2
+            or (vocab_size is not None and size != vocab_size) or type(mask_id) is not int or not 0 <= mask_id < size):
+        check_logit_dtype(logits)
+        if logits.device != x.device:
+            raise ValueError(f"the denoiser returned logits on {logits.device} for tokens on {x.device}; it must "
+                             f"return them on its input's device (move them with .to(x.device))")
+        check_vocabulary(size, vocab_size)
+        check_mask_id(mask_id, size)
+
+
+@functools.cache
+def _logit_dtypes() -> tuple:
+    """The dtypes that logits may have, made once (torch is imported only by the checks of tensors)."""
+    import torch
+
+    return torch.float16, torch.bfloat16, torch.float32, torch.float64
 
 
 def check_logit_dtype(logits: torch.Tensor) -> None:
     """Logits must be floating-point: float16, bfloat16, float32 or float64 (an integer, bool or
     complex tensor is not a distribution's logits)."""
-    import torch
-
-    if logits.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+    if logits.dtype not in _logit_dtypes():
         raise ValueError(f"the denoiser must return floating-point logits (float16, bfloat16, float32 or float64); "
                          f"got dtype {logits.dtype}")
 

@@ -25,10 +25,20 @@ decoder                        score                        per step            
 Two decoders are not unmasking loops and are written out here: ``beam_search`` (the most probable
 completion under the model's own left-to-right conditionals) and
 ``sample_gibbs_from_random_start`` (random-scan Gibbs from random tokens).
+
+What every decoder promises, whatever the denoiser does: no output holds the mask or an id
+outside the model's vocabulary (logits that give no distribution where a token must be drawn
+are refused, naming the row and position); the denoiser reads a copy of the tokens, so editing
+its input in place changes nothing; its logits are checked at every call (shape, a
+floating-point dtype, the device of the tokens; ``vocab_size``, where a decoder takes one, is
+compared with their last dimension). Decoders move no tensor between devices: the denoiser is
+given tokens on the device of ``x`` (or ``prompt``) and must return its logits there.
 """
 
 from __future__ import annotations
 
+import collections
+import numbers
 from typing import Protocol
 
 import torch
@@ -174,7 +184,8 @@ def generate(denoiser, prompt: torch.Tensor, gen_length: int, mask_id: int, *, s
         block_length: semi-AR block size, dividing ``gen_length``; positions of later blocks are
             not committed before the current block is full. None: one block.
         temperature: 0 takes each position's argmax (LLaDA's default); :math:`T > 0` samples from
-            :math:`\mathrm{softmax}(\log p / T)` with float64 Gumbel noise.
+            :math:`\mathrm{softmax}(\log p / T)` with float64 Gumbel noise, without overflow however
+            small T is (``decoding.draw``).
         generator: the random stream for sampling and ``random_score``.
 
     With ``score=confidence_with_mask`` and ``steps`` this is LLaDA's ``generate()`` (without
@@ -219,7 +230,11 @@ class BlockCausalReader:
     """Reads a block-causal model on the current block only. With the cache, the keys and values of
     finished blocks are computed once and each step runs the block alone; without it, each step
     runs [prefix, block] with the block-causal mask (``causal_prefix``) or full attention (the
-    paper's literal scheme)."""
+    paper's literal scheme).
+
+    As ``decoding.DenoiserReader`` does, it gives the model copies of the tokens and positions,
+    never the decoder's own buffers, and checks the logits of every call (``check_logits``). The
+    cached keys and values (``past_kv``) are the model's own output and are passed as they are."""
 
     def __init__(self, model: BlockCausalModel, prompt: torch.Tensor, mask_id: int, block_length: int,
                  length: int, use_cache: bool, causal_prefix: bool):
@@ -231,7 +246,7 @@ class BlockCausalReader:
         self.past: list | None = None  # views of the filled part of the buffers
         self.block, self.block_views = None, None
         if use_cache and self.prompt_length:
-            self._append(model.step(prompt, self.positions[:self.prompt_length])[1])
+            self._append(model.step(prompt.clone(), self.positions[:self.prompt_length].clone())[1])
 
     def _append(self, kv: list) -> None:
         """Write the keys and values of the next tokens into the cache buffers."""
@@ -247,22 +262,33 @@ class BlockCausalReader:
         self.past = [(k[:, :, :self.cached], v[:, :, :self.cached]) for k, v in self.cache]
 
     def __call__(self, tokens: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, int]:
+        if self.block != (start, end):  # views of the block, made once per block
+            self.block, self.block_views = (start, end), (tokens[:, start:end], self.positions[start:end])
+        block, positions = self.block_views
         if self.use_cache:
-            if self.block != (start, end):  # views of the block, made once per block
-                self.block, self.block_views = (start, end), (tokens[:, start:end], self.positions[start:end])
-            logits = self.model.step(*self.block_views, self.past)[0]  # (B, b, V)
+            logits = self.model.step(block.clone(), positions.clone(), self.past)[0]  # (B, b, V)
         else:
             mask = prefix_and_block_mask(self.prompt_length, self.block_length, start).to(tokens.device) \
                 if self.causal_prefix else None
-            logits = self.model(tokens[:, :end], attn_mask=mask, position_ids=self.positions[:end])[:, start:]
-        if not isinstance(logits, torch.Tensor) or logits.shape[:2] != (tokens.shape[0], end - start):
-            check_logits(logits, tokens[:, start:end], self.mask_id)  # raises with the shapes
+            logits = self.model(tokens[:, :end].clone(), attn_mask=mask,
+                                position_ids=self.positions[:end].clone())[:, start:]  # (B, b, V)
+        check_logits(logits, block, self.mask_id)
         return logits, start
 
     def block_done(self, tokens: torch.Tensor, start: int, end: int) -> None:
         """Write the finished block's keys and values into the cache."""
         if self.use_cache and end < self.positions.numel():  # the finished block becomes clean context
-            self._append(self.model.step(tokens[:, start:end], self.positions[start:end], self.past)[1])
+            self._append(self.model.step(tokens[:, start:end].clone(), self.positions[start:end].clone(),
+                                         self.past)[1])
+
+
+def _check_device(model, prompt: torch.Tensor) -> None:
+    """A model with parameters (a ``torch.nn.Module``) must hold them on the prompt's device: the
+    decoder makes every tensor on the prompt's device and does not move it."""
+    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    if parameter is not None and parameter.device != prompt.device:
+        raise ValueError(f"prompt is on {prompt.device} but the model's parameters are on {parameter.device}; "
+                         f"move the prompt to the model's device (prompt.to({str(parameter.device)!r}))")
 
 
 @torch.no_grad()
@@ -297,6 +323,7 @@ def generate_block_causal(model: BlockCausalModel, prompt: torch.Tensor, gen_len
                          "values change with every step; pass use_cache=False")
     block_length, count, threshold = _schedule(gen_length, block_length, tokens_per_step, threshold, steps)
     _check_sequences("prompt", prompt, mask_id, model.config.vocab_size, allow_mask=False)
+    _check_device(model, prompt)
     temperature = _temperature(temperature)
     read = BlockCausalReader(model, prompt, mask_id, block_length, prompt.shape[1] + gen_length, use_cache,
                              causal_prefix)
@@ -308,7 +335,15 @@ def generate_block_causal(model: BlockCausalModel, prompt: torch.Tensor, gen_len
 # --- what the denoiser sees, changed: the paper's random initialisation ----------------------------
 
 def random_tokens(shape, vocab_size: int, mask_id: int, generator, device) -> torch.Tensor:
-    """Tokens drawn uniformly from the ``vocab_size`` ids other than the mask: (shape)."""
+    """Tokens drawn uniformly from the ``vocab_size`` ids other than the mask: (shape). Every id is
+    in [0, vocab_size) and none is ``mask_id``, which must be one of them."""
+    check_positive_int("vocab_size", vocab_size, minimum=2)
+    check_mask_id(mask_id, vocab_size)
+    return _random_tokens(shape, vocab_size, mask_id, generator, device)
+
+
+def _random_tokens(shape, vocab_size: int, mask_id: int, generator, device) -> torch.Tensor:
+    """``random_tokens`` for a ``vocab_size`` and ``mask_id`` checked where they entered."""
     start = (uniform(shape, generator, device) * (vocab_size - 1)).long()  # in [0, V - 1)
     return start + (start >= mask_id).long()  # skip the mask id
 
@@ -335,13 +370,13 @@ def sample_partial_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_si
     than ``tokens_per_step`` masks, so the number of calls can exceed :math:`\lceil \text{masks} / k \rceil`.
 
     Args:
-        vocab_size: number of ids the denoiser's logits cover, the mask included.
+        vocab_size: number of ids the denoiser's logits cover, the mask included; compared with
+            the logits of every call, a mismatch refused naming both.
         init_fraction: the share of open masks initialised at random in each step, in [0, 1).
         tokens_per_step: masks decoded per denoiser call (at most).
     """
-    _check_sequences("x", x, mask_id)
     check_positive_int("vocab_size", vocab_size, minimum=2)
-    check_mask_id(mask_id, vocab_size)
+    _check_sequences("x", x, mask_id, vocab_size)
     check_number("init_fraction", init_fraction, at_least=0, below=1,
                  meaning="the share of open masks initialised at random each step")
     check_positive_int("tokens_per_step", tokens_per_step)
@@ -353,11 +388,11 @@ def sample_partial_random_init(denoiser, x: torch.Tensor, mask_id: int, vocab_si
         count = (init_fraction * open_.sum(-1, keepdim=True).double()).floor().long()  # (B, 1) < masks left
         priority = torch.where(open_, uniform(open_.shape, generator, open_.device), 2.0)  # (B, L)
         initialised = open_ & (priority.argsort(-1).argsort(-1) < count)  # (B, L) a random share of the masks
-        noise = random_tokens(open_.shape, vocab_size, mask_id, generator, open_.device)
+        noise = _random_tokens(open_.shape, vocab_size, mask_id, generator, open_.device)
         return torch.where(initialised, noise, tokens), open_ & ~initialised
 
-    return unmask(DenoiserReader(denoiser, mask_id), x, mask_id, [(0, x.shape[1])], count=tokens_per_step,
-                  score=leftmost, temperature=temperature, generator=generator, view=view)
+    return unmask(DenoiserReader(denoiser, mask_id, vocab_size), x, mask_id, [(0, x.shape[1])],
+                  count=tokens_per_step, score=leftmost, temperature=temperature, generator=generator, view=view)
 
 
 # --- decoded tokens masked again: remasking in the ReMDM sense -------------------------------------
@@ -425,22 +460,23 @@ def beam_search(denoiser, x: torch.Tensor, mask_id: int, beam_width: int = 2,
     partial sequences by sum of log-probabilities. Returns (tokens (1, L), log-probability ()).
 
     Args:
-        positions: the masked positions to decode (default: all); the others stay masked, so the
-            score is the model's joint probability of just these positions given x.
+        positions: the masked positions to decode, each once, in any order (default: all); the
+            others stay masked, so the score is the model's joint probability of just these
+            positions given x.
 
-    With ``beam_width = 1`` it is greedy left-to-right decoding."""
+    With ``beam_width = 1`` it is greedy left-to-right decoding. The denoiser reads a copy of the
+    beams (``decoding.DenoiserReader``)."""
     _check_sequences("x", x, mask_id)
     check_positive_int("beam_width", beam_width)
     if x.shape[0] != 1:
         raise ValueError(f"x must hold one sequence, shape (1, L); got {tuple(x.shape)}")
-    masked = (x[0] == mask_id).nonzero().flatten().tolist()
-    positions = masked if positions is None else sorted(positions)
-    if not set(positions) <= set(masked):
-        raise ValueError(f"positions must be masked positions of x, a subset of {masked}; got {positions}")
+    positions = _beam_positions(positions, (x[0] == mask_id).nonzero().flatten().tolist())
+    read = DenoiserReader(denoiser, mask_id)
     beams, scores = x.clone(), torch.zeros(1, dtype=torch.float64, device=x.device)  # (K, L), (K,)
     for position in positions:
-        logits = denoiser(beams)
-        check_logits(logits, beams, mask_id)
+        logits, _ = read(beams, 0, x.shape[1])  # (K, L, V)
+        if position == positions[0]:  # the model's vocabulary is known now
+            check_tokens("x", x, logits.shape[-1], mask_id, allow_mask=True)
         log_probs = clean_log_probs(logits, mask_id)[:, position]  # (K, V)
         if torch.isnan(log_probs).any():
             raise ValueError(f"the denoiser's logits give no distribution at position {position}")
@@ -451,6 +487,26 @@ def beam_search(denoiser, x: torch.Tensor, mask_id: int, beam_width: int = 2,
         beams[:, position] = token
         scores = best.values
     return beams[:1], scores[0]
+
+
+def _beam_positions(positions, masked: list[int]) -> list[int]:
+    """``positions`` sorted, if they are ints naming masked positions of x (``masked``), each once;
+    ``masked`` where they are None."""
+    if positions is None:
+        return masked
+    positions = list(positions) if isinstance(positions, (list, tuple, range)) else positions
+    if not isinstance(positions, list) or any(isinstance(p, bool) or not isinstance(p, numbers.Integral)
+                                              for p in positions):
+        raise ValueError(f"positions must be a list of ints, masked positions of x (a subset of {masked}); "
+                         f"got {positions!r}")
+    positions = sorted(int(p) for p in positions)
+    if not set(positions) <= set(masked):
+        raise ValueError(f"positions must be masked positions of x, a subset of {masked}; got {positions}")
+    twice = sorted(p for p, n in collections.Counter(positions).items() if n > 1)
+    if twice:
+        raise ValueError(f"positions must name each masked position of x once; got {positions}, "
+                         f"which repeats {twice}")
+    return positions
 
 
 @torch.no_grad()
@@ -471,15 +527,16 @@ def sample_gibbs_from_random_start(denoiser, x: torch.Tensor, mask_id: int, voca
     marginals, the parallel error of Section 3.2.2 again.
 
     Args:
-        vocab_size: number of ids the denoiser's logits cover, the mask included.
+        vocab_size: number of ids the denoiser's logits cover, the mask included; compared with
+            the logits of every call, a mismatch refused naming both, so that no random start
+            (an id < ``vocab_size``) lies outside the model's vocabulary.
         steps: denoiser calls (the NFE); each redraws ``tokens_per_step`` positions.
 
     ``order`` holds the last step that wrote each position (-1: given; -2: never redrawn, still its
     random start) and ``confidence`` the probability it was written with (NaN if never).
     """
-    _check_sequences("x", x, mask_id)
     check_positive_int("vocab_size", vocab_size, minimum=2)
-    check_mask_id(mask_id, vocab_size)
+    _check_sequences("x", x, mask_id, vocab_size)
     check_positive_int("steps", steps)
     check_positive_int("tokens_per_step", tokens_per_step)
     open_ = x == mask_id  # (B, L) the positions this sampler writes
@@ -487,7 +544,8 @@ def sample_gibbs_from_random_start(denoiser, x: torch.Tensor, mask_id: int, voca
     if tokens_per_step > max(most, 1):
         raise ValueError(f"tokens_per_step ({tokens_per_step}) must not exceed the number of masks in a "
                          f"sequence (at most {most} here)")
-    tokens = torch.where(open_, random_tokens(x.shape, vocab_size, mask_id, generator, x.device), x)
+    tokens = torch.where(open_, _random_tokens(x.shape, vocab_size, mask_id, generator, x.device), x)
+    read = DenoiserReader(denoiser, mask_id, vocab_size)
     order = torch.where(open_, -2, -1)
     scores = torch.full(x.shape, float("nan"), dtype=torch.float64, device=x.device)
     for step in range(steps):
@@ -495,8 +553,7 @@ def sample_gibbs_from_random_start(denoiser, x: torch.Tensor, mask_id: int, voca
         top = priority.topk(min(tokens_per_step, x.shape[1]), dim=-1).indices  # (B, k)
         chosen = torch.zeros_like(open_).scatter(-1, top, True) & open_  # (B, L)
         remasked = torch.where(chosen, mask_id, tokens)
-        logits = denoiser(remasked)
-        check_logits(logits, remasked, mask_id)
+        logits, _ = read(remasked, 0, x.shape[1])  # (B, L, V)
         log_probs = clean_log_probs(logits, mask_id)  # (B, L, V)
         if (torch.isnan(log_probs).any(-1) & chosen).any():
             raise ValueError("the denoiser's logits give no distribution at a position being redrawn")

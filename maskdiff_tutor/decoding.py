@@ -30,11 +30,15 @@ What every decoder inherits from the loop:
 - logits that give no distribution at a position being decoded (NaN, +inf, or -inf for every
   clean token) raise a ``ValueError`` naming the batch row and the position;
 - tokens are drawn from the clean distribution (``clean_distribution``), so the mask is never
-  an output;
+  an output (and each block is checked for a mask left once it is done);
+- the denoiser reads a copy of the tokens, so one that edits its input in place changes nothing
+  here; its logits are checked at every call: shape (B, L, V), a floating-point dtype, the
+  tokens' device (the loop moves nothing: the denoiser takes tokens on their device and returns
+  logits there), and V the vocabulary where a decoder states one;
 - sampling uses the Gumbel-max trick in float64 (lower precision lowers the effective
-  temperature: Zheng et al., 2024), and scores equal to ``SCORE_RESOLUTION`` are ties that the
-  leftmost position wins, so the choice of position does not hang on the last bits of a float,
-  which differ between CPUs.
+  temperature: Zheng et al., 2024), without overflow at any temperature (``draw``), and scores
+  equal to ``SCORE_RESOLUTION`` are ties that the leftmost position wins, so the choice of
+  position does not hang on the last bits of a float, which differ between CPUs.
 """
 
 from __future__ import annotations
@@ -124,18 +128,32 @@ def uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     return torch.rand(shape, generator=generator, dtype=torch.float64, device=noise_device).to(device)
 
 
+TINY_TEMPERATURE = 1e-200  # below it, ``draw`` scales the noise instead of the log-probabilities
+
+
 def draw(log_probs: torch.Tensor, temperature: float,
          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""A token from :math:`\mathrm{softmax}(\mathtt{log\_probs} / \mathtt{temperature})` by the Gumbel-max trick
     in float64, or the argmax at temperature 0, and its log-probability: (..., V) -> ((...), (...)). At
     temperature T this is LLaDA's :math:`\arg\max(\exp(\text{logits}) / (-\log u)^T)`: the same u give the
-    same tokens."""
+    same tokens.
+
+    A tiny temperature would overflow: at T = 1e-310, :math:`\log p / T` is -inf for every token, and
+    the argmax of a row of -inf is token 0, whatever the model says (the mask, if its id is 0).
+    Below ``TINY_TEMPERATURE`` the draw is therefore taken as :math:`\arg\max(\log p + T g)` with the
+    same Gumbel noise g: the same draw (the argmax of :math:`\log p / T + g` times T > 0), which never
+    overflows and becomes the argmax as T -> 0. From ``TINY_TEMPERATURE`` up, :math:`\log p / T` is
+    finite at the best token (whose log-probability is at least :math:`-\log V`), and the draw is
+    computed as it always was, bit for bit."""
     if temperature == 0:  # the argmax (the first of equal maxima, as argmax gives) and its log-probability
         best = log_probs.max(-1)
         return best.indices, best.values
     gumbel = -torch.log(-torch.log(uniform(log_probs.shape, generator, log_probs.device).clamp_min(1e-300)))
-    scaled = log_probs if temperature == 1 else log_probs / temperature
-    chosen = (scaled + gumbel).argmax(-1)
+    if temperature < TINY_TEMPERATURE:  # argmax(log p + T g) = argmax(log p / T + g), without the overflow
+        keys = torch.add(log_probs, gumbel, alpha=temperature)
+    else:
+        keys = (log_probs if temperature == 1 else log_probs / temperature) + gumbel
+    chosen = keys.argmax(-1)
     return chosen, log_probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
 
 
@@ -232,14 +250,21 @@ class Reader(Protocol):
 
 
 class DenoiserReader:
-    """Any denoiser callable ``x (B, L) -> logits (B, L, V)``, run on the whole sequence."""
+    """Any denoiser callable ``x (B, L) -> logits (B, L, V)``, run on the whole sequence.
 
-    def __init__(self, denoiser: Callable[[torch.Tensor], torch.Tensor], mask_id: int):
-        self.denoiser, self.mask_id = denoiser, mask_id
+    The denoiser is given a copy of the tokens, never the decoder's own buffer: a denoiser that
+    edits its input in place (or keeps it and edits it later) changes only its copy. A copy of
+    (1, 1024) ids costs about 2 microseconds on a CPU, next to about 2 milliseconds for a call of
+    the smallest model ("tiny") at L = 1024; finding an edit afterwards instead would need the same
+    copy and a comparison more. The logits are checked at every call (``check_logits``: shape,
+    dtype, device, and V = ``vocab_size`` where the decoder was given one)."""
+
+    def __init__(self, denoiser: Callable[[torch.Tensor], torch.Tensor], mask_id: int, vocab_size: int | None = None):
+        self.denoiser, self.mask_id, self.vocab_size = denoiser, mask_id, vocab_size
 
     def __call__(self, tokens: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, int]:
-        logits = self.denoiser(tokens)  # (B, L, V)
-        check_logits(logits, tokens, self.mask_id)
+        logits = self.denoiser(tokens.clone())  # (B, L, V)
+        check_logits(logits, tokens, self.mask_id, self.vocab_size)
         return logits, 0
 
     def block_done(self, tokens: torch.Tensor, start: int, end: int) -> None:
@@ -324,10 +349,14 @@ def _plain_step(run: _Run, block: _Block) -> None:
 
 def _view_step(view: View):
     """A step in which the model reads what ``view`` shows (the paper's random initialisation: random
-    tokens at some of the masks) and only the positions ``view`` leaves decodable may be committed."""
+    tokens at some of the masks) and only the positions ``view`` leaves decodable may be committed: at
+    least one in every sequence with a mask left, or the loop would never end."""
     def step(run: _Run, block: _Block) -> None:
         seen, everywhere = view(run.tokens, _in_block(block.open_, block.start, run.tokens.shape[1]), run.generator)
-        decodable = everywhere[:, block.start:block.end]  # (B, b)
+        decodable = everywhere[:, block.start:block.end] & block.open_  # (B, b)
+        if (block.open_.any(-1) & ~decodable.any(-1)).any():
+            raise ValueError(f"view left no open position of the block [{block.start}, {block.end}) decodable in a "
+                             "sequence with masks left; it must leave at least one")
         drawn = run.predict(seen, block, decodable)
         block.open_ ^= run.commit(block, drawn, decodable)
     return step
@@ -445,7 +474,15 @@ class _Block:
         return recorded
 
     def done(self) -> None:
-        """The block is decoded: nothing is left to check."""
+        """The block is decoded: refuse a mask left in it. Drawn tokens are never the mask (the
+        mask's logit is removed before the draw), so only a score that changed the prediction it
+        was given could leave one; this looks once per block, and no mask reaches the output."""
+        left = self.tokens == self.run.mask_id  # (B, b)
+        if left.any():
+            row, column = (int(i) for i in left.nonzero()[0])
+            raise ValueError(f"the mask is left at batch row {row}, position {self.start + column} after its block "
+                             f"was decoded: the score {getattr(self.run.score, '__name__', self.run.score)!r} "
+                             "changed the prediction it was given (a score may only read it)")
 
 
 class _CountedBlock(_Block):
@@ -474,10 +511,12 @@ class _CountedBlock(_Block):
         return score if self.carries_nan else torch.add(score, chosen_log_prob, alpha=0)
 
     def done(self) -> None:
-        """Every mask of the block was committed once, with its score: refuse a NaN among them."""
+        """Every mask of the block was committed once, with its score: refuse a NaN among them, then
+        a mask left (``_Block.done``)."""
         undrawable = torch.isnan(self.scores) & ~self.run.given[:, self.start:self.end]
         if undrawable.any():
             _refuse(undrawable, None, self.start, self.run.score)
+        super().done()
 
 
 def _in_block(open_: torch.Tensor, start: int, length: int) -> torch.Tensor:

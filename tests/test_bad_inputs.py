@@ -98,6 +98,20 @@ BAD_CALLS = [
     ("decoder NaN logits", lambda: decoders.sample_left_to_right(lambda x: torch.full((*x.shape, 4), NAN),
                                                                  torch.tensor([[1, 3]]), 3),
      r"row 0, position 1"),
+    ("decoder int64 logits", lambda: decoders.generate(lambda x: torch.zeros(*x.shape, 4, dtype=torch.long),
+                                                       torch.tensor([[1]]), 2, 3),
+     r"^the denoiser must return floating-point logits \(float16, bfloat16, float32 or float64\); "
+     r"got dtype torch.int64$"),
+    ("decoder logits on another device", lambda: decoders.generate(lambda x: torch.zeros(*x.shape, 4, device="meta"),
+                                                                   torch.tensor([[1]]), 2, 3),
+     r"^the denoiser returned logits on meta for tokens on cpu; it must return them on its input's device "
+     r"\(move them with \.to\(x\.device\)\)$"),
+    ("beam search position twice", lambda: decoders.beam_search(lambda x: torch.zeros(*x.shape, 4),
+                                                                 torch.tensor([[3, 3, 1]]), 3, positions=[1, 1]),
+     r"^positions must name each masked position of x once; got \[1, 1\], which repeats \[1\]$"),
+    ("Gibbs vocab_size above the model's", lambda: decoders.sample_gibbs_from_random_start(
+        lambda x: torch.zeros(*x.shape, 4), torch.tensor([[3, 3]]), 3, 9, 2),
+     r"^vocab_size \(9\) must equal the size of the denoiser's vocabulary, the last dimension of its logits \(4\)$"),
 ]
 
 

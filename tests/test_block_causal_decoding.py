@@ -99,3 +99,57 @@ def test_literal_scheme_cannot_be_cached():
 def test_mask_id_outside_the_vocabulary_is_refused():
     with pytest.raises(ValueError, match="mask_id"):
         decoders.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK + 1, 4)
+
+
+class EditsItsInputs:
+    """A block-causal model that overwrites its tokens with the mask and its positions with 0, in
+    place, after computing its output."""
+
+    def __init__(self, net):
+        self.net, self.config = net, net.config
+
+    def __call__(self, x, *, attn_mask, position_ids):
+        logits = self.net(x, attn_mask=attn_mask, position_ids=position_ids)
+        x.fill_(MASK), position_ids.fill_(0)
+        return logits
+
+    def step(self, x, position_ids, past_kv=None):
+        out = self.net.step(x, position_ids, past_kv)
+        x.fill_(MASK), position_ids.fill_(0)
+        return out
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_a_model_that_edits_its_inputs_changes_nothing(use_cache):
+    net, prompt = model(), torch.tensor([[3, 4], [5, 6]])
+    runs = [decoders.generate_block_causal(m, prompt, 8, MASK, 4, use_cache=use_cache, tokens_per_step=2)
+            for m in (net, EditsItsInputs(net))]
+    assert torch.equal(runs[0].tokens, runs[1].tokens) and torch.equal(runs[0].order, runs[1].order)
+    assert torch.equal(prompt, torch.tensor([[3, 4], [5, 6]]))
+
+
+def test_a_model_on_another_device_than_the_prompt_is_refused_naming_both():
+    with pytest.raises(ValueError, match=r"^prompt is on cpu but the model's parameters are on meta; move the prompt "
+                                         r"to the model's device \(prompt.to\('meta'\)\)$"):
+        decoders.generate_block_causal(model().to("meta"), torch.tensor([[1]]), 4, MASK, 4)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("returns, match", [
+    (lambda logits: logits.long(), r"^the denoiser must return floating-point logits .* got dtype torch.int64$"),
+    (lambda logits: logits.to("meta"), r"^the denoiser returned logits on meta for tokens on cpu"),
+])
+def test_logits_of_another_dtype_or_device_are_refused(use_cache, returns, match):
+    net = model()
+
+    class Returns:
+        config = net.config
+
+        def __call__(self, x, *, attn_mask, position_ids):
+            return returns(net(x, attn_mask=attn_mask, position_ids=position_ids))
+
+        def step(self, x, position_ids, past_kv=None):
+            logits, kv = net.step(x, position_ids, past_kv)
+            return returns(logits), kv
+    with pytest.raises(ValueError, match=match):
+        decoders.generate_block_causal(Returns(), torch.tensor([[1]]), 4, MASK, 4, use_cache=use_cache)

@@ -290,6 +290,31 @@ def test_positions_that_are_not_masked_raise(toy, oracle, positions):
         beam_search(oracle, toy.ids(QUERY), toy.mask_id, positions=positions)
 
 
+def test_positions_named_twice_are_refused(toy, oracle):
+    # counted twice, position 0's log-probability was added twice to the beam's score
+    with pytest.raises(ValueError, match=r"^positions must name each masked position of x once; got \[0, 0, 1\], "
+                                         r"which repeats \[0\]$"):
+        beam_search(oracle, toy.ids(QUERY), toy.mask_id, positions=[0, 1, 0])
+
+
+@pytest.mark.parametrize("positions", [[0, 1.0], [True], ["0"], torch.tensor([0, 1]), 0])
+def test_positions_that_are_not_a_list_of_ints_are_refused(toy, oracle, positions):
+    with pytest.raises(ValueError, match=r"^positions must be a list of ints, masked positions of x \(a subset of "
+                                         r"\[0, 1, 4\]\); got "):
+        beam_search(oracle, toy.ids(QUERY), toy.mask_id, positions=positions)
+
+
+@pytest.mark.parametrize("positions", [[-1], [5], [10**6]])
+def test_positions_out_of_range_are_refused(toy, oracle, positions):
+    with pytest.raises(ValueError, match=rf"^positions must be masked positions of x, a subset of \[0, 1, 4\]; "
+                                         rf"got \[{positions[0]}\]$"):
+        beam_search(oracle, toy.ids(QUERY), toy.mask_id, positions=positions)
+
+
+def test_beam_search_refuses_given_ids_outside_the_models_vocabulary():
+    with pytest.raises(ValueError, match=r"^x holds ids outside \[0, 6\] \(vocab_size = 7\)$"):
+        beam_search(lambda x: RandomLogits(5, 9)(x)[..., :7], torch.tensor([[8, 6, 6, 1, 6]]), 6)  # 7 ids out
+
 def test_beam_search_of_several_sequences_raises(toy, oracle):
     with pytest.raises(ValueError, match=r"x must hold one sequence, shape \(1, L\)"):
         beam_search(oracle, toy.ids(QUERY).expand(2, 5), toy.mask_id)

@@ -437,3 +437,160 @@ def test_unmask_takes_one_kind_of_step_and_a_count_of_at_least_one():
         decoding.unmask(read, x, 3, [(0, 3)], count=0)
     with pytest.raises(ValueError, match="^give exactly one of count and threshold$"):
         decoding.unmask(read, x, 3, [(0, 3)])
+
+
+# --- a tiny temperature, a denoiser that edits its input, logits of another dtype or device -----------
+
+@pytest.mark.parametrize("temperature", [1e-310, 5e-324, 1e-250])
+@pytest.mark.parametrize("mask_id", [0, 3])
+def test_a_tiny_temperature_draws_the_argmax_never_token_0_or_the_mask(temperature, mask_id):
+    # log p / T is -inf for every token at T = 1e-310 (1e-250: the second best and below): the
+    # argmax of a row of -inf was token 0, the mask where mask_id = 0
+    model, prompt = RandomLogits(7, 6, 1), torch.tensor([[1], [2]])
+    greedy = decoders.generate(model, prompt, 6, mask_id, tokens_per_step=2)
+    tiny = decoders.generate(model, prompt, 6, mask_id, tokens_per_step=2, temperature=temperature,
+                             generator=torch.Generator().manual_seed(0))
+    assert torch.equal(tiny.tokens, greedy.tokens) and not (tiny.tokens == mask_id).any()
+    log_probs = torch.tensor([[-math.inf, -2.0, -0.5, -1.0]], dtype=torch.float64)  # the mask at 0, best at 2
+    assert decoding.draw(log_probs, temperature, torch.Generator().manual_seed(0))[0].item() == 2
+
+
+def test_below_the_tiny_temperature_the_draw_still_follows_the_tempered_law():
+    # log-probabilities 1e-250 apart at T = 1e-250 are the law softmax(0, -1, -3): the stable form
+    # argmax(log p + T g) draws it; log p / T + g would give the same law here (no overflow)
+    temperature = 1e-250
+    assert temperature < decoding.TINY_TEMPERATURE
+    n, law = 40_000, torch.softmax(torch.tensor([0.0, -1.0, -3.0], dtype=torch.float64), 0)
+    log_probs = torch.tensor([0.0, -1e-250, -3e-250], dtype=torch.float64).expand(n, 3)
+    tokens, _ = decoding.draw(log_probs, temperature, torch.Generator().manual_seed(0))
+    freq = torch.bincount(tokens, minlength=3).double() / n
+    assert ((freq - law).abs() <= 4 * torch.sqrt(law * (1 - law) / n)).all()
+
+
+def test_from_the_tiny_temperature_up_the_draw_is_the_gumbel_argmax_of_log_p_over_t():
+    # the reference: LLaDA's form argmax(exp(log p) / (-log u)^T) with the same u, in logs
+    log_probs = torch.log_softmax(torch.randn(500, 9, generator=torch.Generator().manual_seed(2),
+                                              dtype=torch.float64), -1)
+    for temperature in (decoding.TINY_TEMPERATURE, 1e-3, 0.7, 1.0, 3.0):
+        u = torch.rand(500, 9, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        expected = (log_probs - temperature * torch.log(-torch.log(u))).argmax(-1)
+        got, _ = decoding.draw(log_probs, temperature, torch.Generator().manual_seed(4))
+        assert torch.equal(got, expected)
+
+
+class EditsItsInput:
+    """A denoiser with ``RandomLogits``' logits that then overwrites its input with the mask, in place."""
+
+    def __init__(self, length, vocab_size, seed=0):
+        self.model, self.mask_id = RandomLogits(length, vocab_size, seed), vocab_size - 1
+
+    def __call__(self, x):
+        logits = self.model(x)
+        x.fill_(self.mask_id)
+        return logits
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_a_denoiser_that_edits_its_input_changes_nothing(name):
+    x = torch.tensor([[1, 4, 4, 4, 4], [0, 4, 3, 4, 4]])
+    torch.manual_seed(0)  # DECODERS sample from the global stream
+    honest = DECODERS[name](RandomLogits(5, 5, 3), x, 4)
+    torch.manual_seed(0)
+    editing = DECODERS[name](EditsItsInput(5, 5, 3), x, 4)
+    for a, b in zip(honest if isinstance(honest, tuple) else [honest.tokens],
+                    editing if isinstance(editing, tuple) else [editing.tokens], strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(x, torch.tensor([[1, 4, 4, 4, 4], [0, 4, 3, 4, 4]]))
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64])
+def test_logits_that_are_not_floating_point_are_refused_naming_the_dtype(name, dtype):
+    with pytest.raises(ValueError, match=rf"^the denoiser must return floating-point logits \(float16, bfloat16, "
+                                         rf"float32 or float64\); got dtype {dtype}$"):
+        DECODERS[name](lambda x: torch.zeros(*x.shape, 5, dtype=dtype), torch.tensor([[1, 4, 4, 4, 4]]), 4)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_logits_on_another_device_are_refused_naming_both(name):
+    with pytest.raises(ValueError, match=r"^the denoiser returned logits on meta for tokens on cpu; it must return "
+                                         r"them on its input's device \(move them with \.to\(x\.device\)\)$"):
+        DECODERS[name](lambda x: torch.zeros(*x.shape, 5, device="meta"), torch.tensor([[1, 4, 4, 4, 4]]), 4)
+
+
+def test_logits_over_fewer_than_two_ids_are_refused():
+    with pytest.raises(ValueError, match=r"^the denoiser's logits must cover at least 2 ids .* got V = 1$"):
+        decoders.sample_left_to_right(lambda x: torch.zeros(*x.shape, 1), torch.tensor([[0, 0]]), 0)
+
+
+def test_a_score_that_writes_the_mask_into_its_prediction_is_refused():
+    def writes_the_mask(prediction, generator=None):
+        prediction.chosen.fill_(4)
+        return prediction.chosen_log_prob.exp()
+    for schedule in (dict(tokens_per_step=2), dict(threshold=0.5)):
+        with pytest.raises(ValueError, match=r"^the mask is left at batch row 0, position 1 after its block was "
+                                             r"decoded: the score 'writes_the_mask' changed the prediction"):
+            decoders.generate(RandomLogits(5, 5), torch.tensor([[1]]), 4, 4, score=writes_the_mask, **schedule)
+
+
+def test_a_view_that_leaves_nothing_decodable_is_refused_rather_than_looping():
+    read, x = decoding.DenoiserReader(RandomLogits(3, 4), 3), torch.tensor([[3, 3, 1]])
+    with pytest.raises(ValueError, match=r"^view left no open position of the block \[0, 3\) decodable"):
+        decoding.unmask(read, x, 3, [(0, 3)], count=1,
+                        view=lambda tokens, open_, g: (tokens, torch.zeros_like(open_)))
+
+
+# --- no mask and no id outside the vocabulary in any output, whatever the denoiser -----------------
+
+def _hostile(kind, vocab, mask_id, seed):
+    """Logits (B, L, V) that favour the mask, hold NaN or -inf rows, or only the mask, or are random."""
+    def denoiser(x):
+        g = torch.Generator().manual_seed(seed + int(x.sum()))
+        logits = 3 * torch.randn(*x.shape, vocab, generator=g)
+        if kind == "mask on top":
+            logits[..., mask_id] = 50.0
+        elif kind == "only the mask":
+            logits.fill_(-math.inf)[..., mask_id] = 0.0
+        elif kind in ("nan rows", "-inf rows"):
+            rows = torch.rand(x.shape, generator=g) < 0.3  # (B, L)
+            logits[rows] = math.nan if kind == "nan rows" else -math.inf
+        return logits
+    return denoiser
+
+
+def _as_is(run):
+    """A decoder of ``DECODERS`` called with the arguments of ``ALL_DECODERS``: (d, x, m, v, t, g)."""
+    return lambda d, x, m, v, t, g: run(d, x, m)
+
+
+ALL_DECODERS = {  # DECODERS' own random init and Gibbs take vocab_size 5: here with the model's
+    **{name: _as_is(run) for name, run in DECODERS.items() if name not in ("partial random init", "gibbs")},
+    "all at once T": lambda d, x, m, v, t, g: decoders.sample_all_at_once(d, x, m, g, t),
+    "one at a time T": lambda d, x, m, v, t, g: decoders.sample_one_at_a_time(d, x, m, g, t),
+    "generate T": lambda d, x, m, v, t, g: decoders.generate(d, x[:, :1], x.shape[1] - 1, m, temperature=t,
+                                                             generator=g, score=decoding.margin),
+    "partial random init T": lambda d, x, m, v, t, g: decoders.sample_partial_random_init(d, x, m, v, 0.5, 1, g, t),
+    "remasking T": lambda d, x, m, v, t, g: decoders.sample_with_remasking(d, x, m, 2, 0.5, g, t),
+    "gibbs T": lambda d, x, m, v, t, g: decoders.sample_gibbs_from_random_start(d, x, m, v, 3, 2, g),
+}
+
+
+@settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(ALL_DECODERS)),
+       st.sampled_from(["random", "mask on top", "only the mask", "nan rows", "-inf rows"]),
+       st.integers(3, 6), st.data(), st.sampled_from([0.0, 5e-324, 1e-310, 1e-250, 1e-200, 0.3, 1.0, 1e300]),
+       st.integers(0, 2**16))
+def test_property_no_decoder_outputs_the_mask_or_an_id_outside_the_vocabulary(name, kind, vocab, data, temperature,
+                                                                              seed):
+    mask_id = data.draw(st.integers(0, vocab - 1))
+    x = torch.full((2, 4), mask_id)
+    x[:, 0] = (mask_id + 1) % vocab
+    try:
+        out = ALL_DECODERS[name](_hostile(kind, vocab, mask_id, seed), x, mask_id, vocab, temperature,
+                                 torch.Generator().manual_seed(seed))
+    except ValueError as error:  # only logits without a distribution where a token is drawn
+        assert kind in ("only the mask", "nan rows", "-inf rows") and "distribution" in str(error)
+        return
+    tokens = out[0] if isinstance(out, tuple) else out.tokens
+    assert not (tokens == mask_id).any() and ((tokens >= 0) & (tokens < vocab)).all()
+    assert torch.equal(tokens[:, 0], x[:len(tokens), 0])

@@ -233,3 +233,42 @@ def test_partial_random_init_bad_arguments_raise(kwargs, match):
     args = dict(vocab_size=7, init_fraction=0.5, tokens_per_step=1) | kwargs
     with pytest.raises(ValueError, match=match):
         sample_partial_random_init(RandomLogits(8, 7), torch.full((2, 4), 6), 6, **args)
+
+
+# --- vocab_size against the model's vocabulary --------------------------------------------------------
+
+@pytest.mark.parametrize("vocab_size", [5, 12])
+@pytest.mark.parametrize("sampler", [
+    lambda d, x, m, v: sample_gibbs_from_random_start(d, x, m, v, 3, 1, torch.Generator().manual_seed(0)),
+    lambda d, x, m, v: sample_partial_random_init(d, x, m, v, 0.5, 1, torch.Generator().manual_seed(0)),
+], ids=["gibbs", "partial random init"])
+def test_a_vocab_size_other_than_the_models_is_refused_naming_both(sampler, vocab_size):
+    # with vocab_size 12 and a model of 7 ids, Gibbs returned random starts 7..11, outside the model's vocabulary
+    model = RandomLogits(4, 12)  # reads ids up to 11, returns logits over 12 ids: sliced to the first 7
+
+    def seven_ids(x):
+        return model(x)[..., :7]
+    with pytest.raises(ValueError, match=rf"^vocab_size \({vocab_size}\) must equal the size of the denoiser's "
+                                         rf"vocabulary, the last dimension of its logits \(7\)$"):
+        sampler(seven_ids, torch.full((2, 4), 3), 3, vocab_size)
+
+
+def test_random_tokens_are_ids_of_the_vocabulary_other_than_the_mask():
+    from maskdiff_tutor.decoders import random_tokens
+
+    tokens = random_tokens((2000,), 5, 2, torch.Generator().manual_seed(0), "cpu")
+    assert set(tokens.tolist()) == {0, 1, 3, 4}
+    with pytest.raises(ValueError, match=r"^vocab_size must be an int >= 2; got 1$"):
+        random_tokens((3,), 1, 0, None, "cpu")
+    with pytest.raises(ValueError, match=r"^mask_id must be an int in \[0, 4\] \(vocab_size = 5\); got 5$"):
+        random_tokens((3,), 5, 5, None, "cpu")
+
+
+def test_given_ids_outside_vocab_size_are_refused_before_any_call():
+    def never(x):
+        raise AssertionError("the denoiser was called")
+    x = torch.tensor([[7, 3, 3]])
+    for sampler in (lambda: sample_gibbs_from_random_start(never, x, 3, 5, 2),
+                    lambda: sample_partial_random_init(never, x, 3, 5, 0.5)):
+        with pytest.raises(ValueError, match=r"^x holds ids outside \[0, 4\] \(vocab_size = 5\)$"):
+            sampler()
