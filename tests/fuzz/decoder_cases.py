@@ -18,8 +18,6 @@ SCORES = (decoding.confidence, decoding.confidence_with_mask, decoding.margin, d
           decoding.random_score, decoding.leftmost)
 TINY = (1e-300, 1e-310, 5e-324)  # positive temperatures below which log p / T overflows to -inf
 TEMPERATURES = st.sampled_from((0.0, 1.0, 0.5, 2.0, 1e-3, 1e-12, *TINY, 1e300)) | st.floats(0, 10)
-TAKES_TEMPERATURE = {"sample_all_at_once", "sample_one_at_a_time", "sample_left_to_right", "generate",
-                     "sample_with_remasking", "sample_partial_random_init"}
 
 
 @dataclass
