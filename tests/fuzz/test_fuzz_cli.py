@@ -20,7 +20,7 @@ import tempfile
 
 import pytest
 import torch
-from fuzzing import case, fuzz, names, working_in
+from fuzzing import DEVICES, case, fuzz, make_device, names, working_in
 from hypothesis import example, given
 from hypothesis import strategies as st
 from result_cases import ENVIRONMENT
@@ -30,10 +30,9 @@ from maskdiff_tutor.device import pick_device
 from maskdiff_tutor.experiments import book, small_masked_lm
 from maskdiff_tutor.experiments.result import ExperimentResult
 
-ROOT = os.geteuid() == 0  # only root may make a device node
 COMMANDS = (*cli.EXPERIMENTS, "book-models", "book-results", "small-masked-lm")
 PATHS = ("r.json", "new/folder/r.json", "folder", "fifo", "file", "file/r.json", "link-to-fifo", "", "a\x00b",
-         *(("device",) if ROOT else ()))
+         *(("device",) if DEVICES else ()))
 VALUES = {  # flag -> the values a case may give it (paths relative to the case's own folder)
     "--scale": ("ci", "cpu", "gpu", "exact", "", "CI"),
     "--device": ("cpu", "cuda", "cuda:7", "mps", "cpu:0", "tpu", "", "cuda:-1", "meta", "0"),
@@ -122,8 +121,8 @@ def _make_paths(folder: pathlib.Path) -> None:
     (folder / "models").mkdir()
     os.mkfifo(folder / "fifo")
     os.symlink(folder / "fifo", folder / "link-to-fifo")
-    if ROOT:
-        os.mknod(folder / "device", stat.S_IFCHR | 0o666, os.stat("/dev/null").st_rdev)
+    if DEVICES:
+        make_device(folder / "device")
 
 
 def _kind(path: pathlib.Path) -> str:

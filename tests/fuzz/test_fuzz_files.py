@@ -13,7 +13,7 @@ import stat
 import tempfile
 
 import pytest
-from fuzzing import attempt, case, fuzz, known, working_in
+from fuzzing import DEVICES, attempt, case, fuzz, known, make_device, working_in
 from hypothesis import example, given
 from hypothesis import strategies as st
 from result_cases import ENVIRONMENT, FuzzConfig, FuzzMetrics, FuzzResult, Row
@@ -21,7 +21,6 @@ from result_cases import ENVIRONMENT, FuzzConfig, FuzzMetrics, FuzzResult, Row
 from maskdiff_tutor import files
 from maskdiff_tutor.experiments.result import ExperimentResult
 
-ROOT = os.geteuid() == 0  # only root may make a device node (a copy of /dev/null's)
 STRICT = st.recursive(st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.text(max_size=6)
                       | st.floats(allow_nan=False, allow_infinity=False),
                       lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children,
@@ -110,7 +109,7 @@ def _make(kind: str, folder: pathlib.Path):
     if kind in ("FIFO", "link to FIFO"):
         os.mkfifo(folder / "fifo")
     if kind == "device":
-        os.mknod(target, stat.S_IFCHR | 0o666, os.stat("/dev/null").st_rdev)
+        make_device(target)
     links = {"link to file": "target", "link to FIFO": "fifo", "link to folder": ".", "dangling link": "nowhere",
              "link loop": "loop"}
     if kind in links:
@@ -141,7 +140,7 @@ READERS = {"read_json": lambda path: files.read_json(path, "a fuzz file"), "load
            "ExperimentResult.load": ExperimentResult.load}
 
 
-KINDS = [kind for kind in TARGETS if ROOT or kind != "device"]
+KINDS = [kind for kind in TARGETS if DEVICES or kind != "device"]
 OPEN_READS = {"FIFO": "issue 22, open: reading a FIFO waits for a writer (hangs)",
               "link to FIFO": "issue 22, open: reading a FIFO waits for a writer (hangs)",
               "NUL byte": "issue 22, open: 'embedded null byte' without the path"}
