@@ -5,7 +5,7 @@ A benchmark, not a test (the tests prove the fast paths give the same numbers). 
 1. Training: the one-pass block-causal loss over [x_t, x_0] (``blockwise.blockwise_loss``)
    against the per-block loop (``blockwise_loss_loop``), a full step each (loss, backward,
    AdamW), tokens of data per second, at each sequence length and block length.
-2. Sampling: ``decoders.generate_block_causal`` with and without the KV cache, generated
+2. Sampling: ``block_causal.generate_block_causal`` with and without the KV cache, generated
    tokens per second, one token per step, at each sequence length.
 3. Sampler overhead: the share of a cached sampling run spent outside the model's calls.
 
@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from maskdiff_tutor import blockwise, decoders
+from maskdiff_tutor import block_causal, blockwise
 from maskdiff_tutor.denoiser import PRESETS, Denoiser, DenoiserConfig
 from maskdiff_tutor.device import hardware_description, pick_device
 from maskdiff_tutor.schedules import LinearSchedule
@@ -108,8 +108,8 @@ def main(argv=None):
         gen = L - args.sample_block
 
         def sample(cache, prompt=prompt, gen=gen):  # this length's prompt and generation length
-            return lambda: decoders.generate_block_causal(model, prompt, gen, mask_id, args.sample_block,
-                                                          use_cache=cache)
+            return lambda: block_causal.generate_block_causal(model, prompt, gen, mask_id, args.sample_block,
+                                                              use_cache=cache)
         times = {"cached": [], "uncached": []}
         for _ in range(args.repeats):
             times["cached"].append(timed(sample(True), device))

@@ -3,8 +3,8 @@
 A benchmark, not a test (the decoder tests prove that both give the same tokens). It loads the
 decoding modules of an earlier commit (``--old``, default 670c698, the loop before it became
 named step functions) from git into temporary modules beside today's, builds the ``--preset``
-model once, and at each sequence length runs ``decoders.generate_block_causal`` with the KV cache,
-one token per step (the sampling run of ``blocks_and_cache.py``), with the old and the new code:
+model once, and at each sequence length runs ``block_causal.generate_block_causal`` with the KV
+cache, one token per step (the sampling run of ``blocks_and_cache.py``), with the old and the new code:
 
 1. **With the model**: ``--warmup`` untimed runs of each, then ``--repeats`` rounds of old, new,
    new, old (so that drift and the place in a round hit both alike). Each run is timed whole and
@@ -36,7 +36,7 @@ import time
 import torch
 from machine import cpu_busy_fraction  # benchmarks/machine.py, beside this script
 
-from maskdiff_tutor import decoders
+from maskdiff_tutor import block_causal
 from maskdiff_tutor.denoiser import PRESETS, Denoiser, DenoiserConfig
 from maskdiff_tutor.device import hardware_description
 
@@ -194,7 +194,7 @@ def main(argv=None):
     device = torch.device("cpu")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    versions = {"old": load_old_decoders(args.old), "new": decoders}
+    versions = {"old": load_old_decoders(args.old), "new": block_causal}
     mask_id = args.vocab_size - 1
     config = DenoiserConfig.preset(args.preset, vocab_size=args.vocab_size, max_seq_len=2 * max(args.seq_lens))
     torch.manual_seed(0)

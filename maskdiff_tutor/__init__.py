@@ -25,8 +25,9 @@ Modules (one concept of the paper each):
 - ``attention_masks``  block-causal attention, shared by blockwise training and decoding (Section 3.4.2)
 - ``decoding``         the one unmasking loop, its scores, Gumbel sampling and selection (Sections 3.2.2-3.4)
 - ``decoders``         every decoder as a preset of that loop: all at once, one at a time, left to right,
-                       LLaDA/Fast-dLLM/Dream generate, block-causal with a KV cache, random initialisation,
-                       ReMDM remasking; and beam search, Gibbs from a random start
+                       LLaDA/Fast-dLLM/Dream generate, random initialisation, ReMDM remasking; and beam
+                       search, Gibbs from a random start
+- ``block_causal``     block-causal decoding with a KV cache, for a blockwise-trained model (Section 3.4.2)
 - ``corpus``           real text: local files or Hugging Face datasets, char and BPE tokenizers
 - ``device``           device choice and seeding, in one place
 - ``claims``           the paper's 16 claims, one verdict each, read from typed results, rendered in every chapter
@@ -44,8 +45,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
                "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "checkpoints", "decoding",
-               "decoders", "corpus", "device", "claims", "claim_registry", "experiments", "notebook", "records",
-               "files", "benchmark_results")
+               "decoders", "block_causal", "corpus", "device", "claims", "claim_registry", "experiments", "notebook",
+               "records", "files", "benchmark_results")
 
 __all__ = ["__version__", *_SUBMODULES]
 

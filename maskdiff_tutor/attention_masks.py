@@ -1,6 +1,6 @@
 """Who may attend to whom when a sequence is cut into blocks (paper Section 3.4.2).
 
-Book chapter "Blocks". Training (``blockwise``) and decoding (``decoders.generate_block_causal``)
+Book chapter "Blocks". Training (``blockwise``) and decoding (``block_causal.generate_block_causal``)
 both import these rules, so the mask a model is trained with is the mask it is decoded with.
 """
 

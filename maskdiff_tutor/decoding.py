@@ -7,7 +7,7 @@ position, scores the positions that are still open, commits some of them and lea
 masked for a later step. The decoders of ``decoders`` are this loop with their own choice of
 
 - how the logits are read: ``DenoiserReader`` runs any denoiser callable on the whole
-  sequence; ``decoders.BlockCausalReader`` runs a block-causal model on the current block only;
+  sequence; ``block_causal.BlockCausalReader`` runs a block-causal model on the current block only;
 - the score that ranks open positions (surest first): ``confidence`` (over the clean
   distribution), ``confidence_with_mask`` (over the full softmax, LLaDA's), ``margin``,
   ``negative_entropy``, ``random_score`` (a random order) or ``leftmost`` (left to right);
@@ -118,6 +118,18 @@ def random_score(prediction: Prediction, generator: torch.Generator | None = Non
 def leftmost(prediction: Prediction, generator: torch.Generator | None = None) -> torch.Tensor:
     """The same score everywhere: ties go to the leftmost position, so this is left to right."""
     return torch.zeros(prediction.chosen.shape, dtype=torch.float64, device=prediction.chosen.device)
+
+
+SCORES = (confidence, confidence_with_mask, margin, negative_entropy, random_score, leftmost)  # the package's
+
+
+def check_score(score) -> None:
+    """``score`` must be a function ``score(prediction, generator) -> (B, n)``, such as one of ``SCORES``
+    (a string such as "confidence" is refused, naming the functions to pass instead)."""
+    if not callable(score):
+        names = ", ".join(f"decoding.{s.__name__}" for s in SCORES)
+        raise TypeError(f"score must be a function (prediction, generator) -> scores (B, n), such as {names}; "
+                        f"got {score!r} (a {type(score).__name__})")
 
 
 # --- drawing and choosing -------------------------------------------------------------------------
@@ -284,7 +296,7 @@ Remask = Callable[[int, torch.Tensor, torch.Tensor, "torch.Generator | None"], t
 def unmask(read: Reader, x: torch.Tensor, mask_id: int, blocks: list[tuple[int, int]], *,
            count: Count | None = None, threshold: float | None = None, score: Score = confidence,
            temperature: float = 0.0, generator: torch.Generator | None = None,
-           view: View | None = None, remask: Remask | None = None) -> Decoded:
+           view: View | None = None, remask: Remask | None = None, name: str = "x") -> Decoded:
     r"""Fill the masks of x (B, L), block by block, committing the best-scored open positions.
 
     Args:
@@ -306,9 +318,10 @@ def unmask(read: Reader, x: torch.Tensor, mask_id: int, blocks: list[tuple[int, 
         remask: ``remask(i, tokens, given, generator)`` -> decoded positions (B, L) to mask again
             after this step; the step then commits that many more masks (ReMDM). At most one of
             ``view`` and ``remask``.
+        name: what the caller calls the tokens, for messages (``decoders.generate``: ``prompt``).
 
-    The decoders check x, ``mask_id`` and ``temperature`` where a caller passes them; the loop
-    checks the ids against the model's vocabulary once its first logits show it.
+    The decoders check x, ``mask_id``, ``score`` and ``temperature`` where a caller passes them; the
+    loop checks the ids against the model's vocabulary once its first logits show it.
 
     Returns ``Decoded``: the tokens, the number of denoiser calls, the step at which each position
     was last decoded (``order``) and its score then (``confidence``).
@@ -318,7 +331,7 @@ def unmask(read: Reader, x: torch.Tensor, mask_id: int, blocks: list[tuple[int, 
     if isinstance(count, int):
         check_number("count", count, integer=True, at_least=1, meaning="positions committed per step")
     step = _kind_of_step(view, remask)
-    run = _Run(read, x, mask_id, count, threshold, score, temperature, generator)
+    run = _Run(read, x, mask_id, count, threshold, score, temperature, generator, name)
     counted = view is None and remask is None and isinstance(count, int)  # k per step and nothing else changes masks
     for start, end in blocks:
         block = _CountedBlock(run, start, end) if counted else _Block(run, start, end)
@@ -383,8 +396,9 @@ class _Run:
     and the parts of a step that every kind of step shares."""
 
     def __init__(self, read: Reader, x: torch.Tensor, mask_id: int, count: Count | None, threshold: float | None,
-                 score: Score, temperature: float, generator: torch.Generator | None):
+                 score: Score, temperature: float, generator: torch.Generator | None, name: str):
         self.read, self.x, self.mask_id, self.count, self.threshold = read, x, mask_id, count, threshold
+        self.name = name  # what the caller calls x
         self.score, self.temperature, self.generator = score, temperature, generator
         self.tokens = x.clone()  # (B, L) the sequences, filled as the steps commit
         self.given = x != mask_id  # (B, L)
@@ -399,7 +413,7 @@ class _Run:
         Returns (the tokens drawn, their scores, the scores to record) over the block: (B, b) each."""
         logits, offset = self.read(seen, block.start, block.end)  # (B, n, V) at positions offset ...
         if self.nfe == 0:  # the model's vocabulary is known now
-            check_tokens("x", self.x, logits.shape[-1], self.mask_id, allow_mask=True)
+            check_tokens(self.name, self.x, logits.shape[-1], self.mask_id, allow_mask=True)
         log_probs = clean_log_probs_unchecked(logits, self.mask_id)  # (B, n, V) float64; mask_id checked on entry
         chosen, chosen_log_prob = draw(log_probs, self.temperature, self.generator)  # (B, n), (B, n)
         score = self.score(Prediction(logits, log_probs, chosen, chosen_log_prob), self.generator)  # (B, n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskdiff_tutor import decoders
+from maskdiff_tutor import block_causal, decoders
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 
 MASK = 20
@@ -24,7 +24,7 @@ def model(rotary=False, seed=0):
 def test_cached_equals_uncached(rotary, prompt_length, schedule):
     net = model(rotary)
     prompt = torch.randint(0, MASK, (3, prompt_length), generator=torch.Generator().manual_seed(1))
-    runs = [decoders.generate_block_causal(net, prompt, 24, MASK, 6, use_cache=cache, **schedule)
+    runs = [block_causal.generate_block_causal(net, prompt, 24, MASK, 6, use_cache=cache, **schedule)
             for cache in (True, False)]
     assert torch.equal(runs[0].tokens, runs[1].tokens)
     assert torch.equal(runs[0].order, runs[1].order)
@@ -35,7 +35,7 @@ def test_cached_equals_uncached(rotary, prompt_length, schedule):
 def test_sampling_with_the_same_generator_is_identical_with_and_without_cache():
     net = model()
     prompt = torch.randint(0, MASK, (4, 3), generator=torch.Generator().manual_seed(2))
-    runs = [decoders.generate_block_causal(net, prompt, 16, MASK, 4, use_cache=cache, temperature=1.0,
+    runs = [block_causal.generate_block_causal(net, prompt, 16, MASK, 4, use_cache=cache, temperature=1.0,
                                                  generator=torch.Generator().manual_seed(0)) for cache in (True, False)]
     assert torch.equal(runs[0].tokens, runs[1].tokens)
 
@@ -43,7 +43,7 @@ def test_sampling_with_the_same_generator_is_identical_with_and_without_cache():
 def test_blocks_are_decoded_in_order_and_the_prompt_is_kept():
     net = model()
     prompt = torch.tensor([[3, 4]])
-    out = decoders.generate_block_causal(net, prompt, 12, MASK, 4, tokens_per_step=2)
+    out = block_causal.generate_block_causal(net, prompt, 12, MASK, 4, tokens_per_step=2)
     assert out.tokens[0, :2].tolist() == [3, 4] and (out.tokens != MASK).all()
     blocks = out.order[0, 2:].view(3, 4)
     assert (blocks[:-1].max(-1).values < blocks[1:].min(-1).values).all()
@@ -58,12 +58,12 @@ def test_blocks_are_decoded_in_order_and_the_prompt_is_kept():
 ])
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        decoders.generate_block_causal(model(), torch.tensor([[1]]), mask_id=MASK, **kwargs)
+        block_causal.generate_block_causal(model(), torch.tensor([[1]]), mask_id=MASK, **kwargs)
 
 
 def test_prompt_with_the_mask_is_refused():
     with pytest.raises(ValueError, match="prompt"):
-        decoders.generate_block_causal(model(), torch.tensor([[1, MASK]]), 4, MASK, 4)
+        block_causal.generate_block_causal(model(), torch.tensor([[1, MASK]]), 4, MASK, 4)
 
 
 def test_step_refuses_time_conditioned_models():
@@ -83,7 +83,7 @@ def test_literal_scheme_decoding_equals_block_causal_only_for_one_layer(layers_e
     # one layer: the noisy block sees the same keys either way; deeper, the prefix itself sees the block
     net = _one_layer() if layers_equal else model()
     prompt = torch.randint(0, MASK, (3, 2), generator=torch.Generator().manual_seed(1))
-    runs = [decoders.generate_block_causal(net, prompt, 12, MASK, 4, use_cache=False, causal_prefix=causal)
+    runs = [block_causal.generate_block_causal(net, prompt, 12, MASK, 4, use_cache=False, causal_prefix=causal)
             for causal in (True, False)]
     close = torch.allclose(runs[0].confidence, runs[1].confidence, atol=1e-6, equal_nan=True)
     assert close == layers_equal
@@ -93,12 +93,12 @@ def test_literal_scheme_decoding_equals_block_causal_only_for_one_layer(layers_e
 
 def test_literal_scheme_cannot_be_cached():
     with pytest.raises(ValueError, match="use_cache=True needs causal_prefix=True"):
-        decoders.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK, 4, causal_prefix=False)
+        block_causal.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK, 4, causal_prefix=False)
 
 
 def test_mask_id_outside_the_vocabulary_is_refused():
     with pytest.raises(ValueError, match="mask_id"):
-        decoders.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK + 1, 4)
+        block_causal.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK + 1, 4)
 
 
 class EditsItsInputs:
@@ -122,7 +122,7 @@ class EditsItsInputs:
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_a_model_that_edits_its_inputs_changes_nothing(use_cache):
     net, prompt = model(), torch.tensor([[3, 4], [5, 6]])
-    runs = [decoders.generate_block_causal(m, prompt, 8, MASK, 4, use_cache=use_cache, tokens_per_step=2)
+    runs = [block_causal.generate_block_causal(m, prompt, 8, MASK, 4, use_cache=use_cache, tokens_per_step=2)
             for m in (net, EditsItsInputs(net))]
     assert torch.equal(runs[0].tokens, runs[1].tokens) and torch.equal(runs[0].order, runs[1].order)
     assert torch.equal(prompt, torch.tensor([[3, 4], [5, 6]]))
@@ -131,7 +131,7 @@ def test_a_model_that_edits_its_inputs_changes_nothing(use_cache):
 def test_a_model_on_another_device_than_the_prompt_is_refused_naming_both():
     with pytest.raises(ValueError, match=r"^prompt is on cpu but the model's parameters are on meta; move the prompt "
                                          r"to the model's device \(prompt.to\('meta'\)\)$"):
-        decoders.generate_block_causal(model().to("meta"), torch.tensor([[1]]), 4, MASK, 4)
+        block_causal.generate_block_causal(model().to("meta"), torch.tensor([[1]]), 4, MASK, 4)
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
@@ -152,4 +152,16 @@ def test_logits_of_another_dtype_or_device_are_refused(use_cache, returns, match
             logits, kv = net.step(x, position_ids, past_kv)
             return returns(logits), kv
     with pytest.raises(ValueError, match=match):
-        decoders.generate_block_causal(Returns(), torch.tensor([[1]]), 4, MASK, 4, use_cache=use_cache)
+        block_causal.generate_block_causal(Returns(), torch.tensor([[1]]), 4, MASK, 4, use_cache=use_cache)
+
+
+@pytest.mark.parametrize("score", ["confidence", None])
+def test_a_score_that_is_not_a_function_is_refused_naming_score(score):
+    with pytest.raises(TypeError, match=r"^score must be a function \(prediction, generator\) -> scores \(B, n\), "
+                                        r"such as decoding\.confidence, .*decoding\.leftmost; got "):
+        block_causal.generate_block_causal(model(), torch.tensor([[1]]), 4, MASK, 4, score=score)
+
+
+def test_the_decoders_module_no_longer_offers_the_block_causal_decoder():
+    """The block-causal decoder lives in ``block_causal`` alone (one copy of each sampler)."""
+    assert not {"generate_block_causal", "BlockCausalModel", "BlockCausalReader"} & set(dir(decoders))

@@ -20,7 +20,7 @@ from helpers import RandomLogits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskdiff_tutor import decoders, decoding, markov
+from maskdiff_tutor import block_causal, decoders, decoding, markov
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
 
 V, MASK = 12, 11  # ids 0..10 are tokens, 11 is the mask
@@ -372,7 +372,8 @@ def test_property_block_causal_decoding(case, use_cache):
     model = Counting(net)
     model.config, model.step = net.config, net.step
     block = kwargs.pop("block_length")
-    decoded = decoders.generate_block_causal(model, prompt, gen_length, mask_id, block, use_cache=use_cache, **kwargs)
+    decoded = block_causal.generate_block_causal(model, prompt, gen_length, mask_id, block, use_cache=use_cache,
+                                                 **kwargs)
     x = torch.cat([prompt, torch.full((prompt.shape[0], gen_length), mask_id)], 1)
     assert not (decoded.tokens == mask_id).any() and torch.equal(decoded.tokens[:, :prompt.shape[1]], prompt)
     assert decoded.nfe <= max_calls and torch.equal(decoded.order == -1, x != mask_id)

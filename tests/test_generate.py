@@ -171,3 +171,21 @@ def test_select_treats_scores_equal_to_nine_decimals_as_ties_and_takes_the_leftm
     assert commit.tolist() == [[True, False, True, False]]
     commit = select(scores, torch.ones(1, 4, dtype=torch.bool), None, 0.95)
     assert commit.tolist() == [[True, False, False, False]]
+
+
+SCORE_NAMES = (r"decoding\.confidence, decoding\.confidence_with_mask, decoding\.margin, decoding\.negative_entropy, "
+               r"decoding\.random_score, decoding\.leftmost")
+
+
+@pytest.mark.parametrize("batch", [1, 0])  # an empty batch never calls the score: refused all the same
+@pytest.mark.parametrize(("score", "shown"), [("confidence", r"'confidence' \(a str\)"), (None, r"None \(a NoneType\)"),
+                                              (1, r"1 \(a int\)")])
+def test_a_score_that_is_not_a_function_is_refused_naming_score_and_the_scores(batch, score, shown):
+    with pytest.raises(TypeError, match=rf"^score must be a function \(prediction, generator\) -> scores \(B, n\), "
+                                        rf"such as {SCORE_NAMES}; got {shown}$"):
+        decoders.generate(RandomLogits(8, V), torch.ones(batch, 1, dtype=torch.long), 4, MASK, score=score)
+
+
+def test_a_prompt_id_outside_the_models_vocabulary_is_named_as_the_prompt():
+    with pytest.raises(ValueError, match=rf"^prompt holds ids outside \[0, {V - 1}\] \(vocab_size = {V}\)$"):
+        decoders.generate(lambda x: torch.zeros(*x.shape, V), torch.tensor([[1, V]]), 4, MASK)

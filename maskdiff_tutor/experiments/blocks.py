@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import corpus, decoders, decoding, markov
+from .. import block_causal, corpus, decoders, decoding, markov
 from ..blockwise import semi_autoregressive_nelbo
 from ..denoiser import Denoiser, DenoiserConfig
 from ..device import evaluation_dtype, generator_on, pick_device
@@ -332,8 +332,8 @@ def _decode_all(network, model: Model, cfg: Scale, language: Language, generator
             decoded = decoders.generate(network, prompt, cfg.seq_len, language.mask_id, block_length=b, **common)
         else:
             cached = model.objective != "blockwise_literal"
-            decoded = decoders.generate_block_causal(network, prompt, cfg.seq_len, language.mask_id, b,
-                                                     use_cache=cached, causal_prefix=cached, **common)
+            decoded = block_causal.generate_block_causal(network, prompt, cfg.seq_len, language.mask_id, b,
+                                                         use_cache=cached, causal_prefix=cached, **common)
         tokens = decoded.tokens.cpu()
         nll = _mean(-language.log_prob(tokens) / cfg.seq_len)  # reference NLL per token
         # how autoregressive the order was (Section 3.4.1), on this trained model: with one token per step
