@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import pathlib
 import signal
@@ -115,7 +116,7 @@ def check_output(path: str | pathlib.Path, argument: str, *, kind: str = "file")
     ``path``: nothing there, or a regular file, in a folder that exists or can be created. A folder,
     a device, a FIFO or a socket at ``path`` is refused (a symlink is followed: its target is
     checked). ``kind`` names what the path should be (``"JSON file"``) in the message."""
-    target = pathlib.Path(path)
+    target = check_path(path, argument)
     if target.is_symlink():
         target = pathlib.Path(os.path.realpath(target))
         if target.is_symlink():
@@ -135,11 +136,23 @@ def check_output(path: str | pathlib.Path, argument: str, *, kind: str = "file")
 def check_output_folder(path: str | pathlib.Path, argument: str) -> None:
     """Raise a one-line ``ValueError`` naming ``argument`` unless ``path`` is, or can become, a
     writable folder."""
-    target = pathlib.Path(path)
+    target = check_path(path, argument)
     if target.exists() and not target.is_dir():
         what = special_file(target) or "a file"
         raise ValueError(f"{argument} {path} is {what}; give a folder")
     _check_writable_folder(argument, path, target)
+
+
+def check_path(path, argument: str) -> pathlib.Path:
+    """``path`` as a ``pathlib.Path``: a one-line ``TypeError`` naming ``argument`` if it is not a
+    str or path, a ``ValueError`` if it holds a NUL byte (which no file name can; the OS call would
+    fail with Python's bare "embedded null byte")."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{argument} must be a str or pathlib.Path (a file path); got {type(path).__name__} "
+                        f"{path!r:.60}")
+    if "\0" in str(path):
+        raise ValueError(f"{argument} {str(path)!r} holds a NUL byte, which no file name can; give a path without one")
+    return pathlib.Path(path)
 
 
 def special_file(path: str | pathlib.Path) -> str | None:
@@ -171,18 +184,26 @@ def _check_writable_folder(argument: str, path, folder: pathlib.Path) -> None:
 
 def read_json(path: str | pathlib.Path, what: str):
     """The JSON in the file at ``path``, read strictly; a file that is missing, unreadable or not
-    JSON raises ``ValueError`` naming the file and ``what`` it should hold. Strict JSON has no
-    ``NaN``, ``Infinity`` or ``-Infinity`` and no key twice in one object: each is refused, naming
-    the file and the place (``metrics.ppl``) where it stands."""
-    path = pathlib.Path(path)
+    JSON raises ``ValueError`` naming the file and ``what`` it should hold. Only a regular file (or
+    a symlink to one) is opened: a folder, FIFO (which would wait for a writer), device or socket is
+    refused first. Strict JSON has no ``NaN``, ``Infinity`` or ``-Infinity``, no number beyond the
+    largest float (``1e999``), no integer longer than Python reads from text (4300 digits) and no
+    key twice in one object: each is refused, naming the file and the place (``metrics.ppl``) where
+    it stands; so is nesting deeper than Python's parser follows."""
+    path = check_path(path, "path")
     parse = _StrictParse()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=parse.constant,
-                          object_pairs_hook=parse.object)
+        special = special_file(path)
+        if special is not None:
+            raise ValueError(f"{path} is {special}, not a regular file (expected {what})")
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=parse.constant, parse_int=parse.integer,
+                          parse_float=parse.number, object_pairs_hook=parse.object)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file (expected {what})") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not readable as {what} ({type(error).__name__}: {error})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not readable as {what} (nested deeper than Python's JSON parser follows)") from None
     if parse.marked:
         raise ValueError(f"{path}: not strict JSON ({what}): {_first_marked(data)}")
     return data
@@ -198,6 +219,20 @@ class _StrictParse:
     def constant(self, text: str):
         self.marked = True
         return _Marked(f"{text} (strict JSON has no NaN or infinities; a result writes them as null)")
+
+    def integer(self, text: str):
+        try:
+            return int(text)
+        except ValueError:  # longer than sys.get_int_max_str_digits()
+            self.marked = True
+            return _Marked(f"an integer of {len(text.lstrip('-'))} digits (more than Python reads from text)")
+
+    def number(self, text: str) -> float:
+        value = float(text)
+        if math.isinf(value):
+            self.marked = True
+            return _Marked(f"{text} (a number beyond the largest float, 1.8e308)")
+        return value
 
     def object(self, pairs: list) -> dict:
         data = dict(pairs)

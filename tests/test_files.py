@@ -249,3 +249,74 @@ def test_the_reader_reads_strict_json_as_it_is(tmp_path):
     path.write_text('{"a": [1, 2.5, null, "NaN"], "b": {"c": {}}}')
     assert read_json(path, "a test record") == {"a": [1, 2.5, None, "NaN"], "b": {"c": {}}}
     assert type(read_json(path, "a test record")["b"]) is dict
+
+
+@pytest.mark.parametrize("text, place", [
+    ("[1e999]", r"\[0\]: 1e999 \(a number beyond the largest float"),
+    ('{"a": {"b": -1e400}}', r"a\.b: -1e400 \(a number beyond the largest float"),
+    ('{"k": ' + "9" * 5000 + "}", r"k: an integer of 5000 digits \(more than Python reads from text\)"),
+    ("-" + "1" * 4301, r"the whole file: an integer of 4301 digits"),
+])
+def test_the_reader_refuses_numbers_python_cannot_read_exactly(tmp_path, text, place):
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"^{path}: not strict JSON \(a test record\): {place}"):
+        read_json(path, "a test record")
+
+
+def test_the_reader_reads_the_largest_numbers_it_can_hold(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text("[1.7976931348623157e308, 1e-999, " + "9" * 4300 + "]")
+    assert read_json(path, "a test record") == [1.7976931348623157e308, 0.0, int("9" * 4300)]
+
+
+def test_the_reader_names_the_file_nested_too_deep(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=rf"^{path}: not readable as a test record \(nested deeper than Python's "
+                                         r"JSON parser follows\)$"):
+        read_json(path, "a test record")
+
+
+@pytest.fixture
+def no_hang():
+    """Fail a test that runs past 5 s (a read that waits on a FIFO), instead of hanging the suite."""
+    def alarm(signum, frame):
+        pytest.fail("the read waited (on a FIFO?)")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, 5)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_reader_refuses_a_fifo_before_opening_it(tmp_path, fifo, no_hang):
+    link = tmp_path / "link"
+    link.symlink_to(fifo)
+    for path in (fifo, link):
+        with pytest.raises(ValueError, match=rf"^{path} is a FIFO, not a regular file \(expected a test record\)$"):
+            read_json(path, "a test record")
+    with pytest.raises(ValueError, match=rf"^{tmp_path} is a folder, not a regular file \(expected a test record\)$"):
+        read_json(tmp_path, "a test record")
+
+
+def test_a_path_with_a_nul_byte_is_named_by_readers_and_writers(tmp_path):
+    path = str(tmp_path / "a\0b")
+    message = r" '.*a\\x00b' holds a NUL byte, which no file name can; give a path without one$"
+    with pytest.raises(ValueError, match="^path" + message):
+        read_json(path, "a test record")
+    with pytest.raises(ValueError, match="^path" + message):
+        write_atomically(path, "text")
+    with pytest.raises(ValueError, match="^--out" + message):
+        check_output(path, "--out")
+    with pytest.raises(ValueError, match="^--save-models" + message):
+        check_output_folder(path, "--save-models")
+    assert _names(tmp_path) == []
+
+
+def test_a_path_that_is_not_a_path_is_named(tmp_path):
+    with pytest.raises(TypeError, match=r"^path must be a str or pathlib.Path \(a file path\); got int 3$"):
+        read_json(3, "a test record")
+    with pytest.raises(TypeError, match=r"^--out must be a str or pathlib.Path \(a file path\); got bytes b'r.json'$"):
+        check_output(b"r.json", "--out")

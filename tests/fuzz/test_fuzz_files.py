@@ -7,13 +7,14 @@ character device, symlinks to each, a symlink loop, a path below a file, a NUL b
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import stat
 import tempfile
 
 import pytest
-from fuzzing import DEVICES, attempt, case, fuzz, known, make_device, working_in
+from fuzzing import DEVICES, attempt, case, fuzz, make_device, working_in
 from hypothesis import example, given
 from hypothesis import strategies as st
 from result_cases import ENVIRONMENT, FuzzConfig, FuzzMetrics, FuzzResult, Row
@@ -57,17 +58,16 @@ def contents(draw):
 
 
 def _finite(value) -> bool:
-    if isinstance(value, float):
-        return value == value and value not in (float("inf"), float("-inf"))
-    if isinstance(value, dict):
-        return all(_finite(item) for item in value.values())
-    if isinstance(value, list):
-        return all(_finite(item) for item in value)
+    """No NaN or infinity anywhere in ``value`` (walked without recursion: a file may nest 900 deep)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        stack.extend(item.values() if isinstance(item, dict) else item if isinstance(item, list) else ())
     return True
 
 
-@pytest.mark.xfail(strict=False, reason="issue 22, open: a number beyond float64 (1e999) is read as inf; 5000 digits "
-                   "and 100000-deep nesting raise json's ValueError/RecursionError without the file's name")
 @fuzz(80)
 @given(content=contents())
 @example(content=("non-finite", b"[1e999]"))  # the cases of issue 22, every run
@@ -141,13 +141,9 @@ READERS = {"read_json": lambda path: files.read_json(path, "a fuzz file"), "load
 
 
 KINDS = [kind for kind in TARGETS if DEVICES or kind != "device"]
-OPEN_READS = {"FIFO": "issue 22, open: reading a FIFO waits for a writer (hangs)",
-              "link to FIFO": "issue 22, open: reading a FIFO waits for a writer (hangs)",
-              "NUL byte": "issue 22, open: 'embedded null byte' without the path"}
-OPEN_WRITES = {"NUL byte": "issue 22, open: 'embedded null byte' without the path"}
 
 
-@pytest.mark.parametrize("kind", known(KINDS, OPEN_READS))
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("reader", READERS)
 def test_a_path_that_is_not_a_regular_file_is_named_when_read(reader, kind, tmp_path):
     """Reading a path that is not a JSON file (missing, a folder, a FIFO that no one writes to, a
@@ -170,7 +166,7 @@ WRITERS = {"write_atomically text": lambda path: files.write_atomically(path, '{
            "check_output": lambda path: files.check_output(path, "--out")}
 
 
-@pytest.mark.parametrize("kind", known(KINDS, OPEN_WRITES))
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("writer", WRITERS)
 @fuzz(3)
 @given(umask=st.sampled_from((0o022, 0o077, 0o002)))
