@@ -218,6 +218,9 @@ class Denoiser(nn.Module):
         if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.dtype != torch.int64:
             raise ValueError(f"x_t must be a torch.long (int64) tensor of shape (B, L); got "
                              f"{getattr(x_t, 'dtype', type(x_t).__name__)} of shape {tuple(getattr(x_t, 'shape', ()))}")
+        if x_t.device != self.embed.weight.device:
+            raise ValueError(f"x_t is on {x_t.device} but the model's parameters are on {self.embed.weight.device}; "
+                             f"move the tokens to the model's device (x_t.to({str(self.embed.weight.device)!r}))")
         if position_ids.shape != (x_t.shape[1],):
             raise ValueError(f"position_ids must have shape (L,) = ({x_t.shape[1]},); got {tuple(position_ids.shape)}")
         if position_ids.numel() and (position_ids.min() < 0 or position_ids.max() >= c.max_seq_len):

@@ -330,6 +330,16 @@ def test_ids_outside_the_vocabulary_raise(bad):
         _model()(x)
 
 
+@pytest.mark.parametrize(("model_device", "x_device"), [("meta", "cpu"), ("cpu", "meta")])
+@pytest.mark.parametrize("call", ["forward", "step"])
+def test_tokens_on_another_device_than_the_parameters_are_refused_naming_both(model_device, x_device, call):
+    model, x = _model().to(model_device), _tokens(2, 5).to(x_device)
+    match = (rf"^x_t is on {x_device} but the model's parameters are on {model_device}; move the tokens to the "
+             rf"model's device \(x_t\.to\('{model_device}'\)\)$")
+    with pytest.raises(ValueError, match=match):
+        model(x) if call == "forward" else model.step(x, torch.arange(5, device=x_device))
+
+
 @pytest.mark.parametrize("x", [torch.zeros(2, 5), torch.zeros(2, 5, dtype=torch.bool), torch.zeros(5, dtype=torch.long),
                                torch.zeros(1, 2, 5, dtype=torch.long), [[0, 1, 2]]],
                          ids=["float", "bool", "1d", "3d", "list"])
