@@ -48,6 +48,8 @@ EXPERIMENTS = {
                    "cost of k tokens per step (Sections 3.2.4, 3.4.1)"),
 }
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+# the largest --seed: torch seeds take 64 bits, and the experiments seed further generators with seed + 1, ..., + 4
+MAX_SEED = 2**63 - 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,9 +97,21 @@ def _add_experiment_options(sub: argparse.ArgumentParser, module) -> None:
         _add_hub_model_options(sub)
     sub.add_argument("--device", default=None,
                      help="cpu, cuda, cuda:N or mps; default: the best available (cuda, then mps, then cpu)")
-    sub.add_argument("--seed", type=int, default=0, help="seeds initialisation, training and sampling")
+    sub.add_argument("--seed", type=_seed, default=0,
+                     help=f"seeds initialisation, training and sampling: an integer from 0 to {MAX_SEED}")
     sub.add_argument("--out", required=True, help="path of the JSON file to write the result to")
     sub.add_argument("--no-progress", action="store_true", help="hide the training progress bars")
+
+
+def _seed(text: str) -> int:
+    """``--seed``'s value: an integer from 0 to ``MAX_SEED`` (argparse names the flag in its error)."""
+    try:
+        seed = int(text)
+    except ValueError:  # not an integer, or longer than Python reads from text
+        seed = None
+    if seed is None or not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1 = {MAX_SEED}; got {text!r:.40}")
+    return seed
 
 
 def _add_hub_model_options(sub: argparse.ArgumentParser) -> None:

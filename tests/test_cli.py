@@ -187,3 +187,38 @@ def test_a_fifo_at_any_output_is_refused_before_the_work(capsys, monkeypatch, tm
     assert _error(capsys, "small-masked-lm", "--text", str(tmp_path / "text.txt"), "--out", str(fifo)) == [
         f"maskdiff-tutor: error: --out {fifo} is a FIFO; give a folder"]
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+# --- bad values named at once -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", ["18446744073709551616", "9223372036854775808", "-1", "-99999999999999999999",
+                                  "1.5", "abc", "", "0x10", "9" * 5000])
+def test_a_seed_outside_0_to_2_to_the_63_is_refused_by_the_parser(capsys, monkeypatch, tmp_path, seed):
+    monkeypatch.setattr(joint_vs_marginal, "run", _never)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["joint-vs-marginal", "--seed", seed, "--out", str(tmp_path / "r.json")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"maskdiff-tutor joint-vs-marginal: error: argument --seed: must be an integer from 0 to 2**63 - 1 = "
+        f"9223372036854775807; got {seed!r:.40}")
+
+
+def test_the_largest_seed_is_accepted(monkeypatch, tmp_path):
+    taken = []
+
+    def run(seed=0, **kwargs):
+        taken.append(seed)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(joint_vs_marginal, "run", run)
+    assert cli.main(["joint-vs-marginal", "--seed", str(2**63 - 1), "--out", str(tmp_path / "r.json")]) == 2
+    assert taken == [2**63 - 1]
+
+
+def test_an_out_with_a_nul_byte_is_named_in_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(joint_vs_marginal, "run", _never)
+    assert _error(capsys, "joint-vs-marginal", "--out", "a\0b") == [
+        r"maskdiff-tutor: error: --out 'a\x00b' holds a NUL byte, which no file name can; give a path without one"]
+    monkeypatch.setattr(book, "save_results", _never)
+    assert _error(capsys, "book-results", "--out", "a\0b") == [
+        r"maskdiff-tutor: error: --out 'a\x00b' holds a NUL byte, which no file name can; give a path without one"]

@@ -138,8 +138,6 @@ def _words(argv: list[str]) -> set[str]:
     return flags | {flag.lstrip("-") for flag in flags} | {word for word in argv if word and word not in flags}
 
 
-@pytest.mark.xfail(strict=False, reason="issue 22, open: --seed beyond 64 bits ('Overflow when unpacking long "
-                   "long') and --out with a NUL byte ('embedded null byte') name no flag")
 @fuzz(150)
 @given(argv=argvs())
 @example(argv=["ground-truth", "--seed", "18446744073709551616", "--out", "r.json"])  # the cases of
