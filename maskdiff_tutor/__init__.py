@@ -23,7 +23,9 @@ Modules (one concept of the paper each):
 - ``checkpoints``      train()'s checkpoints: what a run was made with, a checksum, the checks on resume
 - ``clean_distribution`` the denoiser's distribution over clean tokens (the mask's logit removed)
 - ``attention_masks``  block-causal attention, shared by blockwise training and decoding (Section 3.4.2)
-- ``decoding``         the one unmasking loop, its scores, Gumbel sampling and selection (Sections 3.2.2-3.4)
+- ``scores``           what a step makes of the logits: the token drawn (Gumbel-max) and the scores that rank
+                       positions (Sections 3.2.2-3.3)
+- ``decoding``         the one unmasking loop and its selection of positions (Sections 3.2.2-3.4)
 - ``decoders``         every decoder as a preset of that loop: all at once, one at a time, left to right,
                        LLaDA/Fast-dLLM/Dream generate, random initialisation, ReMDM remasking; and beam
                        search, Gibbs from a random start
@@ -44,9 +46,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
-               "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "checkpoints", "decoding",
-               "decoders", "block_causal", "corpus", "device", "claims", "claim_registry", "experiments", "notebook",
-               "records", "files", "benchmark_results")
+               "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "checkpoints", "scores",
+               "decoding", "decoders", "block_causal", "corpus", "device", "claims", "claim_registry", "experiments",
+               "notebook", "records", "files", "benchmark_results")
 
 __all__ = ["__version__", *_SUBMODULES]
 
