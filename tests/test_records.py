@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pathlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,7 +82,8 @@ def test_the_place_of_a_nested_misfit_is_a_path():
         from_json(Tree, data)
     data = to_json(TREE)
     data["by_k"]["one"] = data["by_k"].pop("1")
-    with pytest.raises(ValueError, match=r"^by_k: key 'one' is not an integer$"):
+    with pytest.raises(ValueError, match=r"^by_k: key 'one' is not an integer as a result writes it \('12' or '-3': "
+                                         r"no sign, space, leading zero or underscore\)$"):
         from_json(Tree, data)
     data = to_json(TREE)
     data["pair"] = [3]
@@ -95,8 +97,9 @@ def test_non_finite_floats_are_null_and_restored_from_their_places():
     assert data == {"ppl": [1.5, None, None], "x": None}
     assert found == ["metrics.ppl[1]: nan", "metrics.ppl[2]: inf", "metrics.x: -inf"]
     places = non_finite_places(found)
-    values = from_json(list[float], [1.5, None, None], "metrics.ppl", places)
-    assert values[0] == 1.5 and math.isnan(values[1]) and values[2] == math.inf
+    values = from_json(dict[str, list[float] | float], data, "metrics", places)
+    assert values["ppl"][0] == 1.5 and math.isnan(values["ppl"][1]) and values["ppl"][2] == math.inf
+    assert values["x"] == -math.inf
 
 
 def test_what_json_cannot_hold_is_refused_with_its_place():
@@ -307,3 +310,88 @@ def test_a_headline_given_another_experiments_result_names_both_types():
                                         r"\(value, tolerance\); got BlocksResult$"):
         book.headline_table(other)
     assert blocks.headline(other)  # its own experiment's result is read as before
+
+
+# --- what a result file says is what is read ---------------------------------------------------------
+
+def _edited(tmp_path, edit) -> pathlib.Path:
+    """A saved demo result (ppl[8] NaN) whose JSON ``edit`` changed in place."""
+    path = _demo(eight=math.nan).save(tmp_path / "r.json")
+    record = json.loads(path.read_text())
+    edit(record)
+    path.write_text(json.dumps(record))
+    return path
+
+
+@pytest.mark.parametrize("places, error", [
+    ([1], r"environment\.non_finite_values\[0\]: expected '<place>: <nan, inf or -inf>'; got 1$"),
+    (["metrics.ppl.8"], r"environment\.non_finite_values\[0\]: expected '<place>: <nan, inf or -inf>'; got "),
+    (["metrics.ppl.8: abc"], r"environment\.non_finite_values\[0\]: expected '<place>: <nan, inf or -inf>'"),
+    (["metrics.ppl.8: 5.0"], r"environment\.non_finite_values\[0\]: expected '<place>: <nan, inf or -inf>'"),
+    (["metrics.ppl.8: nan", "metrics.ppl.8: inf"], r"environment\.non_finite_values\[1\]: the place metrics\.ppl\.8 "
+                                                   r"is listed twice$"),
+    ("metrics.ppl.8: nan", r"environment\.non_finite_values: expected a list of places; got 'metrics\.ppl\.8: nan'$"),
+    (["metrics.ppl.8: nan", "metrics.ppl.1: inf"], r"non_finite_values: metrics\.ppl\.1 is not the place of a null "
+                                                   r"number in the record"),
+    (["metrics.ppl.8: nan", "nowhere: nan"], r"non_finite_values: nowhere is not the place of a null number"),
+])
+def test_a_bad_list_of_non_finite_places_is_refused_naming_it(tmp_path, places, error):
+    path = _edited(tmp_path, lambda record: record["environment"].update(non_finite_values=places))
+    with pytest.raises(ValueError, match=rf"^{path}: {error}"):
+        DemoResult.load(path)
+
+
+@pytest.mark.parametrize("key", ["+1", " 1", "1 ", "-0", "01", "1_0", "\u0661", "1.0", "1e3"])
+def test_an_int_key_is_read_only_as_a_result_writes_it(tmp_path, key):
+    path = _edited(tmp_path, lambda record: record["metrics"]["ppl"].update({key: 1.0}))
+    with pytest.raises(ValueError, match=rf"^{path}: metrics\.ppl: key {re.escape(repr(key))} is not an integer as "
+                                         r"a result writes it \('12' or '-3': no sign, space, leading zero or "
+                                         r"underscore\)$"):
+        DemoResult.load(path)
+    assert from_json(dict[int, float], {"-3": 1.0, "0": 2.0, "9" * 30: 3.0}) == {-3: 1.0, 0: 2.0, int("9" * 30): 3.0}
+
+
+@pytest.mark.parametrize("key", ["1", "1e3", " 0.5", "0.50", "+0.5", "Infinity", "NaN", "1_0.5"])
+def test_a_float_key_is_read_only_as_a_result_writes_it(key):
+    with pytest.raises(ValueError, match=rf"^by_eta: key {re.escape(repr(key))} is not a number as a result writes "
+                                         r"it \(Python's repr, like '0\.5', '1e-05', '-0\.0' or 'inf'\)$"):
+        from_json(dict[float, float], {key: 1.0}, "by_eta")
+    keys = {0.5: 1.0, -0.0: 2.0, 1e-05: 3.0, 1e300: 4.0, math.inf: 5.0, -math.inf: 6.0}
+    read = from_json(dict[float, float], to_json(keys))
+    assert read == keys and [repr(k) for k in read] == [repr(k) for k in keys]
+
+
+def test_a_nan_in_an_optional_float_reads_back_as_nan():
+    found = []
+    data = to_json(TREE.__class__(**{**TREE.__dict__, "maybe": math.nan}), "", found)
+    assert data["maybe"] is None and found == ["maybe: nan"]
+    assert math.isnan(from_json(Tree, data, "", non_finite_places(found, "found")).maybe)
+    assert from_json(Tree, data).maybe is None  # without the record of its place, a null is None
+
+
+@dataclass(frozen=True)
+class UntypedResult(ExperimentResult):  # config, metrics and curves typed Any, as in ExperimentResult
+    EXPERIMENT = "untyped_records"
+
+
+@pytest.mark.parametrize("metrics, error", [
+    ({1: 2.5}, r"^metrics: key 1 in an untyped field would read back as the string '1'; type the field "
+               r"\(dict\[int, \.\.\.\]\) or use string keys$"),
+    ({"a": {0.5: 1}}, r"^metrics\.a: key 0\.5 in an untyped field would read back as the string '0\.5'"),
+    ({"x": [1.0, math.nan]}, r"^metrics\.x\[1\]: nan in an untyped field would read back as null; type the field "
+                             r"\(float\) to store it$"),
+    ({"x": np.array([math.inf])}, r"^metrics\.x\[0\]: inf in an untyped field would read back as null"),
+])
+def test_an_untyped_field_refuses_what_would_not_read_back_as_it_was(tmp_path, metrics, error):
+    result = UntypedResult("ci", 0, {}, metrics, None, _demo().environment)
+    with pytest.raises(TypeError, match=error):
+        result.save(tmp_path / "r.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_untyped_field_reads_back_as_plain_json(tmp_path):
+    metrics = {"a": (1, 2.5), "b": np.arange(2), "c": {"d": [None, True, "x"]}}
+    result = UntypedResult("ci", 0, {"k": 1}, metrics, [1.5], _demo().environment)
+    loaded = UntypedResult.load(result.save(tmp_path / "r.json"))
+    assert loaded.metrics == {"a": [1, 2.5], "b": [0, 1], "c": {"d": [None, True, "x"]}}
+    assert (loaded.config, loaded.curves) == ({"k": 1}, [1.5])

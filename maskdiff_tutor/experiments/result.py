@@ -14,7 +14,6 @@ mean something else.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import pathlib
@@ -104,7 +103,7 @@ class ExperimentResult:
         """The result as plain JSON values, the envelope first; non-finite floats are null and
         their places listed in ``environment.non_finite_values``."""
         found: list[str] = []
-        body = {f.name: to_json(getattr(self, f.name), f.name, found) for f in dataclasses.fields(self)}
+        body = to_json(self, "", found)  # a field typed Any (config, metrics, curves not typed) is untyped
         if found:
             body["environment"]["non_finite_values"] = found
         return {"experiment": self.EXPERIMENT, "schema": self.SCHEMA, **body}
@@ -152,7 +151,7 @@ class ExperimentResult:
         body = {key: value for key, value in record.items() if key not in ("experiment", "schema")}
         environment = body.get("environment")
         places = environment.get("non_finite_values", []) if isinstance(environment, dict) else []
-        return from_json(kind, body, "", non_finite_places(places) if isinstance(places, list) else {})
+        return from_json(kind, body, "", non_finite_places(places))
 
     @classmethod
     def load(cls, path: str | pathlib.Path):

@@ -13,7 +13,6 @@ import pathlib
 import tempfile
 
 import numpy as np
-import pytest
 import torch
 from fuzzing import OWN_ERRORS, attempt, case, check_refusal, fuzz
 from hypothesis import example, given
@@ -63,8 +62,6 @@ def _plain(value):
     return value
 
 
-@pytest.mark.xfail(strict=False, reason="issue 22, open: int and float keys of untyped metrics load back as strings, "
-                   "NaN in them as None")
 @fuzz(60)
 @given(result=LOOSE_RESULTS)
 @example(result=LooseResult("ci", 0, {}, {1: 2.5, "x": float("nan")}, {}, ENVIRONMENT))  # issue 22, every run
@@ -161,8 +158,6 @@ def _says(file, read, where="the file") -> None:
         assert file == read and isinstance(file, bool) == isinstance(read, bool), f"{where}: {file!r} read as {read!r}"
 
 
-@pytest.mark.xfail(strict=False, reason="issue 22, open: non_finite_values of non-strings gives AttributeError; "
-                   "1e999 is read as inf; keys ' 1', '+1', '-0', '01' are read as another key")
 @fuzz(80)
 @given(damage=damaged_files())
 @example(damage=("key", json.dumps({**BASE, "metrics": {**BASE["metrics"], "ppl": {"1": 2.5, "8": None, "+1": 1.0}}})))
