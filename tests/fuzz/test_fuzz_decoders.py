@@ -91,7 +91,7 @@ def _empty(case: Case) -> bool:
 
 
 @pytest.mark.parametrize("decoder", CASES)
-@fuzz(30)
+@fuzz(15)
 @given(data=st.data())
 def test_a_valid_call_fills_every_mask(decoder, data):
     """A valid call returns its sequences with every mask filled by an id of the vocabulary (never
@@ -114,7 +114,7 @@ def test_a_valid_call_fills_every_mask(decoder, data):
 
 
 @pytest.mark.parametrize("decoder", ("sample_all_at_once", "sample_left_to_right", "generate"))
-@fuzz(20)
+@fuzz(10)
 @given(data=st.data())
 def test_a_temperature_near_zero_gives_the_tokens_of_temperature_zero(decoder, data):
     """Sampling at a temperature that underflows (1e-310: log p / T is -inf for every token) or
@@ -146,7 +146,7 @@ def _run(call: Case, denoiser):
 
 
 @pytest.mark.parametrize("decoder", CASES)
-@fuzz(30)
+@fuzz(15)
 @given(data=st.data())
 def test_a_bad_argument_is_refused_naming_it(decoder, data):
     """One argument of a valid call given a bad value (a wrong dtype or shape of the ids, a negative
@@ -171,7 +171,7 @@ def test_a_bad_argument_is_refused_naming_it(decoder, data):
 
 
 @pytest.mark.parametrize("decoder", CASES)
-@fuzz(30)
+@fuzz(15)
 @given(data=st.data())
 def test_a_hostile_denoiser_is_refused_or_does_no_harm(decoder, data):
     """A denoiser that returns NaN, no clean token, another vocabulary, logits of another shape,
@@ -198,7 +198,7 @@ def test_a_hostile_denoiser_is_refused_or_does_no_harm(decoder, data):
         check_decoded(call, out, hostile.returned if seen else call.vocab)
 
 
-@fuzz(30)
+@fuzz(15)
 @given(data=st.data())
 def test_beam_search_counts_a_repeated_position_once(data):
     """Positions given twice are refused naming ``positions``, or decoded once: the same tokens and

@@ -95,7 +95,7 @@ def check_nelbo(call: Call, out) -> None:
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
-@fuzz(30)
+@fuzz(15)
 @given(data=st.data())
 def test_a_valid_call_gives_a_nelbo_without_nan(estimator, data):
     """A valid call gives finite parts and a NELBO >= 0 with a good denoiser (of any float dtype,
@@ -140,7 +140,7 @@ BAD_ARGUMENTS = {"continuous_nelbo": ("x0", "mask_id", "schedule", "samples"),
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
-@fuzz(30)
+@fuzz(15)
 @given(data=st.data())
 def test_a_bad_argument_is_refused_naming_it(estimator, data):
     """x0 of another dtype or shape, empty, with a negative id, an id outside the vocabulary or the
@@ -173,7 +173,7 @@ def hostile_denoisers(draw, call: Call):
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
-@fuzz(30)
+@fuzz(15)
 @given(data=st.data())
 def test_a_hostile_denoiser_is_refused_or_does_no_harm(estimator, data):
     """NaN logits, no clean token, another vocabulary, logits of another shape, dtype or device, a

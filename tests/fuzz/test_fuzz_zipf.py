@@ -141,7 +141,7 @@ HELPERS = {  # name -> (its keyword arguments, the check of its output)
 
 
 @pytest.mark.parametrize("helper", HELPERS)
-@fuzz(40)
+@fuzz(20)
 @given(data=st.data())
 def test_a_zipf_helper_returns_numbers_or_names_the_bad_argument(helper, data):
     """Each helper returns numbers in its range without NaN (the harmonic number its sum, the
