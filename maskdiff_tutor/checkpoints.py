@@ -105,8 +105,7 @@ def read(path: str | pathlib.Path) -> dict:
         raise ValueError(f"{path}: a checkpoint whose checksum matches but which torch cannot load "
                          f"({_first_line(error)})") from None
     if not isinstance(state, dict) or not set(state) >= NEEDED:
-        raise ValueError(f"{path}: not a training checkpoint of this package (it lacks "
-                         f"{sorted(NEEDED - set(state)) if isinstance(state, dict) else 'everything'})")
+        _refuse_lacking(path, state)
     return state
 
 
@@ -122,6 +121,11 @@ def _refuse_without_header(path) -> None:
         raise ValueError(f"{path}: a checkpoint written by an older version of maskdiff-tutor, which did not "
                          "record the settings, data and model it was made with, nor a checksum, so it cannot be "
                          "checked; train again without resume=True")
+    _refuse_lacking(path, state)
+
+
+def _refuse_lacking(path, state) -> None:
+    """Raise for a torch file that is not a checkpoint: ``state`` lacks some of ``NEEDED``."""
     raise ValueError(f"{path}: not a training checkpoint of this package (it lacks "
                      f"{sorted(NEEDED - set(state)) if isinstance(state, dict) else 'everything'})")
 
