@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+# what the refusals of logits with no distribution where one is needed (decoders, NELBO estimators) begin with
+NO_DISTRIBUTION = "the denoiser's logits give no distribution (NaN, +inf, or -inf for every token but the mask)"
+
 
 def check_times(name: str, t) -> torch.Tensor:
     """Return ``t`` as a float64 tensor, or raise if any value lies outside [0, 1]."""

@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._checks import check_mask_id, check_number, check_positive_int, check_tokens
+from ._checks import NO_DISTRIBUTION, check_mask_id, check_number, check_positive_int, check_tokens
 from .clean_distribution import clean_log_probs
 from .decoding import (
     Count,
@@ -373,7 +373,7 @@ def beam_search(denoiser, x: torch.Tensor, mask_id: int, beam_width: int = 2,
             check_tokens("x", x, logits.shape[-1], mask_id, allow_mask=True)
         log_probs = clean_log_probs(logits, mask_id)[:, position]  # (K, V)
         if torch.isnan(log_probs).any():
-            raise ValueError(f"the denoiser's logits give no distribution at position {position}")
+            raise ValueError(f"{NO_DISTRIBUTION} at position {position}")
         candidates = scores.unsqueeze(-1) + log_probs  # (K, V)
         best = candidates.flatten().topk(min(beam_width, int(torch.isfinite(candidates).sum())))
         parent, token = best.indices // log_probs.shape[-1], best.indices % log_probs.shape[-1]
@@ -450,7 +450,7 @@ def sample_gibbs_from_random_start(denoiser, x: torch.Tensor, mask_id: int, voca
         logits, _ = read(remasked, 0, x.shape[1])  # (B, L, V)
         log_probs = clean_log_probs(logits, mask_id)  # (B, L, V)
         if (torch.isnan(log_probs).any(-1) & chosen).any():
-            raise ValueError("the denoiser's logits give no distribution at a position being redrawn")
+            raise ValueError(f"{NO_DISTRIBUTION} at a position being redrawn")
         picks, picked_log_prob = draw(log_probs, 1.0, generator)  # (B, L), (B, L)
         tokens = torch.where(chosen, picks, tokens)
         order = torch.where(chosen, step, order)

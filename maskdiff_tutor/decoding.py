@@ -50,7 +50,7 @@ from typing import Protocol
 
 import torch
 
-from ._checks import check_logits, check_number, check_tokens
+from ._checks import NO_DISTRIBUTION, check_logits, check_number, check_tokens
 from .clean_distribution import clean_log_probs_unchecked
 from .scores import SCORES as SCORES  # re-exported, with every name below: decoding.confidence is the book's name
 from .scores import TINY_TEMPERATURE as TINY_TEMPERATURE
@@ -451,10 +451,9 @@ def _refuse(undrawable: torch.Tensor, chosen_log_prob: torch.Tensor | None, star
     score was NaN; with ``chosen_log_prob`` None the two are not told apart."""
     row, column = (int(i) for i in undrawable.nonzero()[0])
     where = f"batch row {row}, position {start + column}"
-    logits = "the denoiser's logits give no distribution (NaN, +inf, or -inf for every token but the mask)"
     name = getattr(score, "__name__", score)
     if chosen_log_prob is None:
-        raise ValueError(f"no token can be drawn at {where}: {logits}, or the score {name!r} returned NaN")
+        raise ValueError(f"no token can be drawn at {where}: {NO_DISTRIBUTION}, or the score {name!r} returned NaN")
     if torch.isnan(chosen_log_prob[row, column]):
-        raise ValueError(f"{logits} at {where}, where a token must be drawn")
+        raise ValueError(f"{NO_DISTRIBUTION} at {where}, where a token must be drawn")
     raise ValueError(f"the score {name!r} returned NaN at {where}")

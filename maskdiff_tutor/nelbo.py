@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import check_logits, check_positive_int, check_tokens
+from ._checks import NO_DISTRIBUTION, check_logits, check_positive_int, check_tokens
 from .forward_process import _sample_xt, denoiser_probs
 from .schedules import Schedule
 
@@ -132,9 +132,8 @@ def _refuse_undefined(undefined: torch.Tensor, of_sequence: int | None) -> None:
     if undefined.any():
         row, position = (int(i) for i in undefined.nonzero()[0])
         pattern = f" (mask pattern {row} of x0 row {of_sequence})" if of_sequence is not None else ""
-        raise ValueError(f"the denoiser's logits give no distribution (NaN, +inf, or -inf for every token but the "
-                         f"mask) at batch row {row}{pattern}, position {position} of its input x_t, a masked "
-                         f"position whose -log p(x_0 | x_t) the NELBO needs")
+        raise ValueError(f"{NO_DISTRIBUTION} at batch row {row}{pattern}, position {position} of its input x_t, "
+                         f"a masked position whose -log p(x_0 | x_t) the NELBO needs")
 
 
 def continuous_nelbo(denoiser: Denoiser, x0: torch.Tensor, schedule: Schedule, mask_id: int,
