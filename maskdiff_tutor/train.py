@@ -259,10 +259,10 @@ def _check_arguments(model, data, mask_id, config, pad_id, checkpoint, resume) -
                          "time-conditioned model; use objective='random'")
     if config.block_length is not None:
         number_of_blocks(data.shape[1], config.block_length)
-    if resume and (checkpoint is None or not pathlib.Path(checkpoint).is_file()):
-        raise ValueError(f"resume=True needs an existing checkpoint file; got {checkpoint!r}")
     if checkpoint is not None:  # now, not when first written: that may be after all the training
         check_output(checkpoint, "checkpoint", kind="checkpoint file")
+    if resume and (checkpoint is None or not pathlib.Path(checkpoint).is_file()):
+        raise ValueError(f"resume=True needs an existing checkpoint file; got {checkpoint!r}")
     return time_input
 
 
