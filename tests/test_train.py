@@ -330,6 +330,14 @@ def test_a_checkpoint_path_that_cannot_be_written_fails_before_the_first_step(to
     assert model.calls == 0  # refused before the first step
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_checkpoint_that_is_not_a_path_is_named_before_the_first_step(toy, resume):
+    model = Interruptible(_model(toy))
+    with pytest.raises(TypeError, match=r"^checkpoint must be a str or pathlib.Path \(a file path\); got int 5$"):
+        train(model, toy.data, toy.mask_id, SHORT, checkpoint=5, resume=resume, device="cpu", progress=False)
+    assert model.calls == 0
+
+
 @pytest.mark.parametrize("device", ["banana", "tpu"])
 def test_unknown_device_raises(toy, device):
     with pytest.raises(ValueError, match=f"'{device}'"):
