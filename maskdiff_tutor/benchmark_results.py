@@ -7,6 +7,14 @@ The benchmark scripts in ``benchmarks/`` write plain JSON (their layout is their
     run = benchmark_results.load_blocks_and_cache("benchmarks/results/blocks_and_cache_cpu.json")
     [(row.seq_len, row.block_length, row.speedup) for row in run.results.training]
     run.hardware.threads_and_kernels  # "cpu, 2 thread(s), AVX512"
+
+and ``benchmarks/training_cost.py``'s through :func:`load_training_cost` (what one training sequence
+costs under each objective, forward tokens and wall time, for the paper's claim that its blockwise
+scheme is cheaper to learn, Section 3.4.2)::
+
+    cost = benchmark_results.load_training_cost("benchmarks/results/training_cost_cpu.json")
+    cost.row("blockwise_literal", 8).seconds_ratio  # wall time per sequence / random masking's
+    cost.table()
 """
 
 from __future__ import annotations
@@ -16,10 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .files import read_json
+from .notebook import Table
 from .records import from_json
 
 __all__ = ["BlocksAndCache", "BlocksAndCacheResults", "BlocksAndCacheSettings", "Hardware", "SamplingSpeedup",
-           "Speedup", "TrainingSpeedup", "load_blocks_and_cache"]
+           "Speedup", "TrainingCost", "TrainingCostRow", "TrainingCostSettings", "TrainingSpeedup",
+           "load_blocks_and_cache", "load_training_cost"]
 
 TRAINING = "training step: one pass / loop"  # what a training row compares
 SAMPLING = "sampling: cache / recompute"  # what a sampling row compares
@@ -137,3 +147,104 @@ def load_blocks_and_cache(path: str | pathlib.Path) -> BlocksAndCache:
     if held != "blocks_and_cache":
         raise ValueError(f"{path} holds a result of benchmark {held!r}, not of 'blocks_and_cache'")
     return from_json(BlocksAndCache, record, str(path))
+
+
+@dataclass(frozen=True)
+class TrainingCostSettings:
+    """The settings of a ``benchmarks/training_cost.py`` run, its scale's defaults filled in."""
+    scale: str  # the blocks experiment's scale the defaults came from ("ci": the book's stored models)
+    seq_len: int  # L, tokens per training sequence
+    preset: str  # model size (DenoiserConfig.preset)
+    vocab_size: int  # vocabulary including the mask
+    batch_size: int  # sequences per training step
+    lr: float  # peak learning rate (does not change the time)
+    objectives: list[str]  # as asked: "random", "blockwise:4", ...
+    steps: int  # timed steps per repeat and objective
+    repeats: int  # timed repeats per objective, interleaved across the objectives
+    warmup: int  # untimed steps per objective first
+    device: str
+    threads: int  # torch's CPU threads
+    seed: int
+    out: str | None  # the JSON path asked for
+    autocast: str | None  # "bf16" on CUDA, None elsewhere
+    data_sequences: int  # sequences the batches are drawn from
+    data: str  # what the data is
+    step: str  # what one timed step does
+    order: str  # the order of warm-up and repeats
+
+
+@dataclass(frozen=True)
+class TrainingCostRow:
+    """What one training sequence costs under one objective."""
+    objective: str  # a key of train.OBJECTIVES
+    block_length: int | None  # B of the blockwise objectives; None for the others
+    forward_tokens_per_sequence: int  # tokens through the model per sequence (train.forward_tokens_per_sequence)
+    forward_tokens_ratio: float  # forward tokens / random masking's
+    seconds_per_repeat: list[float]  # wall time of each timed repeat of ``steps`` steps
+    seconds_per_sequence: float  # median over the repeats of wall seconds per training sequence
+    seconds_per_sequence_min: float  # the fastest repeat's
+    seconds_per_sequence_max: float  # the slowest repeat's
+    seconds_ratio: float  # seconds_per_sequence / random masking's
+    forward_tokens_per_s: float  # forward tokens per sequence / seconds_per_sequence
+    last_loss_per_repeat: list[float]  # the loss of each repeat's last step
+
+    @property
+    def name(self) -> str:
+        """The row's name as the blocks chapter names models: "random", "blockwise B=4", ..."""
+        return self.objective if self.block_length is None else f"{self.objective} B={self.block_length}"
+
+
+@dataclass(frozen=True)
+class TrainingCost:
+    """One stored run of ``benchmarks/training_cost.py``."""
+    benchmark: str  # "training_cost"
+    date: str  # when it ran, ISO 8601
+    command: str  # the command line
+    settings: TrainingCostSettings
+    model: Any  # the model's configuration and parameter count (not read by the book)
+    versions: dict[str, str | None]  # torch, python and the git commit of the code that ran
+    hardware: Hardware  # what it ran on
+    results: list[TrainingCostRow]  # one per objective, in the order asked
+    wall_seconds: float  # the benchmark's warm-up and timed repeats
+    cpu_busy_fraction_before: float | None  # share of the CPUs busy in the second before the run
+    cpu_busy_fraction_after: float | None
+    load_average_before: list[float] | None  # 1, 5 and 15 minute load averages
+    load_average_after: list[float] | None
+
+    def row(self, objective: str, block_length: int | None = None) -> TrainingCostRow:
+        """The row of ``objective`` (with its ``block_length`` for the blockwise ones)."""
+        for row in self.results:
+            if (row.objective, row.block_length) == (objective, block_length):
+                return row
+        raise ValueError(f"(objective, block_length) must be one of "
+                         f"{[(row.objective, row.block_length) for row in self.results]} (the rows of this run); "
+                         f"got {(objective, block_length)!r}")
+
+    def table(self) -> Table:
+        """Forward tokens and wall milliseconds per training sequence, each beside its ratio to random masking."""
+        s = self.settings
+        columns = {"objective": "objective", "B": "block_length",
+                   "forward tokens / sequence": "forward_tokens_per_sequence",
+                   "tokens × random": "forward_tokens_ratio",
+                   "wall ms / sequence": lambda row: 1e3 * row.seconds_per_sequence,
+                   "time × random": "seconds_ratio"}
+        caption = (f"One training sequence: forward tokens and wall time (median of {s.repeats} repeats of "
+                   f"{s.steps} steps, batch {s.batch_size}), L = {s.seq_len}, preset {s.preset}; "
+                   f"{self.hardware.threads_and_kernels}, torch {self.hardware.torch}")
+        return Table.of(self.results, columns, {"tokens × random": ".2f", "wall ms / sequence": ".3f",
+                                                "time × random": ".2f"}, caption)
+
+
+def load_training_cost(path: str | pathlib.Path) -> TrainingCost:
+    """Read a result file of ``benchmarks/training_cost.py``; a missing file, a file of another
+    benchmark, one that does not fit the layout or one without its random-masking row (every ratio
+    is to it) raises ``ValueError`` naming the file and what is wrong."""
+    record = read_json(path, "a result of benchmarks/training_cost.py")
+    held = record.get("benchmark") if isinstance(record, dict) else None
+    if held != "training_cost":
+        raise ValueError(f"{path} holds a result of benchmark {held!r}, not of 'training_cost'")
+    cost = from_json(TrainingCost, record, str(path))
+    if sum(row.objective == "random" for row in cost.results) != 1:
+        raise ValueError(f"{path}: results must hold exactly one row of objective 'random' (every ratio is to it); "
+                         f"got {[row.name for row in cost.results]}")
+    return cost
