@@ -1,12 +1,16 @@
-"""The registry of the paper's 16 claims: statement, section, evidence and one verdict.
+"""The registry of the paper's 19 claims: statement, section, evidence, scope and one verdict.
 
 Data for :mod:`maskdiff_tutor.claims`, which renders it. Each statement is the paper's claim in
 this book's words; each :class:`Evidence` is a sentence whose named fields (``{name}``) are
-computed by a function of typed results (:class:`maskdiff_tutor.claims.Sources`): the records the
+computed by a function of typed results (:mod:`maskdiff_tutor.claim_evidence`): the records the
 experiments return, or the package's exact computations. Nothing is looked up by a name the
 chapters chose: the evidence reads the results' own fields. The list of claims is the book's plan
 (Sections 3.2-3.4 of the paper); edit a verdict here and every chapter and the Verdict chapter
 change with it.
+
+Every verdict names its scope: the kinds of evidence it was judged on (``SCOPES``) and the one
+that decided it. Evidence of one kind does not speak for another: a verdict judged on synthetic
+languages only says so in its headline.
 """
 
 from __future__ import annotations
@@ -15,10 +19,20 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from maskdiff_tutor.experiments.blocks_results import EXACT_DENOISER, LEFT_TO_RIGHT, RANDOM, blockwise, literal
-from maskdiff_tutor.notebook import two_figures
+from maskdiff_tutor import claim_evidence as ev
 
 VERDICTS = ("holds", "holds loosely", "does not hold", "not tested here")
+
+# The kinds of evidence a verdict can rest on, by key, with the words its headline uses. A
+# synthetic language is the toy of Section 3.2.2 or a Zipf Markov chain: its exact answers are known.
+SCOPES = {
+    "proof": "proof",
+    "exact": "exact denoiser",
+    "trained": "trained, synthetic",
+    "text": "trained, text",
+    "real": "real model",
+}
+SYNTHETIC = ("proof", "exact", "trained")  # the kinds that speak only of synthetic languages
 
 CHAPTER_TITLES = {
     "nelbo": "The NELBO",
@@ -47,20 +61,29 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the paper, the book's evidence for it and its one verdict. ``deciding`` is the
-    field of its evidence that the verdict rests on most."""
+    """One claim of the paper, the book's evidence for it and its one verdict. ``scope`` is the
+    kinds of evidence it was judged on (keys of ``SCOPES``), ``decided_by`` the kind that decided
+    it; ``deciding`` is the field of its evidence that the verdict rests on most."""
 
     number: int
     section: str
     statement: str
     verdict: str
     qualifier: str
+    scope: tuple[str, ...]
+    decided_by: str
     evidence: tuple[Evidence, ...] = ()
     deciding: str | None = None
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
             raise ValueError(f"claim {self.number}: verdict must be one of {VERDICTS}; got {self.verdict!r}")
+        unknown = [k for k in self.scope if k not in SCOPES]
+        if not self.scope or unknown:
+            raise ValueError(f"claim {self.number}: scope must be one or more of {sorted(SCOPES)}; got {self.scope}")
+        if self.decided_by not in self.scope:
+            raise ValueError(f"claim {self.number}: decided_by must be one of its scope {self.scope}; "
+                             f"got {self.decided_by!r}")
         chapters = [e.chapter for e in self.evidence]
         if len(set(chapters)) != len(chapters):
             raise ValueError(f"claim {self.number}: one evidence per chapter; got {chapters}")
@@ -68,9 +91,20 @@ class Claim:
             raise ValueError(f"claim {self.number}: deciding number {self.deciding!r} is not a field of its evidence")
 
     @property
+    def scope_text(self) -> str:
+        """The scope in words: the kinds of evidence, "synthetic languages only" where no model of
+        text was measured, and the kind that decided where there are several."""
+        words = " + ".join(SCOPES[k] for k in self.scope)
+        if all(k in SYNTHETIC for k in self.scope):
+            words = f"synthetic languages only: {words}"
+        if len(self.scope) > 1:
+            words += f"; decided by: {SCOPES[self.decided_by]}"
+        return words
+
+    @property
     def verdict_text(self) -> str:
-        """The verdict followed by its qualifier, as the verdict tables print it."""
-        return f"{self.verdict}: {self.qualifier}" if self.qualifier else self.verdict
+        """The verdict, its scope and its qualifier, as the verdict tables print them."""
+        return f"{self.verdict} ({self.scope_text}): {self.qualifier}"
 
     def evidence_in(self, chapter: str) -> Evidence | None:
         """The claim's evidence from ``chapter``, or None where that chapter does not measure it."""
@@ -95,318 +129,228 @@ def _claims(*claims: Claim) -> dict[int, Claim]:
     return {c.number: c for c in claims}
 
 
-# --- the evidence, read from typed results ---------------------------------------------------------
-# Each function takes the Sources and returns the fields of one evidence sentence, rounded as the
-# chapter prints them.
-
-def _weights_exact(s):
-    found = s.nelbo.weighting_minimisers
-    return {"minimiser_nelbo": round(found.nelbo.minimiser, 2),
-            "minimiser_unweighted": round(found.unweighted.minimiser, 2)}
-
-
-def _weights_trained(s):
-    comparison = s.joint_vs_marginal.metrics.weighted_vs_unweighted
-    return {"pred_diff": round(comparison.max_abs_difference, 3),
-            "pred_diff_mean": round(comparison.mean_tv_at_masks, 4)}
-
-
-def _time_exact(s):
-    return {"time_free_gap": s.nelbo.time_free_gap.within(1e-12)}
-
-
-def _time_trained(s):
-    return {"err_all_weighted": round(s.joint_vs_marginal.metrics.weighted.max_error_over_inputs, 2)}
-
-
-def _marginals(s):
-    result = s.joint_vs_marginal
-    weighted = result.metrics.weighted
-    return {"parallel_pair": weighted.decoding.parallel_pair, "beam_pair": weighted.decoding.beam_pair,
-            "tv_once": round(weighted.sampling.tv_all_at_once_vs_joint, 2),
-            "tv_exact": round(result.metrics.toy.tv_product_of_exact_marginals_vs_joint, 3),
-            "tv_seq": weighted.sampling.tv_sequential_vs_joint, "n_samples": result.config.scale.samples,
-            "tv_noise": round(result.sampling_noise(), 2)}
-
-
-def _decay_bound(s):
-    found = s.distance_bound
-    return {"ce_pbar2": round(found.counterexample.last.full_history_bound, 4),
-            "ce_eq17_n6": round(found.counterexample.last.eq17_bound, 4),
-            "random_broken": found.random_languages.full_history.broken,
-            "random_total": found.random_languages.full_history.total,
-            "random_h_broken": found.random_languages.history_free.broken}
-
-
-def _end_of_text(s):
-    eos, end = s.ground_truth.metrics.end_of_text, s.ground_truth.config.scale.seq_len - 1
-    return {"eos_dip": round(eos.dip, 3), "eos_at_end": round(eos.top[end], 3), "eos_far": round(eos.far, 3),
-            "eos_far_n": eos.far_n}
-
-
-def _fall_exact(s):
-    falls = s.distance_bound.fall_by_task
-    return {"task_n99_max_s231": falls.longest_fall(99, s_max=2.31),
-            "task_n99_s3": falls.longest_fall(99, s_min=3.0, s_max=3.0),
-            "task_floor_min": round(falls.lowest_floor(), 4), "task_floor_max": round(falls.highest_floor(), 4)}
-
-
-def _floor_exact(s):
-    found = s.distance_bound
-    return {"max_pi": round(found.exact_chain.max_pi, 5), "p_star": round(found.bound_curve.p_star, 3)}
-
-
-def _floor_chain(s):
-    chain = s.ground_truth.metrics.chain
-    return {"gt_limit": round(chain.max_stationary, 3), "gt_bound_limit": round(chain.bound_limit, 3)}
-
-
-def _homogenisation(s):
-    decay, length = s.ground_truth.metrics.decay, s.ground_truth.config.scale.seq_len
-    return {"homog_exact_far": round(decay.exact_function_word_share(length - 1), 2),
-            "homog_exact_near": round(decay.exact_function_word_share(1), 2)}
-
-
-def _table_2(s):
-    t2 = s.distance_bound.table_2
-    return {"t2_ppl7": round(t2.row(7).ppl_metric_2, 2), "t2_ppl8": round(t2.row(8).ppl_metric_2, 2),
-            "t2_k_ours": int(t2.allowed), "t2_k_printed": t2.allowed_printed, "t2_p_star": round(t2.p_star, 5)}
-
-
-def _cost_of_k(s):
-    cost, length = s.ground_truth.metrics.cost_of_k, s.ground_truth.config.scale.seq_len
-    return {"ppl_k1": round(cost[1].true_ppl.exact, 2), "ppl_k2": round(cost[2].true_ppl.exact, 2),
-            "ppl_kall": round(cost[length - 1].true_ppl.exact, 1)}
-
-
-def _remasking(s):
-    remasking = s.ground_truth.metrics.remasking
-    eta = remasking.highest_eta
-    return {"rm_eta": eta, "rm_8": two_figures(remasking.at(eta, calls=8).true_ppl),
-            "base_8": two_figures(remasking.ordinary(8).true_ppl),
-            "rm_16": two_figures(remasking.at(eta, calls=16).true_ppl),
-            "base_16": two_figures(remasking.ordinary(16).true_ppl),
-            "rm_none_32": two_figures(remasking.ordinary(32).true_ppl),
-            "rm_32": two_figures(remasking.at(eta, calls=32).true_ppl)}
-
-
-def _random_init(s):
-    metrics = s.ground_truth.metrics
-    partial, remasking, gibbs = metrics.partial_random_init, metrics.remasking, metrics.gibbs_from_random_start
-    f50_k8 = partial.at(f=0.5, k=8)
-    return {"pri_f0_k1": two_figures(partial.at(f=0.0, k=1).true_ppl),
-            "pri_f75_k1": two_figures(partial.at(f=0.75, k=1).true_ppl),
-            "pri_f50_k8": two_figures(f50_k8.true_ppl), "pri_f50_k8_calls": f50_k8.calls,
-            "base_8": two_figures(remasking.ordinary(8).true_ppl),
-            "base_16": two_figures(remasking.ordinary(16).true_ppl),
-            "pri_floor": two_figures(partial.lowest_ppl(at_least_k=4)),
-            "ri_equal": round(gibbs.equal_budget.exact[1], 2), "ri_one": round(gibbs.one_at_a_time.exact, 2)}
-
-
-def _order(s, language: str, decoding: str, k: int | None = 1):
-    """One setting of the generation-order result at its longest length (k None: the largest k)."""
-    metrics = s.generation_order.metrics
-    return metrics.measured(language, max(metrics.lengths), decoding,
-                            max(metrics.tokens_per_step) if k is None else k)
-
-
-def _order_exact(s):
-    return {"rho_conf_chain": round(_order(s, "zipf chain", "confidence, greedy").spearman_position_vs_step, 2),
-            "left_conf_sampled": round(_order(s, "zipf chain", "confidence, sampled").leftmost_share, 2)}
-
-
-def _reverse_order(s):
-    return {"rho_conf_eos": round(_order(s, "with end-of-text", "confidence, greedy").spearman_position_vs_step, 2)}
-
-
-def _random_order(s):
-    return {"ppl_chain_k1": round(_order(s, "zipf chain", "random order, sampled").true_ppl, 2),
-            "ppl_random_k": round(_order(s, "zipf chain", "random order, sampled", None).true_ppl, 2),
-            "ppl_margin_k": round(_order(s, "zipf chain", "margin, sampled", None).true_ppl, 1)}
-
-
-def _blocks_chain(s):
-    """The chain's cpu-scale blocks run: its metrics and the length of a whole sequence."""
-    return s.blocks_chain_cpu.metrics, s.blocks_chain_cpu.config.scale.seq_len
-
-
-def _fall_text(s):
-    greedy = s.blocks_text_cpu.metrics.greedy_after_prompt(RANDOM)
-    return {"text_top_n1": round(greedy.top(1), 2), "text_top_n15": round(greedy.top(15), 2),
-            "text_n90": greedy.fall_distance(0.9), "text_floor": round(greedy.floor(), 2)}
-
-
-def _order_trained(s):
-    chain, whole = _blocks_chain(s)
-    text = s.blocks_text_cpu.metrics.greedy_after_prompt(RANDOM)
-    return {"bl_greedy_left": round(s.blocks.metrics.greedy_after_prompt(RANDOM).leftmost_share, 1),
-            "text_greedy_left": round(text.leftmost_share, 2),
-            "text_greedy_rho": round(text.spearman_position_vs_step, 2),
-            "chain_random_left": round(chain.decoding(RANDOM, whole, 1).leftmost_share, 2)}
-
-
-def _small_blocks(s):
-    chain, whole = _blocks_chain(s)
-    return {"chain_exact_b4_k4": round(chain.decoding(EXACT_DENOISER, 4, 4).ppl, 1),
-            "chain_exact_whole_k4": round(chain.decoding(EXACT_DENOISER, whole, 4).ppl, 2),
-            "chain_random_b4_rand": round(chain.decoding(RANDOM, 4, 1, "random").ppl, 2),
-            "chain_random_whole_rand": round(chain.decoding(RANDOM, whole, 1, "random").ppl, 2)}
-
-
-def _blockwise_training(s):
-    chain, _ = _blocks_chain(s)
-    text = s.blocks_text_cpu.metrics
-    return {"chain_bw4_bound": round(chain.bound(blockwise(4)), 3),
-            "chain_random_b4_bound": round(chain.bound_by_block(4), 3),
-            "text_bw4_bound": round(text.bound(blockwise(4)), 3),
-            "text_random_b4_bound": round(text.bound_by_block(4), 3),
-            "chain_lit8_bound": round(chain.bound(literal(8)), 3),
-            "chain_l2r_bound": round(chain.bound(LEFT_TO_RIGHT), 3),
-            "chain_valid_nll": round(chain.reference.valid_nll, 3)}
-
-
 CLAIMS: dict[int, Claim] = _claims(
     Claim(1, "3.2.1", "The weights of the loss shape training, not its optimum.",
           "holds", "exactly for a fully flexible denoiser; to training accuracy on the toy",
+          ("proof", "trained"), "proof",
           (Evidence("nelbo", "The exact NELBO and the unweighted loss have the same minimiser (P(A) = "
-                             "{minimiser_nelbo} and {minimiser_unweighted}, the true conditional).", _weights_exact),
+                             "{minimiser_nelbo} and {minimiser_unweighted}, the true conditional).", ev.weights_exact),
            Evidence("joint_vs_marginal", "Models trained with and without the weight predict within {pred_diff} of "
                                          "each other (mean {pred_diff_mean}) on every masked input of the toy.",
-                    _weights_trained)),
-          deciding="pred_diff"),
+                    ev.weights_trained)),
+          deciding="minimiser_nelbo"),
     Claim(2, "3.2.1", "The denoiser needs no time input.",
           "holds", "exactly: the optimal denoiser does not depend on t",
+          ("proof", "trained"), "proof",
           (Evidence("nelbo", "The time-conditioned posterior equals the time-free one to within "
-                             "{time_free_gap:.0e} for every time and schedule tried.", _time_exact),
+                             "{time_free_gap:.0e} for every time and schedule tried.", ev.time_exact),
            Evidence("joint_vs_marginal", "A model with no time input learns the exact marginals to within "
-                                         "{err_all_weighted} over every masked input of the toy.", _time_trained)),
+                                         "{err_all_weighted} over every masked input of the toy.", ev.time_trained)),
           deciding="time_free_gap"),
     Claim(3, "3.2.2", "The denoiser outputs the marginal of each mask, not their joint: parallel argmax picks AB "
                       "while the joint's mode is A'B.",
-          "holds", "on the paper's toy, exact and trained",
+          "holds", "on the paper's toy, with its exact marginals and with a trained model",
+          ("exact", "trained"), "exact",
           (Evidence("joint_vs_marginal", "The trained model's parallel argmax gives {parallel_pair}, beam search "
                                          "{beam_pair}; all-at-once sampling is {tv_once} from the joint in total "
                                          "variation, as far as the product of the exact marginals ({tv_exact}); one "
                                          "token per step {tv_seq:.2f} (the sampling noise of {n_samples:,} draws is "
-                                         "about {tv_noise}).", _marginals),),
-          deciding="tv_once"),
+                                         "about {tv_noise}).", ev.marginals),),
+          deciding="tv_exact"),
     Claim(4, "3.2.3", "The top probability of a mask decays with its distance from unmasked text, under the bound "
                       "of Eq. 17, towards the limit of Eq. 18.",
           "holds loosely", "true on every chain measured and a theorem under the book's Assumption H, but Eq. 16 "
                            "does not follow from Assumptions 3-4 as the paper states them",
+          ("proof", "exact"), "proof",
           (Evidence("distance_bound", "Eq. 16 does not follow from Assumptions 3-4 as stated: a language meeting them "
                                       "(N = 5, s = 2.31) keeps top probability {ce_pbar2} at every distance n >= 2, "
                                       "above Eq. 17's {ce_eq17_n6} at n = 6; random languages meeting them break "
                                       "Eq. 17 in {random_broken} of {random_total}, and in {random_h_broken} once the "
                                       "book's Assumption H is added. On an exact Zipf chain meeting all three the "
-                                      "bound holds at every distance.", _decay_bound),),
+                                      "bound holds at every distance.", ev.decay_bound),),
           deciding="ce_pbar2"),
     Claim(5, "Observation 1", "Near the end of the sequence the top probability rises again, from end-of-text "
                               "tokens.",
           "holds", "with an absorbing end-of-text token",
+          ("exact",), "exact",
           (Evidence("parallel_sampling", "The exact top probability falls to {eos_dip}, then rises to {eos_at_end} at "
                                          "n = 32, where the chapter's sequences end, and to {eos_far} at n = "
-                                         "{eos_far_n} on a sequence four times as long.", _end_of_text),),
+                                         "{eos_far_n} on a sequence four times as long.", ev.end_of_text),),
           deciding="eos_far"),
-    Claim(6, "Observation 2", "The curves fall steeply over the first ~15 masks; the floor depends on the task.",
-          "holds loosely", "steep, but the length of the fall is set by the exponent, not a constant 15",
+    Claim(6, "Observation 2", "The curves fall steeply within the first 15 masks; where they end and where they "
+                              "turn up depends on the task: a higher floor for clear, simple tasks, an earlier upturn "
+                              "for short answers.",
+          "holds loosely", "steep, and within the first 15 masks on the chains up to s = 2.31 and on text, but not "
+                           "on the most peaked chain; the floor follows the mass of the most frequent tokens, not how "
+                           "predictable the language is; the earlier upturn for short answers is not tested here",
+          ("exact", "text"), "exact",
           (Evidence("distance_bound", "Exact Zipf chains: 99% of the fall is done by n = {task_n99_max_s231} for every "
                                       "s up to 2.31, but only by n = {task_n99_s3} at s = 3; floors range from "
                                       "{task_floor_min} to {task_floor_max}, set by how much mass the most frequent "
-                                      "tokens carry.", _fall_exact),
+                                      "tokens carry: with 5 function words the most predictable chain (s = 3) ends "
+                                      "lower ({floor_fw_s3}) than one at s = 1.5 ({floor_fw_s15}).", ev.fall_exact),
            Evidence("blocks", "A character-level model trained on Tiny Shakespeare: top probability {text_top_n1} one "
                               "character after the prompt, {text_top_n15} at 15; 90% of its fall done by n = "
-                              "{text_n90}, then flat at {text_floor}.", _fall_text)),
-          deciding="task_n99_max_s231"),
-    Claim(7, "Observation 3", "The true curve ends below the bound's limit.",
-          "holds", "always, as a theorem under Assumption H; the floor of the bound is far from tight, so it "
-                   "says little",
-          (Evidence("distance_bound", "The exact chain ends at max(pi) = {max_pi}, far below p* = {p_star}.",
-                    _floor_exact),
-           Evidence("parallel_sampling", "True limit max(pi) = {gt_limit} against p* = {gt_bound_limit}.",
-                    _floor_chain)),
-          deciding="gt_limit"),
+                              "{text_n90}, then flat at {text_floor}.", ev.fall_text)),
+          deciding="task_n99_s3"),
+    Claim(7, "Observation 3", "The estimate follows the true curve at first; the true curve then ends below the "
+                              "bound's limit, though noticeably above zero.",
+          "holds loosely", "the bound equals the true curve one mask away and parts from it soon after; the true "
+                           "curve ends below the limit on every chain meeting the book's Assumption H, not on the "
+                           "book's language without it; where it ends is the largest token frequency, which is close "
+                           "to zero on a chain without frequent function words",
+          ("proof", "exact"), "exact",
+          (Evidence("distance_bound", "Exact chain (V = 2,000, s = 2.31): top probability {top_n1} against Eq. 17's "
+                                      "{bound_n1} at n = 1, {top_n3} against {bound_n3} at n = 3; it ends at max(pi) = "
+                                      "{max_pi}, far below p* = {p_star}. The book's language that meets Assumptions "
+                                      "3-4 but not H ends at {ce_end}, above its p* = {ce_p_star}.", ev.floor_exact),
+           Evidence("parallel_sampling", "On the ground-truth chain, with 2 function words: true limit max(pi) = "
+                                         "{gt_limit} against p* = {gt_bound_limit}.", ev.floor_chain)),
+          deciding="max_pi"),
     Claim(8, "3.2.4, conjecture", "Far masks homogenise into frequent tokens; at large distances their "
                                    "distributions become almost identical.",
-          "holds", "a theorem for ergodic chains; seen on the trained model",
-          (Evidence("parallel_sampling", "With the exact denoiser the far masks predict the most frequent token after "
-                                         "a share {homog_exact_far} of the prompts, against {homog_exact_near} next "
-                                         "to the prompt.", _homogenisation),),
+          "holds", "a theorem for ergodic chains; seen with the exact and the trained denoiser",
+          ("proof", "exact", "trained"), "proof",
+          (Evidence("parallel_sampling", "The far masks predict a function word after a share {homog_exact_far} of "
+                                         "the prompts with the exact denoiser ({homog_trained_far} trained), against "
+                                         "{homog_exact_near} next to the prompt.", ev.homogenisation),),
           deciding="homog_exact_far"),
     Claim(9, "3.3", "Parallel sampling lowers the joint probability; with Eq. 17 and Metric 2 (Table 2) a "
                     "perplexity budget of 17 allows about 6 parallel samples.",
           "holds loosely", "the joint probability falls; Table 2 recomputed allows 7 samples, not 6",
+          ("proof", "exact"), "proof",
           (Evidence("distance_bound", "Table 2 recomputed at the paper's settings (s = 1.05, N = 150,000): PPL_7 = "
                                       "{t2_ppl7} <= 17 < PPL_8 = {t2_ppl8}, so a budget of 17 allows {t2_k_ours} "
                                       "parallel samples ({t2_k_printed} from the printed column); the printed column "
                                       "implies per-position probabilities below Eq. 18's floor p* = {t2_p_star}, "
-                                      "which Eq. 17 cannot give.", _table_2),
+                                      "which Eq. 17 cannot give.", ev.table_2),
            Evidence("parallel_sampling", "True perplexity rises from {ppl_k1} (one token per step) to {ppl_k2} (two) "
-                                         "and {ppl_kall} (all at once) with exact marginals.", _cost_of_k)),
+                                         "and {ppl_kall} (all at once) with exact marginals, sampled.", ev.cost_of_k)),
           deciding="t2_k_ours"),
     Claim(10, "3.3", "Remasking gives neither parallelism nor acceleration.",
-          "does not hold", "on the exact chain remasking reaches a given quality in about half the calls, though "
-                           "never the language's own sooner; trained models are not measured yet",
-          (Evidence("parallel_sampling", "32 masks, exact denoiser: with 8 calls, left-to-right remasking (eta = "
-                                         "{rm_eta}) reaches true PPL {rm_8} against {base_8} without; with 16 calls "
-                                         "{rm_16} against {base_16}; with 32 calls decoding without remasking is exact "
-                                         "({rm_none_32}) and remasking is worse ({rm_32}).", _remasking),),
-          deciding="rm_8"),
+          "does not hold", "by the standard claim 11 is judged by: remasking reaches two and four times the language's "
+                           "perplexity in fewer calls than ordinary decoding; at the language's own perplexity neither "
+                           "is shown faster",
+          ("exact",), "exact",
+          (Evidence("parallel_sampling", "32 masks, exact denoiser, sampled: the fewest calls that reach a true PPL "
+                                         "of 1.25, 2 and 4 times the language's own ({language_ppl}) are "
+                                         "{x125_method}, {x2_method} and {x4_method} with remasking, against "
+                                         "{x125_ordinary}, {x2_ordinary} and {x4_ordinary} without; with 8 calls "
+                                         "remasking (eta = {rm_eta}) gives {rm_8} against {base_8}.", ev.remasking),),
+          deciding="x2_method"),
     Claim(11, "3.3", "The SEDD-inspired random initialisation is inefficient and does not speed decoding up.",
-          "holds loosely", "no speed-up at a quality near the language's own; about half the calls at a perplexity "
-                           "near 17",
-          (Evidence("parallel_sampling", "A share f of the masks initialised at random, exact denoiser: at one token "
-                                         "per call the true PPL rises from {pri_f0_k1} (f = 0) to {pri_f75_k1} (f = "
-                                         "0.75); at 8 per call f = 0.5 gives {pri_f50_k8} in {pri_f50_k8_calls} "
-                                         "calls, where ordinary decoding gives {base_8} in 8 and {base_16} in 16; no "
-                                         "setting with 4 or more per call goes below {pri_floor}. The book's Gibbs "
-                                         "variant: {ri_equal} after as many calls as one token per step, against "
-                                         "{ri_one}.", _random_init),),
-          deciding="pri_f50_k8"),
+          "holds loosely", "by the standard claim 10 is judged by: it reaches four times the language's perplexity "
+                           "in fewer calls than ordinary decoding, but neither twice it nor the language's own",
+          ("exact",), "exact",
+          (Evidence("parallel_sampling", "32 masks, exact denoiser, sampled, a share of the masks initialised at "
+                                         "random: the fewest calls that reach a true PPL of 1.25, 2 and 4 times the "
+                                         "language's own ({language_ppl}) are {x125_method}, {x2_method} and "
+                                         "{x4_method}, against {x125_ordinary}, {x2_ordinary} and {x4_ordinary} "
+                                         "without; half the masks initialised, 8 per call, gives {pri_f50_k8} in "
+                                         "{pri_f50_k8_calls} calls; no setting with 4 or more per call goes below "
+                                         "{pri_floor}.", ev.random_init),),
+          deciding="x2_method"),
     Claim(12, "3.4.1", "With one token per step, confidence decoding is nearly left to right; left to right is "
                        "the best order in general.",
           "holds loosely", "greedy confidence decoding after a prompt is exactly left to right with the exact "
-                           "denoiser on the chain and nearly so for the trained model, less so on text, and sampled "
-                           "decoding is not; one token per step in any order fixed before the token is drawn "
-                           "samples exactly, so left to right only ties for best",
+                           "denoiser and nearly so for the model trained on the chain (one seed); the small text "
+                           "model is not, and the verdict follows the chain, whose answers are known; sampled "
+                           "decoding is not left to right; one token per step in any order fixed before the token is "
+                           "drawn samples exactly, so left to right only ties for best",
+          ("exact", "trained", "text"), "exact",
           (Evidence("generation_order", "Exact denoiser: greedy confidence decoding is left to right on a first-order "
                                         "chain meeting Assumptions 3-4 (rank correlation {rho_conf_chain}); sampled "
                                         "confidence decoding takes the leftmost mask in a share {left_conf_sampled} "
-                                        "of its steps.", _order_exact),
+                                        "of its steps.", ev.order_exact),
            Evidence("blocks", "Greedy confidence decoding after a prompt: leftmost share {bl_greedy_left} for the "
                               "trained random-masking model on the chain, {text_greedy_left} on Tiny Shakespeare "
                               "(rank correlation of position and step {text_greedy_rho}); sampled decoding from "
-                              "nothing: {chain_random_left}.", _order_trained)),
-          deciding="bl_greedy_left"),
+                              "nothing: {chain_random_left}.", ev.order_trained)),
+          deciding="rho_conf_chain"),
     Claim(13, "3.4.1", "Reverse-order generation comes from the end-of-text token in long sequences.",
           "holds", "with an absorbing end-of-text token",
+          ("exact",), "exact",
           (Evidence("generation_order", "Greedy confidence decoding runs right to left (rank correlation "
-                                        "{rho_conf_eos}).", _reverse_order),),
+                                        "{rho_conf_eos}).", ev.reverse_order),),
           deciding="rho_conf_eos"),
     Claim(14, "3.4.1", "Random order is fluent, but only one token at a time.",
-          "holds loosely", "fluent one token at a time; several at a time cost far less in random order than in "
-                           "left-to-right order",
+          "holds loosely", "fluent one token at a time, on the chain and on text; several at a time cost far less "
+                           "in random order than in left-to-right order",
+          ("exact", "text"), "exact",
           (Evidence("generation_order", "Exact denoiser: one token per step in random order samples the chain (true "
                                         "PPL {ppl_chain_k1}); with 4 per step random order reaches {ppl_random_k}, "
-                                        "adjacent (margin) order {ppl_margin_k}.", _random_order),),
+                                        "adjacent (margin) order {ppl_margin_k}.", ev.random_order),
+           Evidence("blocks", "The random-masking model on Tiny Shakespeare, random order, judge's perplexity: "
+                              "{text_rand_k1} at one token per step (left to right with the same model "
+                              "{text_l2r_k1}), {text_rand_k4} at 4, {text_rand_k8} at 8, each at a token entropy of "
+                              "at least {text_rand_h} (the text's {text_h}).", ev.random_order_text)),
           deciding="ppl_random_k"),
     Claim(15, "3.4.2", "Semi-autoregressive generation in small blocks (4 or 8) is the best inference; large blocks "
                        "are nearly useless.",
-          "does not hold", "with 4 tokens per step blocks of 4 are the worst setting measured, even with the exact "
-                           "denoiser",
-          (Evidence("blocks", "Four tokens per step with the exact denoiser: true PPL {chain_exact_b4_k4} in blocks of "
-                              "4 against {chain_exact_whole_k4} in one block; the trained random-masking model, one "
-                              "token per step in random order, barely depends on the block ({chain_random_b4_rand} in "
-                              "blocks of 4, {chain_random_whole_rand} in one).", _small_blocks),),
-          deciding="chain_exact_b4_k4"),
+          "does not hold", "at the language's diversity and 4 tokens per step, blocks of 4 are the worst setting "
+                           "measured, with the exact denoiser and with models trained on the chain and on text; "
+                           "greedy decoding in one block goes lower only by collapsing diversity",
+          ("exact", "trained", "text"), "exact",
+          (Evidence("blocks", "Four tokens per step, in a random order inside each block, exact denoiser on the "
+                              "chain: true PPL {chain_exact_b4_k4} in blocks of 4, {chain_exact_b8_k4} in blocks of "
+                              "8, {chain_exact_one_k4} in one block, each at a token entropy of at least "
+                              "{chain_exact_h} (the chain: PPL {chain_ppl}, entropy {chain_h}). Greedy confidence "
+                              "decoding in one block reaches {chain_conf_one_k4}, below the chain's own perplexity, "
+                              "at entropy {chain_conf_one_h}: a collapse of diversity, not a better decoding. The "
+                              "random-masking model: {chain_random_b4_k4} in blocks of 4 against "
+                              "{chain_random_one_k4} in one on the chain, {text_random_b4_k4} against "
+                              "{text_random_one_k4} on text.", ev.small_blocks),),
+          deciding="chain_exact_one_k4"),
     Claim(16, "3.4.2", "Blockwise reverse-order training matches that inference and is cheaper to learn.",
-          "holds loosely", "block-causal training in blocks of 4 beats random masking decoded in blocks of 4 (one "
-                           "seed); left to right beats both; the paper's literal scheme is the worst",
-          (Evidence("blocks", "Held-out bound at equal compute, in nats per token: block-causal B = 4 "
-                              "{chain_bw4_bound} against random masking decoded in blocks of 4 "
-                              "{chain_random_b4_bound} on the chain ({text_bw4_bound} against "
-                              "{text_random_b4_bound} on text, within the spread between seeds); the literal scheme "
-                              "{chain_lit8_bound}; left to right {chain_l2r_bound}, the chain's own "
-                              "{chain_valid_nll}.", _blockwise_training),),
-          deciding="chain_bw4_bound"),
+          "does not hold", "the paper's scheme, trained at equal forward tokens, has the worst held-out bound on the "
+                           "chain and on text and runs several times the forward tokens per sequence (one seed); the "
+                           "book's block-causal variant, not the paper's scheme, beats random masking decoded in "
+                           "blocks of 4",
+          ("trained", "text"), "trained",
+          (Evidence("blocks", "The paper's scheme in blocks of 8, held-out bound at equal forward tokens, nats per "
+                              "token: {lit8_chain} against {rand8_chain} for random masking decoded in blocks of 8 on "
+                              "the chain (its own {chain_valid_nll}), {lit8_text} against {rand8_text} on text; it "
+                              "runs {lit8_tokens} forward tokens per training sequence against {rand_tokens} (L = "
+                              "{seq_len}). The book's block-causal variant in blocks of 4: {chain_bw4_bound} against "
+                              "{chain_random_b4_bound} on the chain, {text_bw4_bound} against {text_random_b4_bound} "
+                              "on text.", ev.blockwise_training),),
+          deciding="lit8_chain"),
+    Claim(17, "3.3", "Sampling the first few adjacent masks together is the most reliable of all parallel "
+                     "sampling strategies (the assumption behind Metrics 1-3 and Table 2).",
+          "does not hold", "adjacent masks are the most confident one at a time, but decoded together they cost the "
+                           "most: four adjacent masks per step give a far worse perplexity than four scattered ones, "
+                           "at the same diversity, with the exact denoiser and with models trained on the chain and "
+                           "on text",
+          ("exact", "trained", "text"), "exact",
+          (Evidence("generation_order", "Exact denoiser, {adj_k} masks per step: the most confident masks, which sit "
+                                        "next to the decoded text (margin order), give true PPL {adj_margin_k}; a "
+                                        "random order {adj_random_k}.", ev.adjacent_exact),
+           Evidence("blocks", "Four masks per step, exact denoiser on the chain: the next four adjacent masks "
+                              "(blocks of 4) give true PPL {adj_exact}, four masks scattered at random over the "
+                              "sequence {sc_exact}, both at a token entropy of at least {adj_h} (the chain's "
+                              "{chain_h}). The random-masking model: {adj_trained} against {sc_trained} on the chain, "
+                              "{adj_text} against {sc_text} on text (entropy at least {text_min_h}; the text's "
+                              "{text_h}).", ev.adjacent_blocks)),
+          deciding="adj_exact"),
+    Claim(18, "3.3", "Parallel sampling can put the same token at two adjacent positions, and the joint "
+                     "probability then drops sharply.",
+          "holds loosely", "all-at-once decoding repeats a token at adjacent positions more often than the language "
+                           "does; on this chain a repeated pair costs less than another parallel pair, so whether a "
+                           "repeat drops the joint sharply depends on how often the language itself repeats a token",
+          ("exact",), "exact",
+          (Evidence("parallel_sampling", "Every mask decoded at once from the exact marginals: {rep_decoded} of "
+                                         "adjacent pairs repeat a token, against {rep_language} in the language; a "
+                                         "repeated pair has a mean true log-probability of {rep_log_p}, any other "
+                                         "pair {other_log_p}.", ev.repeats),),
+          deciding="rep_decoded"),
+    Claim(19, "3.4.2", "Training on all 2^n - 1 masking patterns is mostly redundant once inference is nearly left "
+                       "to right.",
+          "holds", "at equal forward tokens, training only on the patterns left-to-right inference meets gives a "
+                   "far better left-to-right likelihood than random masking, on the chain and on text (one seed)",
+          ("trained", "text"), "trained",
+          (Evidence("blocks", "Held-out NLL of left-to-right decoding at equal forward tokens, nats per token: a "
+                              "model trained on left-to-right patterns only {chain_l2r} (the chain's own "
+                              "{chain_own}), the random-masking model {chain_rand_l2r}; on text {text_l2r} against "
+                              "{text_rand_l2r} (the judge's {text_judge}).", ev.redundancy),),
+          deciding="chain_l2r"),
 )

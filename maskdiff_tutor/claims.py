@@ -21,8 +21,8 @@ How the numbers travel (each step checked):
    the Verdict cannot drift from the chapters it links to;
 3. nothing is written anywhere when a chapter runs.
 
-Verdicts: "holds", "holds loosely", "does not hold", "not tested here"; each with a short
-qualifier that states the scope in which it was judged.
+Verdicts: "holds", "holds loosely", "does not hold", "not tested here"; each with its scope (the
+kinds of evidence it was judged on, and the kind that decided it) and a short qualifier.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ import pathlib
 import string
 from dataclasses import dataclass
 
-from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, VERDICTS, Claim, Evidence, fields_of
+from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, SCOPES, VERDICTS, Claim, Evidence, fields_of
 from maskdiff_tutor.notebook import Table
 
-__all__ = ["CLAIMS", "VERDICTS", "Claim", "Evidence", "Source", "Sources", "SOURCES", "claim", "claims_of", "evidence",
+__all__ = ["CLAIMS", "SCOPES", "VERDICTS", "Claim", "Evidence", "Source", "Sources", "SOURCES", "claim", "claims_of", "evidence",
            "report", "verdict_table", "evidence_values", "deciding_value", "verdict_counts",
            "book_sources"]
 
@@ -170,7 +170,7 @@ def verdict_table(sources: Sources) -> Table:
         parts = [f"{{doc}}`{CHAPTER_TITLES[e.chapter]} <{e.chapter}>`: "
                  f"{_fill(e.sentence, evidence(c, e.chapter, sources))}" for e in c.evidence]
         rows.append([f"{c.number} ({c.section})", c.statement, " ".join(parts) or "No chapter measures it yet.",
-                     f"**{c.verdict}**: {c.qualifier}"])
+                     f"**{c.verdict}** ({c.scope_text}): {c.qualifier}"])
     return Table(["claim", "the paper says", "evidence", "verdict"], rows, markdown=True)
 
 

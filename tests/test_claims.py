@@ -52,10 +52,11 @@ def report_cell(chapter: str) -> dict:
 
 # --- the registry ----------------------------------------------------------------------------------
 
-def test_the_registry_covers_claims_1_to_16_with_one_verdict_each():
-    assert sorted(CLAIMS) == list(range(1, 17))
+def test_the_registry_covers_claims_1_to_19_with_one_verdict_each():
+    assert sorted(CLAIMS) == list(range(1, 20))
     for c in CLAIMS.values():
         assert c.verdict in VERDICTS
+        assert c.scope and c.decided_by in c.scope
         assert c.statement and c.section and c.qualifier
         if c.verdict != "not tested here":
             assert c.evidence, f"claim {c.number} has a verdict but no evidence"
@@ -66,15 +67,31 @@ def _values(sources):
     return {"a": 1}
 
 
-def test_a_claim_rejects_an_unknown_verdict_chapter_or_deciding_number():
+def test_a_claim_rejects_an_unknown_verdict_scope_chapter_or_deciding_number():
     with pytest.raises(ValueError, match="verdict must be one of"):
-        Claim(1, "3", "s", "true", "q")
+        Claim(1, "3", "s", "true", "q", ("exact",), "exact")
+    with pytest.raises(ValueError, match="scope must be one or more of"):
+        Claim(1, "3", "s", "holds", "q", ("chain",), "chain")
+    with pytest.raises(ValueError, match="scope must be one or more of"):
+        Claim(1, "3", "s", "holds", "q", (), "exact")
+    with pytest.raises(ValueError, match="decided_by must be one of its scope"):
+        Claim(1, "3", "s", "holds", "q", ("exact",), "text")
     with pytest.raises(ValueError, match="unknown chapter 'appendix'"):
         Evidence("appendix", "x", _values)
     with pytest.raises(ValueError, match="deciding number 'b' is not a field of its evidence"):
-        Claim(1, "3", "s", "holds", "q", (Evidence("nelbo", "{a}", _values),), deciding="b")
+        Claim(1, "3", "s", "holds", "q", ("exact",), "exact", (Evidence("nelbo", "{a}", _values),), deciding="b")
     with pytest.raises(ValueError, match="one evidence per chapter"):
-        Claim(1, "3", "s", "holds", "q", (Evidence("nelbo", "{a}", _values), Evidence("nelbo", "{a}", _values)))
+        Claim(1, "3", "s", "holds", "q", ("exact",), "exact",
+              (Evidence("nelbo", "{a}", _values), Evidence("nelbo", "{a}", _values)))
+
+
+def test_a_verdict_names_its_scope_and_says_when_it_speaks_of_synthetic_languages_only():
+    chain_only = Claim(1, "3", "s", "holds", "q", ("exact", "trained"), "exact")
+    assert chain_only.verdict_text == "holds (synthetic languages only: exact denoiser + trained, synthetic; " \
+                                      "decided by: exact denoiser): q"
+    with_text = Claim(1, "3", "s", "holds loosely", "q", ("exact", "text"), "text")
+    assert with_text.verdict_text == "holds loosely (exact denoiser + trained, text; decided by: trained, text): q"
+    assert Claim(1, "3", "s", "holds", "q", ("text",), "text").verdict_text == "holds (trained, text): q"
 
 
 def test_fields_and_their_format_specs():
