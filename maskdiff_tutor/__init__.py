@@ -33,7 +33,7 @@ Modules (one concept of the paper each):
 - ``block_causal``     block-causal decoding with a KV cache, for a blockwise-trained model (Section 3.4.2)
 - ``corpus``           real text: local files or Hugging Face datasets, char and BPE tokenizers
 - ``device``           device choice and seeding, in one place
-- ``claims``           the paper's 16 claims, one verdict each, read from typed results, rendered in every chapter
+- ``claims``           the paper's 19 claims, one verdict and scope each, read from typed results (``claim_evidence``)
 - ``records``          typed records as strict JSON: how results are saved and read back
 - ``files``            the one atomic writer (results, checkpoints) and the JSON reader
 - ``benchmark_results`` typed readers of the benchmarks' result files (the blocks chapter shows them)
@@ -49,7 +49,7 @@ __version__ = "0.1.0"
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
                "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "checkpoints", "scores",
                "decoding", "decoders", "block_causal", "corpus", "device", "claims", "claim_registry", "experiments",
-               "notebook", "records", "files", "benchmark_results", "repeats")
+               "notebook", "records", "files", "benchmark_results", "repeats", "claim_evidence")
 
 __all__ = ["__version__", *_SUBMODULES]
 
