@@ -35,6 +35,7 @@ import time
 import torch
 from machine import cpu_busy_fraction  # benchmarks/machine.py, beside this script
 
+from maskdiff_tutor.blockwise import number_of_blocks
 from maskdiff_tutor.denoiser import PRESETS, Denoiser, DenoiserConfig
 from maskdiff_tutor.device import hardware_description, pick_device
 from maskdiff_tutor.experiments.blocks import SCALES
@@ -89,7 +90,9 @@ def parse_objective(spec: str, seq_len: int) -> tuple[str, int | None]:
     name, _, block = spec.partition(":")
     try:
         block_length = int(block) if block else None
-        forward_tokens_per_sequence(name, seq_len, block_length)  # checks the objective, B and that B divides L
+        forward_tokens_per_sequence(name, seq_len, block_length)  # checks the objective and B
+        if block_length is not None:
+            number_of_blocks(seq_len, block_length)  # B divides L
     except ValueError as error:
         raise SystemExit(f"--objectives: {spec!r} is not an objective at seq_len {seq_len} ({error}); write "
                          "random, left_to_right, blockwise:B or blockwise_literal:B") from None
