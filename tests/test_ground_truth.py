@@ -89,6 +89,16 @@ def test_one_token_per_step_from_exact_marginals_samples_the_chain(result):
     assert [row.bound_ppl for row in cost.values()] == bounds
 
 
+def test_repeats_are_exact_for_every_k_on_the_chain_and_its_stationary_prompts(result):
+    P, repeats, cost = chain_of(), result.metrics.repeats, result.metrics.cost_of_k
+    pi = markov.stationary_distribution(P)
+    assert list(repeats) == [1, 2, 8] and [row.k for row in repeats.values()] == [1, 2, 8]
+    assert repeats[1].decoded_share == repeats[1].language_share  # one token per step is the language
+    assert repeats[1].language_share == pytest.approx(float((pi * P.diagonal()).sum()), abs=1e-12)
+    for k in (1, 2, 8):  # the exact NLL per pair against the sampled true perplexity (300 sequences)
+        assert repeats[k].decoded_nll == pytest.approx(math.log(cost[k].true_ppl.exact), abs=0.1)
+
+
 def test_result_records_settings(result):
     assert result.config.scale == SMALL
     assert result.config.model.vocab_size == SMALL.vocab_size + 1 and result.config.model.max_seq_len == SMALL.seq_len

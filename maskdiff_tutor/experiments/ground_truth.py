@@ -14,6 +14,8 @@ denoiser is trained on sequences sampled from it; then, against the chain's exac
 - ``cost_of_k``: decoding k tokens per step left to right, for :math:`k = 1, \dots, \text{all}`: the true
   perplexity under the chain of what was generated, from the exact marginals and from the trained
   model, beside the decoder's own probability (Metric 1-2 measured) and the Table 2 bound;
+- ``repeats``: for the same k, exactly (``repeats.adjacent_repeats``, exact denoiser): how often two
+  adjacent tokens are the same, and what such a pair costs under the chain, beside the language's own;
 - ``gibbs_from_random_start``: random-scan Gibbs from a random start
   (``decoders.sample_gibbs_from_random_start``): the true perplexity after as many denoiser calls as
   one-token-per-step decoding needs, and after several times more, with one and with four tokens
@@ -40,6 +42,7 @@ from ..denoiser import Denoiser, DenoiserConfig
 from ..device import evaluation_dtype, generator_on, pick_device
 from ..forward_process import denoiser_probs
 from ..records import distinct
+from ..repeats import AdjacentRepeats, adjacent_repeats
 from ..train import History, TrainConfig, train
 from . import trained_models
 from .result import Environment, ExperimentResult
@@ -350,6 +353,7 @@ class Metrics:
     decay: Decay  # the marginal of a [MASK] by distance from a one-token prompt
     end_of_text: EndOfText  # the same, exact, on the chain with end-of-text
     cost_of_k: dict[int, CostOfK]  # k tokens per step -> the cost of decoding so
+    repeats: dict[int, AdjacentRepeats]  # k tokens per step -> adjacent repeats, exact (prompts from pi)
     gibbs_from_random_start: GibbsFromRandomStart  # the book's Gibbs variant of random initialisation
     partial_random_init: PartialRandomInit  # the paper's random initialisation
     remasking: Remasking  # left-to-right remasking; eta = 0 is ordinary decoding
@@ -417,8 +421,9 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         prompts = x[: cfg.variant_samples]
         partial = partial_random_init_sweep(exact, prompts, P, cfg.init_fractions, cfg.init_tokens_per_step, variants)
         remasking = remasking_sweep(exact, prompts, P, cfg.remask_steps, cfg.remask_etas, variants)
-        metrics = Metrics(measure_chain(P, cfg.s), decay, measure_end_of_text(P, cfg.seq_len), cost_of_k, gibbs,
-                          partial, remasking)
+        repeats = {k: adjacent_repeats(P, exact.initial, cfg.seq_len, k) for k in cfg.tokens_per_step}
+        metrics = Metrics(measure_chain(P, cfg.s), decay, measure_end_of_text(P, cfg.seq_len), cost_of_k, repeats,
+                          gibbs, partial, remasking)
     config = Config(cfg, model_config, "LinearSchedule()",
                     "one token drawn from the stationary distribution, then L - 1 masks",
                     str(dtype).removeprefix("torch."))
