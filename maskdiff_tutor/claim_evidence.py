@@ -119,8 +119,10 @@ def table_2(s):
 
 def cost_of_k(s):
     cost, length = s.ground_truth.metrics.cost_of_k, s.ground_truth.config.scale.seq_len
+    entropies = [c.entropy.exact for c in cost.values()]
     return {"ppl_k1": round(cost[1].true_ppl.exact, 2), "ppl_k2": round(cost[2].true_ppl.exact, 2),
-            "ppl_kall": round(cost[length - 1].true_ppl.exact, 1)}
+            "ppl_kall": round(cost[length - 1].true_ppl.exact, 1), "cost_h_min": round(min(entropies), 2),
+            "cost_h_language": round(s.ground_truth.metrics.chain.stationary_entropy, 2)}
 
 
 def _fewest_calls(settings, ppl: float) -> str:
@@ -131,14 +133,16 @@ def _fewest_calls(settings, ppl: float) -> str:
 
 
 def _ordinary_calls(remasking, ppl: float) -> str:
-    """The fewest calls of ordinary decoding reaching ``ppl``: a measured number, or "more than n"
-    where it lies between the grid's points."""
+    """The fewest calls of ordinary decoding reaching ``ppl``: a measured number, or the range
+    "a to b" where it lies between two measured numbers of calls."""
     ordinary = remasking.ordinary_decoding()
     reached = [x.calls for x in ordinary if x.true_ppl <= ppl]
-    below = [x.calls for x in ordinary if x.true_ppl > ppl and (not reached or x.calls < min(reached))]
-    if reached and below and max(below) + 1 < min(reached):
-        return f"more than {max(below)}"
-    return str(min(reached)) if reached else "none"
+    if not reached:
+        return "none"
+    short = [x.calls for x in ordinary if x.calls < min(reached)]
+    if short and max(short) + 1 < min(reached):
+        return f"{max(short) + 1} to {min(reached)}"
+    return str(min(reached))
 
 
 def speed_at_targets(s, method: str):
@@ -152,7 +156,9 @@ def speed_at_targets(s, method: str):
         settings = [x for x in remasking.settings if x.eta > 0]
     else:
         settings = [x for x in metrics.partial_random_init.settings if x.share > 0]
-    fields = {"language_ppl": round(language, 2)}
+    entropies = [x.entropy for x in [*settings, *remasking.ordinary_decoding()]]
+    fields = {"language_ppl": round(language, 2), "h_min": round(min(entropies), 2),
+              "h_max": round(max(entropies), 2), "h_language": round(metrics.chain.stationary_entropy, 2)}
     for target in SPEED_TARGETS:
         name = f"x{target:g}".replace(".", "")
         fields[f"{name}_method"] = _fewest_calls(settings, target * language)
@@ -180,7 +186,9 @@ def repeats(s):
     found = s.ground_truth.metrics.repeats
     far = found[max(found)]  # every mask decoded at once
     return {"rep_language": round(far.language_share, 3), "rep_decoded": round(far.decoded_share, 3),
-            "rep_log_p": round(far.decoded_repeat_log_prob, 2), "other_log_p": round(far.decoded_other_log_prob, 2)}
+            "rep_log_p": round(far.decoded_repeat_log_prob, 2), "other_log_p": round(far.decoded_other_log_prob, 2),
+            "rep_language_log_p": round(far.language_repeat_log_prob, 2),
+            "rep_extra_share": round(far.repeat_share_of_extra_nll, 2)}
 
 
 # --- generation order (claims 12-14, 17) ------------------------------------------------------------

@@ -225,7 +225,9 @@ CLAIMS: dict[int, Claim] = _claims(
                                       "implies per-position probabilities below Eq. 18's floor p* = {t2_p_star}, "
                                       "which Eq. 17 cannot give.", ev.table_2),
            Evidence("parallel_sampling", "True perplexity rises from {ppl_k1} (one token per step) to {ppl_k2} (two) "
-                                         "and {ppl_kall} (all at once) with exact marginals, sampled.", ev.cost_of_k)),
+                                         "and {ppl_kall} (all at once) with exact marginals, sampled; the token "
+                                         "entropy stays at least {cost_h_min} (the language's {cost_h_language}).",
+                    ev.cost_of_k)),
           deciding="t2_k_ours"),
     Claim(10, "3.3", "Remasking gives neither parallelism nor acceleration.",
           "does not hold", "by the standard claim 11 is judged by: remasking reaches two and four times the language's "
@@ -236,7 +238,9 @@ CLAIMS: dict[int, Claim] = _claims(
                                          "of 1.25, 2 and 4 times the language's own ({language_ppl}) are "
                                          "{x125_method}, {x2_method} and {x4_method} with remasking, against "
                                          "{x125_ordinary}, {x2_ordinary} and {x4_ordinary} without; with 8 calls "
-                                         "remasking (eta = {rm_eta}) gives {rm_8} against {base_8}.", ev.remasking),),
+                                         "remasking (eta = {rm_eta}) gives {rm_8} against {base_8}. Every setting "
+                                         "keeps a token entropy between {h_min} and {h_max} (the language's "
+                                         "{h_language}).", ev.remasking),),
           deciding="x2_method"),
     Claim(11, "3.3", "The SEDD-inspired random initialisation is inefficient and does not speed decoding up.",
           "holds loosely", "by the standard claim 10 is judged by: it reaches four times the language's perplexity "
@@ -248,7 +252,8 @@ CLAIMS: dict[int, Claim] = _claims(
                                          "{x4_method}, against {x125_ordinary}, {x2_ordinary} and {x4_ordinary} "
                                          "without; half the masks initialised, 8 per call, gives {pri_f50_k8} in "
                                          "{pri_f50_k8_calls} calls; no setting with 4 or more per call goes below "
-                                         "{pri_floor}.", ev.random_init),),
+                                         "{pri_floor}. Every setting keeps a token entropy between {h_min} and "
+                                         "{h_max} (the language's {h_language}).", ev.random_init),),
           deciding="x2_method"),
     Claim(12, "3.4.1", "With one token per step, confidence decoding is nearly left to right; left to right is "
                        "the best order in general.",
@@ -274,8 +279,9 @@ CLAIMS: dict[int, Claim] = _claims(
                                         "{rho_conf_eos}).", ev.reverse_order),),
           deciding="rho_conf_eos"),
     Claim(14, "3.4.1", "Random order is fluent, but only one token at a time.",
-          "holds loosely", "fluent one token at a time, on the chain and on text; several at a time cost far less "
-                           "in random order than in left-to-right order",
+          "holds loosely", "one token at a time it samples the chain exactly, and on text it writes as well as left "
+                           "to right with the same model; but several at a time cost far less in random order than "
+                           "in left-to-right order",
           ("exact", "text"), "exact",
           (Evidence("generation_order", "Exact denoiser: one token per step in random order samples the chain (true "
                                         "PPL {ppl_chain_k1}); with 4 per step random order reaches {ppl_random_k}, "
@@ -335,13 +341,16 @@ CLAIMS: dict[int, Claim] = _claims(
     Claim(18, "3.3", "Parallel sampling can put the same token at two adjacent positions, and the joint "
                      "probability then drops sharply.",
           "holds loosely", "all-at-once decoding repeats a token at adjacent positions more often than the language "
-                           "does; on this chain a repeated pair costs less than another parallel pair, so whether a "
-                           "repeat drops the joint sharply depends on how often the language itself repeats a token",
+                           "does, but on this chain the repeats carry little of the fall of the joint probability: a "
+                           "repeated pair costs less than another parallel pair; how much a repeat costs depends on "
+                           "how often the language itself repeats its frequent tokens",
           ("exact",), "exact",
           (Evidence("parallel_sampling", "Every mask decoded at once from the exact marginals: {rep_decoded} of "
                                          "adjacent pairs repeat a token, against {rep_language} in the language; a "
-                                         "repeated pair has a mean true log-probability of {rep_log_p}, any other "
-                                         "pair {other_log_p}.", ev.repeats),),
+                                         "repeated pair has a mean true log-probability of {rep_log_p} (a repeat of "
+                                         "the language's own {rep_language_log_p}), any other pair {other_log_p}; "
+                                         "repeats carry a share {rep_extra_share} of the extra negative "
+                                         "log-likelihood of decoding all at once.", ev.repeats),),
           deciding="rep_decoded"),
     Claim(19, "3.4.2", "Training on all 2^n - 1 masking patterns is mostly redundant once inference is nearly left "
                        "to right.",

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, SCOPES, VERDICTS, Claim, Evidence, fields_of
 from maskdiff_tutor.notebook import Table
 
-__all__ = ["CLAIMS", "SCOPES", "VERDICTS", "Claim", "Evidence", "Source", "Sources", "SOURCES", "claim", "claims_of", "evidence",
-           "report", "verdict_table", "evidence_values", "deciding_value", "verdict_counts",
+__all__ = ["CLAIMS", "SCOPES", "VERDICTS", "Claim", "Evidence", "Source", "Sources", "SOURCES", "claim", "claims_of",
+           "evidence", "report", "verdict_table", "evidence_values", "deciding_value", "verdict_counts",
            "book_sources"]
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def test_every_claims_evidence_resolves_from_the_books_results(book, number):
 
 
 def test_a_field_a_result_lacks_is_named_with_the_claim(book):
-    c = Claim(99, "3.2.2", "s", "holds", "q",
+    c = Claim(99, "3.2.2", "s", "holds", "q", ("exact",), "exact",
               (Evidence("joint_vs_marginal", "{pair}", lambda s: {"pair": s.joint_vs_marginal.metrics.no_such_field}),))
     with pytest.raises(ValueError, match=r"^claim 99 \(joint_vs_marginal\): its evidence cannot be read: .*"
                                          r"'no_such_field'"):
@@ -120,7 +120,8 @@ def test_a_field_a_result_lacks_is_named_with_the_claim(book):
 
 
 def test_a_field_the_sentence_needs_and_the_evidence_lacks_is_named(book):
-    c = Claim(98, "3.3", "s", "holds", "q", (Evidence("nelbo", "{gap} and {other}", lambda s: {"gap": 1.0}),))
+    c = Claim(98, "3.3", "s", "holds", "q", ("exact",), "exact",
+              (Evidence("nelbo", "{gap} and {other}", lambda s: {"gap": 1.0}),))
     with pytest.raises(ValueError, match=r"^claim 98 \(nelbo\): its evidence gives no value for the field\(s\) "
                                          r"\['other'\]"):
         claims.evidence(c, "nelbo", book)
@@ -214,3 +215,23 @@ def test_rendering_verdicts_writes_nothing_into_the_package(book):
     claims.verdict_table(book)
     assert snapshot() == before
     assert not (package / "claims_evidence.json").exists()
+
+
+def test_speed_is_read_as_the_fewest_calls_to_a_quality_with_ordinary_decoding_as_a_range():
+    from maskdiff_tutor import claim_evidence
+    from maskdiff_tutor.experiments.ground_truth import Remasking, RemaskingSetting
+
+    ordinary = Remasking([RemaskingSetting(0.0, calls, ppl, 32 / calls, 3.0)
+                          for calls, ppl in ((4, 40.0), (8, 20.0), (16, 5.0))])
+    assert claim_evidence._ordinary_calls(ordinary, 50.0) == "4"
+    assert claim_evidence._ordinary_calls(ordinary, 20.0) == "5 to 8"  # reached at 8, not at 4: in between
+    assert claim_evidence._ordinary_calls(ordinary, 10.0) == "9 to 16"
+    assert claim_evidence._ordinary_calls(ordinary, 1.0) == "none"
+    assert claim_evidence._fewest_calls(ordinary.settings, 25.0) == "8"
+    assert claim_evidence._fewest_calls(ordinary.settings, 4.0) == "none"
+
+
+def test_claims_10_and_11_are_read_at_the_same_quality_targets(book):
+    remasking, random_init = claims.evidence_values(10, book), claims.evidence_values(11, book)
+    for name in ("language_ppl", "x125_ordinary", "x2_ordinary", "x4_ordinary", "h_language"):
+        assert remasking[name] == random_init[name]

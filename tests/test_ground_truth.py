@@ -61,6 +61,20 @@ def test_chain_record_against_the_chain(result):
     entropy = -sum(float(pi[a] * P[a, b] * math.log(P[a, b])) for a in range(12) for b in range(12))
     assert chain.entropy_rate_nats == pytest.approx(entropy, rel=1e-12)
     assert chain.perplexity == pytest.approx(math.exp(entropy), rel=1e-12)
+    assert chain.stationary_entropy == pytest.approx(-sum(float(p * math.log(p)) for p in pi), rel=1e-12)
+
+
+def test_every_decoding_records_the_entropy_of_its_tokens_near_the_language_when_sampled(result):
+    # every sweep samples at temperature 1, so no setting collapses the token entropy: each lies
+    # within sampling noise (300 sequences of 8 tokens) of the stationary entropy, or above it where
+    # random tokens were initialised
+    language, metrics = result.metrics.chain.stationary_entropy, result.metrics
+    one_at_a_time = metrics.cost_of_k[1].entropy
+    assert one_at_a_time.exact == pytest.approx(language, abs=0.1)
+    entropies = [*(c.entropy.exact for c in metrics.cost_of_k.values()),
+                 *(x.entropy for x in metrics.remasking.settings),
+                 *(x.entropy for x in metrics.partial_random_init.settings)]
+    assert all(language - 0.3 < h <= math.log(SMALL.vocab_size) for h in entropies), (language, entropies)
 
 
 def test_far_masks_homogenise_onto_the_most_frequent_token(result):

@@ -45,6 +45,7 @@ from ..records import distinct
 from ..repeats import AdjacentRepeats, adjacent_repeats
 from ..train import History, TrainConfig, train
 from . import trained_models
+from .generation_order import unigram_entropy
 from .result import Environment, ExperimentResult
 
 
@@ -115,6 +116,7 @@ class Chain:
     bound_limit: float  # p*, the limit of Eq. 17's bound (Eq. 18)
     entropy_rate_nats: float  # -sum_a pi_a sum_b P_ab log P_ab, nats per token
     most_frequent: list[int]  # the ten tokens of largest stationary mass, largest first
+    stationary_entropy: float  # entropy of pi, nats: the token entropy of the language's own text
 
     @property
     def perplexity(self) -> float:
@@ -211,6 +213,7 @@ class CostOfK:
     k: int  # tokens decoded per step, each from its own marginal
     calls: int  # denoiser calls, ceil((L - 1) / k) (the same for both denoisers)
     true_ppl: ExactAndTrained  # perplexity under the chain of the decoded tokens
+    entropy: ExactAndTrained  # entropy of the decoded tokens' unigram distribution, nats (Chain.stationary_entropy)
     decoder_ppl: float  # perplexity under the exact decoder's own marginals when it chose them (Metrics 1-2)
     bound_ppl: float  # Table 2's bound (Eq. 17 + Metric 2)
 
@@ -247,6 +250,7 @@ class RandomInitSetting:
     k: int  # masks decoded per call (at most)
     true_ppl: float  # perplexity under the chain of the decoded tokens
     calls: int  # denoiser calls it took
+    entropy: float  # entropy of the decoded tokens' unigram distribution, nats (Chain.stationary_entropy)
 
 
 @dataclass(frozen=True)
@@ -300,6 +304,7 @@ class RemaskingSetting:
     calls: int  # denoiser calls, exactly
     true_ppl: float  # perplexity under the chain of the decoded tokens
     decoded_per_call: float  # tokens decoded per call: the masks plus the remasked tokens, over the calls
+    entropy: float  # entropy of the decoded tokens' unigram distribution, nats (Chain.stationary_entropy)
 
 
 @dataclass(frozen=True)
@@ -469,7 +474,8 @@ def measure_chain(P: torch.Tensor, s: float) -> Chain:
     entropy_rate = float(-(pi.unsqueeze(-1) * P * torch.log(P)).sum())
     return Chain(decay_rate=markov.decay_rate(P), max_stationary=float(pi.max()), argmax_stationary=int(pi.argmax()),
                  omega1=float(omega1), omega2=float(omega2), bound_limit=zipf.bound_limit(s, P.shape[0]),
-                 entropy_rate_nats=entropy_rate, most_frequent=[int(i) for i in pi.argsort(descending=True)[:10]])
+                 entropy_rate_nats=entropy_rate, most_frequent=[int(i) for i in pi.argsort(descending=True)[:10]],
+                 stationary_entropy=float(-(pi * torch.log(pi)).sum()))
 
 
 def measure_decay(exact: markov.ChainDenoiser, learned, P: torch.Tensor, s: float, function_words: int) -> Decay:
@@ -517,6 +523,7 @@ def cost_of_k_sweep(exact: markov.ChainDenoiser, learned, x: torch.Tensor, P: to
     bounds = zipf.parallel_perplexity_bound(list(tokens_per_step), s, P.shape[0]).tolist()
     return {k: CostOfK(k=k, calls=run.nfe,
                        true_ppl=ExactAndTrained(_true_ppl(P, run.tokens, masks), _true_ppl(P, other.tokens, masks)),
+                       entropy=ExactAndTrained(_entropy(P, run.tokens), _entropy(P, other.tokens)),
                        decoder_ppl=_decoder_perplexity(exact, x, run, mask_id), bound_ppl=bound)
             for k, run, other, bound in zip(tokens_per_step, exact_runs, trained_runs, bounds, strict=True)}
 
@@ -572,7 +579,8 @@ def partial_random_init_sweep(denoiser, x: torch.Tensor, P: torch.Tensor, fracti
     for fraction in fractions:
         for k in tokens_per_step:
             run = decoders.sample_partial_random_init(denoiser, x, mask_id, mask_id + 1, fraction, k, generator)
-            settings.append(RandomInitSetting(fraction, k, _true_ppl(P, run.tokens, masks), run.nfe))
+            settings.append(RandomInitSetting(fraction, k, _true_ppl(P, run.tokens, masks), run.nfe,
+                                              _entropy(P, run.tokens)))
     return PartialRandomInit(settings)
 
 
@@ -588,13 +596,19 @@ def remasking_sweep(denoiser, x: torch.Tensor, P: torch.Tensor, steps, etas, gen
         for n in steps:
             run = decoders.sample_with_remasking(denoiser, x, mask_id, n, eta, generator)
             settings.append(RemaskingSetting(eta, n, _true_ppl(P, run.tokens, masks),
-                                             (masks + float(run.remasked.double().mean())) / n))
+                                             (masks + float(run.remasked.double().mean())) / n,
+                                             _entropy(P, run.tokens)))
     return Remasking(settings)
 
 
 def _masks(x: torch.Tensor, mask_id: int) -> int:
     """The masks after the prompt (the most in any sequence of x)."""
     return int((x == mask_id).sum(-1).max())
+
+
+def _entropy(P: torch.Tensor, tokens: torch.Tensor) -> float:
+    """Entropy in nats of the unigram distribution of the generated tokens (after the prompt)."""
+    return unigram_entropy(tokens[:, 1:], P.shape[0])
 
 
 def _true_ppl(P: torch.Tensor, tokens: torch.Tensor, masks: int) -> float:
