@@ -232,6 +232,12 @@ def test_speed_is_read_as_the_fewest_calls_to_a_quality_with_ordinary_decoding_a
 
 
 def test_claims_10_and_11_are_read_at_the_same_quality_targets(book):
+    from maskdiff_tutor import claim_evidence
+
     remasking, random_init = claims.evidence_values(10, book), claims.evidence_values(11, book)
     for name in ("language_ppl", "x125_ordinary", "x2_ordinary", "x4_ordinary", "h_language"):
         assert remasking[name] == random_init[name]
+    rows = claim_evidence.speed_at_targets(book.ground_truth.metrics)
+    assert [r.multiple for r in rows] == list(claim_evidence.SPEED_TARGETS)
+    assert [r.remasking for r in rows] == [remasking[f"x{n}_method"] for n in ("125", "2", "4")]
+    assert [r.random_init for r in rows] == [random_init[f"x{n}_method"] for n in ("125", "2", "4")]
