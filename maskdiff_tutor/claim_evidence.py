@@ -231,16 +231,27 @@ def reverse_order(s):
     return {"rho_conf_eos": round(_order(s, "with end-of-text", "confidence, greedy").spearman_position_vs_step, 2)}
 
 
+def _random_and_margin(s):
+    """Sampled decoding of the plain chain, k tokens per step (the largest k): random order and
+    margin order (the masks next to the decoded text), with the lower of their token entropies and
+    the language's own."""
+    random, margin = (_order(s, "zipf chain", name, None) for name in ("random order, sampled", "margin, sampled"))
+    return {"random": round(random.true_ppl, 2), "margin": round(margin.true_ppl, 1),
+            "h": round(min(random.entropy, margin.entropy), 2),
+            "h_language": round(s.generation_order.metrics.stationary_entropy, 2)}
+
+
 def random_order(s):
+    found = _random_and_margin(s)
     return {"ppl_chain_k1": round(_order(s, "zipf chain", "random order, sampled").true_ppl, 2),
-            "ppl_random_k": round(_order(s, "zipf chain", "random order, sampled", None).true_ppl, 2),
-            "ppl_margin_k": round(_order(s, "zipf chain", "margin, sampled", None).true_ppl, 1)}
+            "ppl_random_k": found["random"], "ppl_margin_k": found["margin"], "order_h": found["h"],
+            "order_h_language": found["h_language"]}
 
 
 def adjacent_exact(s):
-    return {"adj_margin_k": round(_order(s, "zipf chain", "margin, sampled", None).true_ppl, 1),
-            "adj_random_k": round(_order(s, "zipf chain", "random order, sampled", None).true_ppl, 2),
-            "adj_k": max(s.generation_order.metrics.tokens_per_step)}
+    found = _random_and_margin(s)
+    return {"adj_margin_k": found["margin"], "adj_random_k": found["random"], "adj_order_h": found["h"],
+            "adj_order_h_language": found["h_language"], "adj_k": max(s.generation_order.metrics.tokens_per_step)}
 
 
 # --- blocks (claims 6, 12, 14-17, 19) ---------------------------------------------------------------

@@ -285,7 +285,8 @@ CLAIMS: dict[int, Claim] = _claims(
           ("exact", "text"), "exact",
           (Evidence("generation_order", "Exact denoiser: one token per step in random order samples the chain (true "
                                         "PPL {ppl_chain_k1}); with 4 per step random order reaches {ppl_random_k}, "
-                                        "adjacent (margin) order {ppl_margin_k}.", ev.random_order),
+                                        "adjacent (margin) order {ppl_margin_k}, both at a token entropy of at "
+                                        "least {order_h} (the chain's {order_h_language}).", ev.random_order),
            Evidence("blocks", "The random-masking model on Tiny Shakespeare, random order, judge's perplexity: "
                               "{text_rand_k1} at one token per step (left to right with the same model "
                               "{text_l2r_k1}), {text_rand_k4} at 4, {text_rand_k8} at 8, each at a token entropy of "
@@ -330,7 +331,8 @@ CLAIMS: dict[int, Claim] = _claims(
           ("exact", "trained", "text"), "exact",
           (Evidence("generation_order", "Exact denoiser, {adj_k} masks per step: the most confident masks, which sit "
                                         "next to the decoded text (margin order), give true PPL {adj_margin_k}; a "
-                                        "random order {adj_random_k}.", ev.adjacent_exact),
+                                        "random order {adj_random_k}; both at a token entropy of at least "
+                                        "{adj_order_h} (the chain's {adj_order_h_language}).", ev.adjacent_exact),
            Evidence("blocks", "Four masks per step, exact denoiser on the chain: the next four adjacent masks "
                               "(blocks of 4) give true PPL {adj_exact}, four masks scattered at random over the "
                               "sequence {sc_exact}, both at a token entropy of at least {adj_h} (the chain's "

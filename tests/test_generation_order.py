@@ -56,6 +56,17 @@ def test_distribution_based_orders_sample_the_chain_and_confidence_of_the_sample
     assert math.log(biased) < entropy_rate - 0.3  # choosing by the sampled token's probability favours likely tokens
 
 
+def test_every_setting_records_its_token_entropy_beside_the_chains_own(result):
+    P = markov.zipf_chain(SMALL.vocab_size, SMALL.s, torch.Generator().manual_seed(0),
+                          function_words=SMALL.function_words)
+    pi = markov.stationary_distribution(P)
+    assert result.metrics.stationary_entropy == pytest.approx(float(-(pi * pi.log()).sum()), rel=1e-12)
+    for row in result.metrics.settings:
+        assert 0 <= row.entropy <= math.log(SMALL.vocab_size) + 1e-12
+    sampled = result.metrics.measured("zipf chain", 24, "random order, sampled")  # 40 x 24 tokens from the chain
+    assert sampled.entropy == pytest.approx(result.metrics.stationary_entropy, abs=0.2)
+
+
 def test_every_setting_is_one_typed_row_in_the_order_run(result):
     rows = result.metrics.settings
     assert len(rows) == 2 * 1 * 5 * 2  # languages x lengths x decodings x k

@@ -75,6 +75,7 @@ class Measured:
     true_ppl: float | None  # perplexity under the chain of the sequences it can produce; None if it produces none
     impossible_share: float  # share of generated sequences the chain cannot produce
     nfe: int  # denoiser calls per sequence
+    entropy: float  # entropy of the generated tokens' unigram distribution, nats (Metrics.stationary_entropy)
     leftmost_share: float | None = None  # one token per step only: share of steps that took the leftmost mask
     rightmost_share: float | None = None  # ... the rightmost mask
     spearman_position_vs_step: float | None = None  # ... rank correlation of position and decoding step
@@ -85,6 +86,7 @@ class Measured:
 class Metrics:
     """Every setting measured, one row each, in the order run: language, length, decoding, k."""
     settings: tuple[Measured, ...]
+    stationary_entropy: float  # entropy of the plain chain's stationary law, nats: its own token entropy
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -196,7 +198,9 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
                      for name in DECODINGS for k in cfg.tokens_per_step]
     config = Config(cfg, eos_id, denoiser="exact (markov.ChainDenoiser)",
                     sampling="Gumbel in float64 at temperature 1 (sampled) or 0 (greedy)")
-    return GenerationOrderResult(scale, seed, config, Metrics(tuple(rows)), None, Environment.now(device, started))
+    stationary = markov.stationary_distribution(plain)
+    metrics = Metrics(tuple(rows), float(-(stationary * stationary.log()).sum()))
+    return GenerationOrderResult(scale, seed, config, metrics, None, Environment.now(device, started))
 
 
 def _measure(exact: markov.ChainDenoiser, P: torch.Tensor, prompts: torch.Tensor, setting: tuple,
@@ -215,4 +219,4 @@ def _measure(exact: markov.ChainDenoiser, P: torch.Tensor, prompts: torch.Tensor
         order = {**order_statistics(decoded.order.cpu(), slice(1, None)),
                  "example_order": tuple(decoded.order[0, 1:].tolist())}
     return Measured(language, length, name, k, true_ppl, impossible_share=1 - float(possible.double().mean()),
-                    nfe=decoded.nfe, **order)
+                    nfe=decoded.nfe, entropy=unigram_entropy(decoded.tokens[:, 1:], P.shape[0]), **order)
