@@ -99,6 +99,10 @@ def floor_exact(s):
             "ce_p_star": round(zipf.bound_limit(counterexample.s, counterexample.N), 3)}
 
 
+def floor_text(s):
+    return {"text_floor_7": round(s.blocks_text_cpu.metrics.greedy_after_prompt(RANDOM).floor(), 2)}
+
+
 def floor_chain(s):
     chain = s.ground_truth.metrics.chain
     return {"gt_limit": round(chain.max_stationary, 3), "gt_bound_limit": round(chain.bound_limit, 3)}
