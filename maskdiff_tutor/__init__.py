@@ -16,6 +16,8 @@ Modules (one concept of the paper each):
 - ``zipf``             Zipf pmf, the distance bound, Metrics 1-3, Table 2      (Sections 3.2.3-3.3)
 - ``markov``           Zipf Markov chains: exact marginals at distance n        (Section 3.2.3)
 - ``repeats``          adjacent repeats under parallel decoding on a chain, exactly (Section 3.3)
+- ``answer_length``    shorter answers on a chain with end-of-text, and where the top probability turns up
+                       again, exactly (Section 3.2.4, Observation 2)
 - ``assumptions``      Assumptions 3-4 with the full history: checks, Eq. 15-16, a counterexample (Section 3.2.3)
 - ``denoiser``         the small bidirectional transformer, save and load
 - ``objectives``       the weighted (NELBO) and unweighted training losses      (Eq. 13, Section 3.2.1)
@@ -49,7 +51,8 @@ __version__ = "0.1.0"
 _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf", "markov", "assumptions", "denoiser",
                "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "checkpoints", "scores",
                "decoding", "decoders", "block_causal", "corpus", "device", "claims", "claim_registry", "experiments",
-               "notebook", "records", "files", "benchmark_results", "repeats", "claim_evidence")
+               "notebook", "records", "files", "benchmark_results", "repeats", "answer_length",
+               "claim_evidence")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -262,6 +262,17 @@ def test_end_of_text_dip_and_rise_by_brute_force(result):
     assert eos.far_n == len(top) - 1 == 4 * SMALL.seq_len and eos.far == top[-1]
 
 
+def test_upturn_by_length_starts_from_the_end_of_text_curve(result):
+    # the run's record, one row per ground_truth.UPTURN_EXTRAS; its e = 0 row is end_of_text itself
+    eos, upturn = result.metrics.end_of_text, result.metrics.upturn_by_length
+    assert [row.extra for row in upturn.rows] == list(ground_truth.UPTURN_EXTRAS)
+    assert upturn.seq_len == SMALL.seq_len and upturn.eos_id == eos.eos_id
+    assert upturn.row(0.0).dip_n == eos.dip_n and upturn.row(0.0).dip == pytest.approx(eos.dip, abs=1e-12)
+    assert upturn.row(0.0).top_at_end == pytest.approx(eos.top[SMALL.seq_len - 1], abs=1e-12)
+    lengths = [row.mean_length for row in upturn.rows]
+    assert all(a > b for a, b in zip(lengths, lengths[1:]))  # more end-of-text, shorter answers
+
+
 def test_gibbs_equal_budget_by_brute_force(result):
     gibbs = result.metrics.gibbs_from_random_start
     (row,) = [r for r in gibbs.by_calls.values() if r.calls == SMALL.seq_len - 1]

@@ -11,6 +11,7 @@ denoiser is trained on sequences sampled from it; then, against the chain's exac
   trained model, and the bound of Eq. 17 with the chain's own s and V; the true limit :math:`\max(\pi)`;
   and the homogenisation table: which token each [MASK] predicts when all are predicted at once;
 - ``end_of_text``: an end-of-text variant of the chain (exact): the top probability rises again far away;
+- ``upturn_by_length``: the same for shorter answers (``answer_length``): where the curve turns up again;
 - ``cost_of_k``: decoding k tokens per step left to right, for :math:`k = 1, \dots, \text{all}`: the true
   perplexity under the chain of what was generated, from the exact marginals and from the trained
   model, beside the decoder's own probability (Metric 1-2 measured) and the Table 2 bound;
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import decoders, markov, zipf
+from ..answer_length import UpturnByLength, upturn_by_length
 from ..denoiser import Denoiser, DenoiserConfig
 from ..device import evaluation_dtype, generator_on, pick_device
 from ..forward_process import denoiser_probs
@@ -91,6 +93,7 @@ SCALES = {
 
 GIBBS_EXACT_K = (1, 4)  # positions redrawn per call by Gibbs from a random start, exact denoiser
 GIBBS_TRAINED_K = (1,)  # ... trained denoiser
+UPTURN_EXTRAS = (0.0, 0.02, 0.05, 0.1)  # extra probabilities of end-of-text after every token (shorter answers)
 
 
 # --- the typed result --------------------------------------------------------------------------
@@ -362,6 +365,7 @@ class Metrics:
     gibbs_from_random_start: GibbsFromRandomStart  # the book's Gibbs variant of random initialisation
     partial_random_init: PartialRandomInit  # the paper's random initialisation
     remasking: Remasking  # left-to-right remasking; eta = 0 is ordinary decoding
+    upturn_by_length: UpturnByLength  # end_of_text for shorter answers: where the top probability turns up
 
 
 @dataclass(frozen=True)
@@ -428,7 +432,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
         remasking = remasking_sweep(exact, prompts, P, cfg.remask_steps, cfg.remask_etas, variants)
         repeats = {k: adjacent_repeats(P, exact.initial, cfg.seq_len, k) for k in cfg.tokens_per_step}
         metrics = Metrics(measure_chain(P, cfg.s), decay, measure_end_of_text(P, cfg.seq_len), cost_of_k, repeats,
-                          gibbs, partial, remasking)
+                          gibbs, partial, remasking, upturn_by_length(P, cfg.seq_len, UPTURN_EXTRAS))
     config = Config(cfg, model_config, "LinearSchedule()",
                     "one token drawn from the stationary distribution, then L - 1 masks",
                     str(dtype).removeprefix("torch."))
