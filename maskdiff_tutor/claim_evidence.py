@@ -83,6 +83,13 @@ def fall_exact(s):
             "floor_fw_s3": round(_task_floor(falls, 3.0, True), 3)}
 
 
+def upturn(s):
+    found = s.ground_truth.metrics.upturn_by_length
+    longest, shortest = found.rows[0], found.rows[-1]
+    return {"len_long": round(longest.mean_length, 1), "dip_long": longest.dip_n,
+            "len_short": round(shortest.mean_length, 1), "dip_short": shortest.dip_n}
+
+
 def fall_text(s):
     greedy = s.blocks_text_cpu.metrics.greedy_after_prompt(RANDOM)
     return {"text_top_n1": round(greedy.top(1), 2), "text_top_n15": round(greedy.top(15), 2),
