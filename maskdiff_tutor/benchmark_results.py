@@ -190,7 +190,7 @@ class TrainingCostRow:
 
     @property
     def name(self) -> str:
-        """The row's name as the blocks chapter names models: "random", "blockwise B=4", ..."""
+        """The row's name, as the blocks chapter names models ("random", "blockwise B=4", ...)."""
         return self.objective if self.block_length is None else f"{self.objective} B={self.block_length}"
 
 

@@ -92,8 +92,8 @@ class Claim:
 
     @property
     def scope_text(self) -> str:
-        """The scope in words: the kinds of evidence, "synthetic languages only" where no model of
-        text was measured, and the kind that decided where there are several."""
+        """The scope in words. It lists the kinds of evidence, says "synthetic languages only" where
+        no model of text was measured, and names the kind that decided where there are several."""
         words = " + ".join(SCOPES[k] for k in self.scope)
         if all(k in SYNTHETIC for k in self.scope):
             words = f"synthetic languages only: {words}"
