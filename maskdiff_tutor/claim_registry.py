@@ -302,14 +302,15 @@ CLAIMS: dict[int, Claim] = _claims(
                        "are nearly useless.",
           "does not hold", "at the language's diversity and 4 tokens per step, blocks of 4 are the worst setting "
                            "measured, with the exact denoiser and with models trained on the chain and on text; "
-                           "greedy decoding in one block goes lower only by collapsing diversity",
+                           "confidence-ordered decoding in one block goes lower only by collapsing diversity",
           ("exact", "trained", "text"), "exact",
           (Evidence("blocks", "Four tokens per step, in a random order inside each block, exact denoiser on the "
                               "chain: true PPL {chain_exact_b4_k4} in blocks of 4, {chain_exact_b8_k4} in blocks of "
                               "8, {chain_exact_one_k4} in one block, each at a token entropy of at least "
-                              "{chain_exact_h} (the chain: PPL {chain_ppl}, entropy {chain_h}). Greedy confidence "
-                              "decoding in one block reaches {chain_conf_one_k4}, below the chain's own perplexity, "
-                              "at entropy {chain_conf_one_h}: a collapse of diversity, not a better decoding. The "
+                              "{chain_exact_h} (the chain: PPL {chain_ppl}, entropy {chain_h}). Sampling in "
+                              "confidence order in one block reaches {chain_conf_one_k4}, below the chain's own "
+                              "perplexity, at entropy {chain_conf_one_h}: a collapse of diversity, not a better "
+                              "decoding. The "
                               "random-masking model: {chain_random_b4_k4} in blocks of 4 against "
                               "{chain_random_one_k4} in one on the chain, {text_random_b4_k4} against "
                               "{text_random_one_k4} on text.", ev.small_blocks),),
