@@ -1,6 +1,7 @@
 """Experiments as a package feature: one module per experiment, each with
 ``run(scale="ci" | "gpu", device=None, seed=0) -> ExperimentResult`` (``blocks`` also offers
-``scale="cpu"`` and ``text=`` for a real text file).
+``scale="cpu"`` and ``text=`` for a real text file; ``ladder``, denoisers of increasing quality on
+the ground-truth chain, has only ``scale="ci"``).
 
 ``scale="ci"`` trains in a minute or two on a CPU; the book's chapters measure models trained
 at that scale once and stored with the package (``trained_models``, ``book``), passed as

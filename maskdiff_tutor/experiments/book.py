@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from . import trained_models
 
-EXPERIMENTS = ("joint_vs_marginal", "ground_truth", "blocks")  # the experiments whose models the book stores
+EXPERIMENTS = ("joint_vs_marginal", "ground_truth", "blocks", "ladder")  # the experiments whose models the book stores
 SCALE, SEED = "ci", 0  # the scale and seed of the stored models
 
 
@@ -52,6 +52,7 @@ RESULTS = {
     "joint_vs_marginal_ci.json": ("joint_vs_marginal", "stored models"),
     "ground_truth_ci.json": ("ground_truth", "stored models"),
     "blocks_ci.json": ("blocks", "stored models"),
+    "ladder_ci.json": ("ladder", "stored models"),  # claims 6, 8 and 12 against denoiser quality
     "generation_order_ci.json": ("generation_order", "ci scale"),  # the exact denoiser: nothing trained
     "nelbo_checks_exact.json": ("nelbo_checks", "exact"),
     "distance_bound_exact.json": ("distance_bound", "exact"),

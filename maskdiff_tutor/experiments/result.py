@@ -31,7 +31,7 @@ from ..records import from_json, non_finite_places, to_json
 # The experiments whose results ``ExperimentResult.load`` can read: name -> module. (``nelbo_checks`` and
 # ``distance_bound`` compute exactly in seconds and return plain typed records, never saved as results.)
 EXPERIMENT_MODULES = ("joint_vs_marginal", "ground_truth", "generation_order", "blocks", "real_model",
-                      "nelbo_checks", "distance_bound")
+                      "nelbo_checks", "distance_bound", "ladder")
 
 
 @dataclass(frozen=True)
