@@ -83,11 +83,20 @@ def fall_exact(s):
             "floor_fw_s3": round(_task_floor(falls, 3.0, True), 3)}
 
 
+def _ladder_ends(s):
+    """The weakest and the best trained rung of the ladder of denoisers, and the exact one."""
+    metrics = s.ladder.metrics
+    return metrics.trained[0], metrics.trained[-1], metrics.exact
+
+
 def upturn(s):
     found = s.ground_truth.metrics.upturn_by_length
     longest, shortest = found.rows[0], found.rows[-1]
+    weakest, best, exact = _ladder_ends(s)
     return {"len_long": round(longest.mean_length, 1), "dip_long": longest.dip_n,
-            "len_short": round(shortest.mean_length, 1), "dip_short": shortest.dip_n}
+            "len_short": round(shortest.mean_length, 1), "dip_short": shortest.dip_n,
+            "gap_weak": round(weakest.gap, 2), "fall_weak": weakest.fall_distance, "gap_best": round(best.gap, 2),
+            "fall_best": best.fall_distance, "fall_exact": exact.fall_distance}
 
 
 def fall_text(s):
@@ -117,7 +126,9 @@ def floor_chain(s):
 
 def homogenisation(s):
     decay, length = s.ground_truth.metrics.decay, s.ground_truth.config.scale.seq_len
+    weakest, _, _ = _ladder_ends(s)
     return {"homog_exact_far": round(decay.exact_function_word_share(length - 1), 2),
+            "homog_weak_far": round(weakest.far_function_word_share, 2), "homog_gap_weak": round(weakest.gap, 2),
             "homog_trained_far": round(decay.trained_function_word_share(length - 1), 2),
             "homog_exact_near": round(decay.exact_function_word_share(1), 2)}
 
@@ -225,6 +236,15 @@ def repeats(s):
 
 
 # --- generation order (claims 12-14, 17) ------------------------------------------------------------
+
+def order_ladder(s):
+    weakest, best, exact = _ladder_ends(s)
+    middle = s.ladder.metrics.trained[len(s.ladder.metrics.trained) // 2]
+    return {"lad_left_weak": round(weakest.leftmost_share, 2), "lad_gap_weak": round(weakest.gap, 2),
+            "lad_left_mid": round(middle.leftmost_share, 2), "lad_gap_mid": round(middle.gap, 2),
+            "lad_left_best": round(best.leftmost_share, 2), "lad_gap_best": round(best.gap, 2),
+            "lad_left_exact": round(exact.leftmost_share, 2)}
+
 
 def _order(s, language: str, decoding: str, k: int | None = 1):
     """One setting of the generation-order result at its longest length (k None: the largest k)."""

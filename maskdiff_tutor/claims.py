@@ -66,6 +66,7 @@ SOURCES = {  # the results the claims read, by the name Sources takes them by
     "blocks": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_ci.json"),
     "blocks_chain_cpu": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_chain_cpu.json"),
     "blocks_text_cpu": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_text_cpu.json"),
+    "ladder": Source(f"{_EXPERIMENTS}.ladder", "LadderResult", "ladder_ci.json"),
 }
 
 
