@@ -181,9 +181,8 @@ CLAIMS: dict[int, Claim] = _claims(
                               "turn up depends on the task: a higher floor for clear, simple tasks, an earlier upturn "
                               "for short answers.",
           "holds loosely", "steep, and within the first 15 masks on the chains up to s = 2.31 and on text, but not "
-                           "on the most peaked chain; a weaker denoiser falls faster than the language, not slower; "
-                           "the floor follows the mass of the most frequent tokens, not how predictable the language "
-                           "is; shorter answers do bring the upturn earlier",
+                           "on the most peaked chain; the floor follows the mass of the most frequent tokens, not "
+                           "how predictable the language is; shorter answers do bring the upturn earlier",
           ("exact", "trained", "text"), "exact",
           (Evidence("distance_bound", "Exact Zipf chains: 99% of the fall is done by n = {task_n99_max_s231} for every "
                                       "s up to 2.31, but only by n = {task_n99_s3} at s = 3; floors range from "
