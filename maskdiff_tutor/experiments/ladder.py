@@ -59,7 +59,7 @@ class Step:
 
     @property
     def name(self) -> str:
-        """The rung's name, e.g. "toy 500 steps" (its models' folder: "toy_500_steps")."""
+        """The rung's name, such as "toy 500 steps" (its models' folder is "toy_500_steps")."""
         return f"{self.preset} {self.steps} steps"
 
 
