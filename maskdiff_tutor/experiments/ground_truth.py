@@ -411,7 +411,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     model_config = DenoiserConfig.preset(cfg.preset, vocab_size=cfg.vocab_size + 1, max_seq_len=cfg.seq_len)
     trained = _train_or_load(cfg, P, model_config, generator, device, seed, started, progress, save_models, models)
     dtype = evaluation_dtype(device)
-    learned = _float64_denoiser(trained.models["model"].to(dtype).eval(), device)
+    learned = float64_denoiser(trained.models["model"].to(dtype).eval(), device)
     # the sampling sweeps decode on a CUDA device when there is one (the exact denoiser too: it
     # computes where its input is); elsewhere on the CPU (MPS has no float64)
     decode_on = device if device.type == "cuda" else torch.device("cpu")
@@ -461,7 +461,7 @@ def _train_or_load(cfg: Scale, P: torch.Tensor, model_config: DenoiserConfig, ge
     return trained_models.train_or_load("ground_truth", settings, train_model, save_models, models, device)
 
 
-def _float64_denoiser(model: torch.nn.Module, device: torch.device):
+def float64_denoiser(model: torch.nn.Module, device: torch.device):
     """The trained model as a float64 denoiser that runs on ``device`` and answers on its input's device."""
     def learned(x):
         return model(x.to(device)).double().to(x.device)

@@ -194,7 +194,7 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     trained = _train_or_load(cfg, P, configs, generator, device, seed, started, progress, save_models, models)
     valid = markov.sample_sequences(P, cfg.valid_sequences, cfg.seq_len, torch.Generator().manual_seed(seed + 5))
     dtype = evaluation_dtype(device)
-    denoisers = {name: ground_truth._float64_denoiser(model.to(dtype).eval(), device)
+    denoisers = {name: ground_truth.float64_denoiser(model.to(dtype).eval(), device)
                  for name, model in trained.models.items()}
     denoisers[EXACT] = exact
     with torch.no_grad():
