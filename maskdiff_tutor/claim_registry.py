@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 from maskdiff_tutor import claim_evidence as ev
 
-VERDICTS = ("holds", "holds loosely", "does not hold", "not tested here")
+# "within the seed spread": the verdict rests on a difference between two trained numbers whose
+# sign is not the same for every training seed (``Claim.contrasts``), so neither way is shown.
+VERDICTS = ("holds", "holds loosely", "does not hold", "within the seed spread", "not tested here")
 
 # The kinds of evidence a verdict can rest on, by key, with the words its headline uses. A
 # synthetic language is the toy of Section 3.2.2 or a Zipf Markov chain: its exact answers are known.
@@ -47,23 +49,31 @@ CHAPTER_TITLES = {
 @dataclass(frozen=True)
 class Evidence:
     """What one chapter measured for a claim: a sentence whose named fields (``{name}`` or
-    ``{name:.3f}``) are filled by ``values(sources)``, a function that reads them from typed results."""
+    ``{name:.3f}``) are filled by ``values(sources)``, a function that reads them from typed results.
+    The ``seeded`` fields are measured on trained models: where the models of several seeds are
+    given, each is read from every seed and printed as its mean and range."""
 
     chapter: str  # the chapter that measures it (its file name without extension)
     sentence: str  # the evidence in words, with named fields
     values: Callable[..., Mapping[str, object]]  # sources -> {field: value}
+    seeded: tuple[str, ...] = ()  # the fields read from trained models, which move with the training seed
 
     def __post_init__(self):
         if self.chapter not in CHAPTER_TITLES:
             raise ValueError(f"evidence from unknown chapter {self.chapter!r}; chapters are {sorted(CHAPTER_TITLES)}")
-        fields_of(self.sentence)  # the fields must be names
+        unknown = sorted(set(self.seeded) - set(fields_of(self.sentence)))  # the fields must be names
+        if unknown:
+            raise ValueError(f"seeded fields {unknown} are not fields of the sentence {self.sentence!r}")
 
 
 @dataclass(frozen=True)
 class Claim:
     """One claim of the paper, the book's evidence for it and its one verdict. ``scope`` is the
     kinds of evidence it was judged on (keys of ``SCOPES``), ``decided_by`` the kind that decided
-    it; ``deciding`` is the field of its evidence that the verdict rests on most."""
+    it; ``deciding`` is the field of its evidence that the verdict rests on most. ``contrasts`` are
+    pairs of trained numbers (seeded fields) the verdict compares, the first where a trained kind
+    decided it: read seed by seed, the verdict is "within the seed spread" exactly where that
+    first difference changes sign between seeds (a test checks it against the book's results)."""
 
     number: int
     section: str
@@ -74,6 +84,7 @@ class Claim:
     decided_by: str
     evidence: tuple[Evidence, ...] = ()
     deciding: str | None = None
+    contrasts: tuple[tuple[str, str, str], ...] = ()  # (first field, second field, the comparison in words)
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -89,6 +100,10 @@ class Claim:
             raise ValueError(f"claim {self.number}: one evidence per chapter; got {chapters}")
         if self.deciding is not None and not any(self.deciding in fields_of(e.sentence) for e in self.evidence):
             raise ValueError(f"claim {self.number}: deciding number {self.deciding!r} is not a field of its evidence")
+        seeded = {name for e in self.evidence for name in e.seeded}
+        loose = sorted({name for first, second, _ in self.contrasts for name in (first, second)} - seeded)
+        if loose:
+            raise ValueError(f"claim {self.number}: contrasts must compare seeded fields; not seeded: {loose}")
 
     @property
     def scope_text(self) -> str:
@@ -137,7 +152,8 @@ CLAIMS: dict[int, Claim] = _claims(
                              "{minimiser_nelbo} and {minimiser_unweighted}, the true conditional).", ev.weights_exact),
            Evidence("joint_vs_marginal", "Models trained with and without the weight predict within {pred_diff} of "
                                          "each other (mean {pred_diff_mean}) on every masked input of the toy.",
-                    ev.weights_trained)),
+                    ev.weights_trained,
+                    seeded=("pred_diff", "pred_diff_mean"))),
           deciding="minimiser_nelbo"),
     Claim(2, "3.2.1", "The denoiser needs no time input.",
           "holds", "exactly: the optimal denoiser does not depend on t",
@@ -145,7 +161,8 @@ CLAIMS: dict[int, Claim] = _claims(
           (Evidence("nelbo", "The time-conditioned posterior equals the time-free one to within "
                              "{time_free_gap:.0e} for every time and schedule tried.", ev.time_exact),
            Evidence("joint_vs_marginal", "A model with no time input learns the exact marginals to within "
-                                         "{err_all_weighted} over every masked input of the toy.", ev.time_trained)),
+                                         "{err_all_weighted} over every masked input of the toy.", ev.time_trained,
+                    seeded=("err_all_weighted",))),
           deciding="time_free_gap"),
     Claim(3, "3.2.2", "The denoiser outputs the marginal of each mask, not their joint: parallel argmax picks AB "
                       "while the joint's mode is A'B.",
@@ -155,8 +172,10 @@ CLAIMS: dict[int, Claim] = _claims(
                                          "{beam_pair}; all-at-once sampling is {tv_once} from the joint in total "
                                          "variation, as far as the product of the exact marginals ({tv_exact}); one "
                                          "token per step {tv_seq:.2f} (the sampling noise of {n_samples:,} draws is "
-                                         "about {tv_noise}).", ev.marginals),),
-          deciding="tv_exact"),
+                                         "about {tv_noise}).", ev.marginals,
+                    seeded=("parallel_pair", "beam_pair", "tv_once", "tv_seq")),),
+          deciding="tv_exact",
+          contrasts=(("tv_once", "tv_seq", "all at once against one token per step: total variation from the joint"),)),
     Claim(4, "3.2.3", "The top probability of a mask decays with its distance from unmasked text, under the bound "
                       "of Eq. 17, towards the limit of Eq. 18.",
           "holds loosely", "true on every chain measured and a theorem under the book's Assumption H, but Eq. 16 "
@@ -194,10 +213,12 @@ CLAIMS: dict[int, Claim] = _claims(
                                          "of {len_short} at n = {dip_short}. A ladder of trained denoisers: 90% of "
                                          "the fall is done by n = {fall_weak} at a NELBO gap of {gap_weak} nats per "
                                          "token, by n = {fall_best} at {gap_best}, by n = {fall_exact} for the exact "
-                                         "denoiser.", ev.upturn),
+                                         "denoiser.", ev.upturn,
+                    seeded=("gap_weak", "fall_weak", "gap_best", "fall_best")),
            Evidence("blocks", "A character-level model trained on Tiny Shakespeare: top probability {text_top_n1} one "
                               "character after the prompt, {text_top_n15} at 15; 90% of its fall done by n = "
-                              "{text_n90}, then flat at {text_floor}.", ev.fall_text)),
+                              "{text_n90}, then flat at {text_floor}.", ev.fall_text,
+                    seeded=("text_top_n1", "text_top_n15", "text_n90", "text_floor"))),
           deciding="task_n99_s3"),
     Claim(7, "Observation 3", "The estimate follows the true curve at first; the true curve then ends below the "
                               "bound's limit, though noticeably above zero.",
@@ -214,7 +235,8 @@ CLAIMS: dict[int, Claim] = _claims(
            Evidence("parallel_sampling", "On the ground-truth chain, with 2 function words: true limit max(pi) = "
                                          "{gt_limit} against p* = {gt_bound_limit}.", ev.floor_chain),
            Evidence("blocks", "The model trained on Tiny Shakespeare: its curve flattens at {text_floor_7}, well "
-                              "above zero.", ev.floor_text)),
+                              "above zero.", ev.floor_text,
+                    seeded=("text_floor_7",))),
           deciding="max_pi"),
     Claim(8, "3.2.4, conjecture", "Far masks homogenise into frequent tokens; at large distances their "
                                    "distributions become almost identical.",
@@ -225,7 +247,8 @@ CLAIMS: dict[int, Claim] = _claims(
                                          "the prompts with the exact denoiser ({homog_trained_far} trained, "
                                          "{homog_weak_far} for the weakest model of the ladder, at a NELBO gap of "
                                          "{homog_gap_weak} nats per token), against {homog_exact_near} next to the "
-                                         "prompt.", ev.homogenisation),),
+                                         "prompt.", ev.homogenisation,
+                    seeded=("homog_trained_far", "homog_weak_far", "homog_gap_weak")),),
           deciding="homog_exact_far"),
     Claim(9, "3.3", "Parallel sampling lowers the joint probability; with Eq. 17 and Metric 2 (Table 2) a "
                     "perplexity budget of 17 allows about 6 parallel samples.",
@@ -283,11 +306,14 @@ CLAIMS: dict[int, Claim] = _claims(
            Evidence("blocks", "Greedy confidence decoding after a prompt: leftmost share {bl_greedy_left} for the "
                               "trained random-masking model on the chain, {text_greedy_left} on Tiny Shakespeare "
                               "(rank correlation of position and step {text_greedy_rho}); sampled decoding from "
-                              "nothing: {chain_random_left}.", ev.order_trained),
+                              "nothing: {chain_random_left}.", ev.order_trained,
+                    seeded=("bl_greedy_left", "text_greedy_left", "text_greedy_rho", "chain_random_left")),
            Evidence("parallel_sampling", "A ladder of denoisers on the chain, greedy confidence decoding after a "
                                          "prompt: leftmost share {lad_left_weak} at a NELBO gap of {lad_gap_weak} "
                                          "nats per token, {lad_left_mid} at {lad_gap_mid}, {lad_left_best} at "
-                                         "{lad_gap_best}, {lad_left_exact} for the exact denoiser.", ev.order_ladder)),
+                                         "{lad_gap_best}, {lad_left_exact} for the exact denoiser.", ev.order_ladder,
+                    seeded=("lad_left_weak", "lad_gap_weak", "lad_left_mid", "lad_gap_mid", "lad_left_best",
+                            "lad_gap_best"))),
           deciding="rho_conf_chain"),
     Claim(13, "3.4.1", "Reverse-order generation comes from the end-of-text token in long sequences.",
           "holds", "with an absorbing end-of-text token",
@@ -307,7 +333,8 @@ CLAIMS: dict[int, Claim] = _claims(
            Evidence("blocks", "The random-masking model on Tiny Shakespeare, random order, judge's perplexity: "
                               "{text_rand_k1} at one token per step (left to right with the same model "
                               "{text_l2r_k1}), {text_rand_k4} at 4, {text_rand_k8} at 8, each at a token entropy of "
-                              "at least {text_rand_h} (the text's {text_h}).", ev.random_order_text)),
+                              "at least {text_rand_h} (the text's {text_h}).", ev.random_order_text,
+                    seeded=("text_rand_k1", "text_rand_k4", "text_rand_k8", "text_rand_h", "text_l2r_k1"))),
           deciding="ppl_random_k"),
     Claim(15, "3.4.2", "Semi-autoregressive generation in small blocks (4 or 8) is the best inference; large blocks "
                        "are nearly useless.",
@@ -324,8 +351,11 @@ CLAIMS: dict[int, Claim] = _claims(
                               "decoding. The "
                               "random-masking model: {chain_random_b4_k4} in blocks of 4 against "
                               "{chain_random_one_k4} in one on the chain, {text_random_b4_k4} against "
-                              "{text_random_one_k4} on text.", ev.small_blocks),),
-          deciding="chain_exact_one_k4"),
+                              "{text_random_one_k4} on text.", ev.small_blocks,
+                    seeded=("chain_random_b4_k4", "chain_random_one_k4", "text_random_b4_k4", "text_random_one_k4")),),
+          deciding="chain_exact_one_k4",
+          contrasts=(("chain_random_b4_k4", "chain_random_one_k4",
+                      "4 per step, blocks of 4 against one block: true PPL, random-masking model"),)),
     Claim(16, "3.4.2", "Blockwise reverse-order training matches that inference and is cheaper to learn.",
           "does not hold", "the paper's scheme, trained at equal forward tokens, has the worst held-out bound on the "
                            "chain and on text and runs several times the forward tokens per sequence (one seed); the "
@@ -338,8 +368,12 @@ CLAIMS: dict[int, Claim] = _claims(
                               "runs {lit8_tokens} forward tokens per training sequence against {rand_tokens} (L = "
                               "{seq_len}). The book's block-causal variant in blocks of 4: {chain_bw4_bound} against "
                               "{chain_random_b4_bound} on the chain, {text_bw4_bound} against {text_random_b4_bound} "
-                              "on text.", ev.blockwise_training),),
-          deciding="lit8_chain"),
+                              "on text.", ev.blockwise_training,
+                    seeded=("lit8_chain", "rand8_chain", "lit8_text", "rand8_text", "chain_bw4_bound",
+                            "chain_random_b4_bound", "text_bw4_bound", "text_random_b4_bound", "chain_valid_nll")),),
+          deciding="lit8_chain",
+          contrasts=(("lit8_chain", "rand8_chain",
+                      "the paper's scheme against random masking, blocks of 8: held-out bound"),)),
     Claim(17, "3.3", "Sampling the first few adjacent masks together is the most reliable of all parallel "
                      "sampling strategies (the assumption behind Metrics 1-3 and Table 2).",
           "does not hold", "adjacent masks are the most confident one at a time, but decoded together they cost the "
@@ -356,8 +390,11 @@ CLAIMS: dict[int, Claim] = _claims(
                               "sequence {sc_exact}, both at a token entropy of at least {adj_h} (the chain's "
                               "{chain_h}). The random-masking model: {adj_trained} against {sc_trained} on the chain, "
                               "{adj_text} against {sc_text} on text (entropy at least {text_min_h}; the text's "
-                              "{text_h}).", ev.adjacent_blocks)),
-          deciding="adj_exact"),
+                              "{text_h}).", ev.adjacent_blocks,
+                    seeded=("adj_trained", "sc_trained", "adj_text", "sc_text", "text_min_h"))),
+          deciding="adj_exact",
+          contrasts=(("adj_trained", "sc_trained",
+                      "4 adjacent masks against 4 scattered: true PPL, random-masking model"),)),
     Claim(18, "3.3", "Parallel sampling can put the same token at two adjacent positions, and the joint "
                      "probability then drops sharply.",
           "holds loosely", "all-at-once decoding repeats a token at adjacent positions more often than the language "
@@ -380,6 +417,9 @@ CLAIMS: dict[int, Claim] = _claims(
           (Evidence("blocks", "Held-out NLL of left-to-right decoding at equal forward tokens, nats per token: a "
                               "model trained on left-to-right patterns only {chain_l2r} (the chain's own "
                               "{chain_own}), the random-masking model {chain_rand_l2r}; on text {text_l2r} against "
-                              "{text_rand_l2r} (the judge's {text_judge}).", ev.redundancy),),
-          deciding="chain_l2r"),
+                              "{text_rand_l2r} (the judge's {text_judge}).", ev.redundancy,
+                    seeded=("chain_l2r", "chain_rand_l2r", "text_l2r", "text_rand_l2r", "text_judge", "chain_own")),),
+          deciding="chain_l2r",
+          contrasts=(("chain_rand_l2r", "chain_l2r",
+                      "random masking against left-to-right training: left-to-right NLL"),)),
 )

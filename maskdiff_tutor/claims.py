@@ -33,11 +33,13 @@ import string
 from dataclasses import dataclass
 
 from maskdiff_tutor.claim_registry import CHAPTER_TITLES, CLAIMS, SCOPES, VERDICTS, Claim, Evidence, fields_of
+from maskdiff_tutor.experiments.book import SEEDS, seed_file
 from maskdiff_tutor.notebook import Table
+from maskdiff_tutor.seed_values import Contrast, SeedValues
 
 __all__ = ["CLAIMS", "SCOPES", "VERDICTS", "Claim", "Evidence", "Source", "Sources", "SOURCES", "claim", "claims_of",
            "evidence", "report", "verdict_table", "evidence_values", "deciding_value", "verdict_counts",
-           "book_sources"]
+           "book_sources", "stored_seeds", "seed_file", "contrasts", "contrast_table"]
 
 @dataclass(frozen=True)
 class Source:
@@ -47,6 +49,7 @@ class Source:
     record: str  # the record's class: an ExperimentResult, or the metrics record of one (``findings``)
     file: str  # the file in book/results/ that holds the book's run (``maskdiff-tutor book-results``)
     findings: bool = False  # the source is the stored result's metrics (an exact chapter's findings)
+    seeds: tuple[int, ...] = (0,)  # the seeds the book stores it for, its own (0) first (``book.seed_file``)
 
     def record_type(self) -> type:
         """The class of the record."""
@@ -59,31 +62,57 @@ SOURCES = {  # the results the claims read, by the name Sources takes them by
     "distance_bound": Source(f"{_EXPERIMENTS}.distance_bound", "Findings", "distance_bound_exact.json",
                              findings=True),
     "joint_vs_marginal": Source(f"{_EXPERIMENTS}.joint_vs_marginal", "JointVsMarginalResult",
-                                "joint_vs_marginal_ci.json"),
-    "ground_truth": Source(f"{_EXPERIMENTS}.ground_truth", "GroundTruthResult", "ground_truth_ci.json"),
+                                "joint_vs_marginal_ci.json", seeds=SEEDS),
+    "ground_truth": Source(f"{_EXPERIMENTS}.ground_truth", "GroundTruthResult", "ground_truth_ci.json", seeds=SEEDS),
     "generation_order": Source(f"{_EXPERIMENTS}.generation_order", "GenerationOrderResult",
                                "generation_order_ci.json"),
-    "blocks": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_ci.json"),
-    "blocks_chain_cpu": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_chain_cpu.json"),
+    "blocks": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_ci.json", seeds=SEEDS),
+    "blocks_chain_cpu": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_chain_cpu.json", seeds=SEEDS),
     "blocks_text_cpu": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_text_cpu.json"),
-    "ladder": Source(f"{_EXPERIMENTS}.ladder", "LadderResult", "ladder_ci.json"),
+    "ladder": Source(f"{_EXPERIMENTS}.ladder", "LadderResult", "ladder_ci.json", seeds=SEEDS),
 }
+
+
+def _check_result(name: str, result) -> None:
+    if name not in SOURCES:
+        raise ValueError(f"sources must be named from {sorted(SOURCES)}; got {name!r}")
+    kind = SOURCES[name].record_type()
+    if not isinstance(result, kind):
+        raise ValueError(f"source {name!r} must be a {kind.__name__}; got {type(result).__name__}")
 
 
 class Sources:
     """The typed results the claims' evidence reads, each given by its name in ``SOURCES``:
     ``Sources(ground_truth=result)``. Reading one that was not given raises a ``ValueError``
-    naming it, so a missing result is never mistaken for a missing number."""
+    naming it, so a missing result is never mistaken for a missing number.
 
-    def __init__(self, **results):
-        unknown = sorted(set(results) - set(SOURCES))
-        if unknown:
-            raise ValueError(f"sources must be named from {sorted(SOURCES)}; got {unknown}")
+    ``seeds`` gives, for a source measured on trained models, the same run on the models of the
+    book's other seeds: ``Sources(ground_truth=result, seeds={"ground_truth": {1: r1, 2: r2}})``.
+    Evidence then reads each seeded field from every seed (``at_seed``)."""
+
+    def __init__(self, seeds: dict | None = None, **results):
         for name, result in results.items():
-            kind = SOURCES[name].record_type()
-            if not isinstance(result, kind):
-                raise ValueError(f"source {name!r} must be a {kind.__name__}; got {type(result).__name__}")
+            _check_result(name, result)
         self._results = dict(results)
+        self._seeds = {}
+        for name, by_seed in (seeds or {}).items():
+            if name not in results:
+                raise ValueError(f"seeds given for source {name!r}, but not its seed-0 result")
+            allowed = set(SOURCES[name].seeds) - {0}
+            if not set(by_seed) <= allowed:
+                raise ValueError(f"source {name!r} has results for seeds {sorted(allowed)} besides 0; got "
+                                 f"{sorted(by_seed)}")
+            for result in by_seed.values():
+                _check_result(name, result)
+            self._seeds[name] = dict(by_seed)
+
+    def other_seeds(self) -> tuple[int, ...]:
+        """The seeds besides 0 that some source was given for."""
+        return tuple(sorted({seed for by_seed in self._seeds.values() for seed in by_seed}))
+
+    def at_seed(self, seed: int) -> Sources:
+        """These sources with each result that has a run of ``seed`` replaced by it (the others, seed 0's)."""
+        return Sources(**{name: self._seeds.get(name, {}).get(seed, result) for name, result in self._results.items()})
 
     def __getattr__(self, name: str):
         if name.startswith("_") or name not in SOURCES:
@@ -98,18 +127,34 @@ class Sources:
 
 def book_sources(results: str | pathlib.Path = "results") -> Sources:
     """The book's results, stored in the folder ``results`` (``book/results``; the chapters run in
-    ``book/``, so the default is relative to it) by ``maskdiff-tutor book-results``."""
-    from maskdiff_tutor.experiments.result import ExperimentResult
-
+    ``book/``, so the default is relative to it) by ``maskdiff-tutor book-results``, with those of
+    every seed the book stores (``stored_seeds``)."""
     folder, given = pathlib.Path(results), {}
     for name, source in SOURCES.items():
-        path = folder / source.file
-        if not path.is_file():
-            raise ValueError(f"the book's result {name!r} is not stored at {path}; write the book's results with "
-                             f"`maskdiff-tutor book-results --out {folder}`")
-        result = ExperimentResult.load(path)
+        result = _load(folder, name, 0)
         given[name] = result.metrics if source.findings else result
-    return Sources(**given)
+    return Sources(seeds=stored_seeds(*[n for n, s in SOURCES.items() if len(s.seeds) > 1], results=folder), **given)
+
+
+def stored_seeds(*names: str, results: str | pathlib.Path = "results") -> dict:
+    """The book's results of the sources ``names`` on the models of its other seeds, read from
+    the folder ``results`` (as ``book_sources``): the ``seeds`` argument of ``Sources``."""
+    unknown = sorted(set(names) - set(SOURCES))
+    if unknown:
+        raise ValueError(f"names must be sources from {sorted(SOURCES)}; got {unknown}")
+    return {name: {seed: _load(pathlib.Path(results), name, seed) for seed in SOURCES[name].seeds if seed != 0}
+            for name in names if len(SOURCES[name].seeds) > 1}
+
+
+def _load(folder: pathlib.Path, name: str, seed: int):
+    """The book's stored result of source ``name`` for ``seed``."""
+    from maskdiff_tutor.experiments.result import ExperimentResult
+
+    path = folder / seed_file(SOURCES[name].file, seed)
+    if not path.is_file():
+        raise ValueError(f"the book's result {name!r} for seed {seed} is not stored at {path}; write the book's "
+                         f"results with `maskdiff-tutor book-results --out {folder}`")
+    return ExperimentResult.load(path)
 
 
 def claim(number: int) -> Claim:
@@ -135,6 +180,7 @@ def evidence(c: Claim, chapter: str, sources: Sources) -> dict[str, str]:
     where = f"claim {c.number} ({chapter})"
     try:
         values = dict(found.values(sources))
+        values.update(_seeded_values(found, sources))
     except (AttributeError, KeyError, ValueError, IndexError) as error:
         raise ValueError(f"{where}: its evidence cannot be read: {error}") from error
     needed = fields_of(found.sentence)
@@ -143,6 +189,38 @@ def evidence(c: Claim, chapter: str, sources: Sources) -> dict[str, str]:
         raise ValueError(f"{where}: its evidence gives no value for the field(s) {missing} of its sentence"
                          + (f" and values for fields the sentence lacks {extra}" if extra else ""))
     return {name: format(values[name], spec) for name, spec in needed.items()}
+
+
+def _seeded_values(found: Evidence, sources: Sources) -> dict[str, SeedValues]:
+    """Each seeded field of ``found`` read from every seed ``sources`` holds (none where it holds seed 0 only)."""
+    seeds = sources.other_seeds()
+    if not found.seeded or not seeds:
+        return {}
+    by_seed = [found.values(sources)] + [found.values(sources.at_seed(seed)) for seed in seeds]
+    return {name: SeedValues((0, *seeds), tuple(values[name] for values in by_seed)) for name in found.seeded}
+
+
+def contrasts(sources: Sources) -> list[Contrast]:
+    """Every claim's contrasts (``Claim.contrasts``), read seed by seed from ``sources``."""
+    found = []
+    for c in CLAIMS.values():
+        for first, second, words in c.contrasts:
+            e = next(e for e in c.evidence if first in e.seeded)
+            seeds = (0, *sources.other_seeds())
+            values = [e.values(sources.at_seed(seed)) for seed in seeds]
+            found.append(Contrast(c.number, first, second, words, seeds,
+                                  tuple(float(v[first]) - float(v[second]) for v in values)))
+    return found
+
+
+def contrast_table(sources: Sources) -> Table:
+    """The contrasts as a table: each claim's pair of trained numbers, their difference in every
+    seed, and whether it lies within the seed spread."""
+    found = contrasts(sources)
+    seeds = found[0].seeds if found else (0,)
+    rows = [[c.claim, c.words, *c.differences, "yes" if c.within_spread else "no"] for c in found]
+    return Table(["claim", "first minus second", *[f"seed {seed}" for seed in seeds], "within the spread"], rows,
+                 {f"seed {seed}": "+.3f" for seed in seeds})
 
 
 def _fill(sentence: str, formatted: dict[str, str]) -> str:

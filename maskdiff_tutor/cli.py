@@ -17,7 +17,6 @@ import argparse
 import importlib
 import inspect
 import json
-import pathlib
 import sys
 
 from . import distributed
@@ -67,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     results = commands.add_parser("book-results", help=BOOK_RESULTS_HELP, description=BOOK_RESULTS_HELP,
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     results.add_argument("--out", default="book/results", help="the folder to write the results in")
+    results.add_argument("--experiment", dest="only", action="append", default=None,
+                         choices=sorted({e.replace("_", "-") for e, _ in book.RESULTS.values()}),
+                         help="only this experiment's results (repeat for several); default: all of them")
     results.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps; default: the best available")
     small = commands.add_parser("small-masked-lm", help=SMALL_HELP, description=SMALL_HELP,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -137,11 +139,15 @@ def _add_book_models(commands) -> None:
                            "chapters' numbers with the stored models' (exit code 1 if any moves more than its "
                            "tolerance)")
     mode.add_argument("--spread", action="store_true",
-                      help="do not replace the stored models: train seeds 1 and 2 and show how far each number the "
-                           "chapters rest on moves between seeds, beside its stated tolerance")
+                      help="do not replace the stored models: measure seeds 1 and 2 (on their stored models, else "
+                           "trained here) and show how far each number the chapters rest on moves between seeds, "
+                           "beside its stated tolerance")
     book_models.add_argument("--out", default=None,
                              help="with --check or --spread: a JSON file for the report; without: a folder to save "
                                   "the models in instead of the book's (one sub-folder per experiment)")
+    book_models.add_argument("--seed", type=int, default=book.SEED, choices=book.SEEDS,
+                             help="without --check or --spread: the seed to train with; the book's chapters measure "
+                                  "seed 0 and read the others' numbers for their spread")
     book_models.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps; default: the best available")
     book_models.add_argument("--no-progress", action="store_true", help="hide the training progress bars")
 
@@ -230,7 +236,9 @@ def _small_masked_lm(args) -> int:
 def _book_results(args) -> int:
     try:
         check_output_folder(args.out, "--out")
-        book.save_results(args.out, device=args.device, report=lambda line: print(f"saved {line}", flush=True))
+        only = None if args.only is None else tuple(n.replace("-", "_") for n in args.only)
+        book.save_results(args.out, device=args.device, report=lambda line: print(f"saved {line}", flush=True),
+                          only=only)
     except (ValueError, OSError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
         return 2
@@ -244,6 +252,9 @@ def _book_models(args) -> int:
         return 2
     experiments = [n.replace("-", "_") for n in args.only] if args.only else list(book.EXPERIMENTS)
     try:
+        if (args.check or args.spread) and args.seed != book.SEED:
+            raise ValueError(f"--seed trains one seed's models; --check retrains seed {book.SEED} and --spread "
+                             f"measures every stored seed, so give --seed without them")
         if args.out is not None:
             if args.check or args.spread:
                 check_output(args.out, "--out", kind="JSON file")
@@ -261,10 +272,10 @@ def _book_models(args) -> int:
 def _make_book_models(args, experiments: list[str]) -> None:
     """Train and store each experiment's models (in the book's folder, or under ``--out``)."""
     for name in experiments:
-        folder = None if args.out is None else pathlib.Path(args.out) / name
-        result = book.make(name, folder, device=args.device, progress=not args.no_progress)
+        folder = book.model_folder(name, args.seed, args.out)
+        result = book.make(name, folder, device=args.device, progress=not args.no_progress, seed=args.seed)
         training = result.environment.training or result.environment  # None: trained in this run
-        print(f"{name}: saved {folder or book.trained_models.BOOK_MODELS / name} "
+        print(f"{name} (seed {args.seed}): saved {folder} "
               f"({training.wall_seconds} s of training on {result.environment.device})")
 
 

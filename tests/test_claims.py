@@ -241,3 +241,49 @@ def test_claims_10_and_11_are_read_at_the_same_quality_targets(book):
     assert [r.multiple for r in rows] == list(claim_evidence.SPEED_TARGETS)
     assert [r.remasking for r in rows] == [remasking[f"x{n}_method"] for n in ("125", "2", "4")]
     assert [r.random_init for r in rows] == [random_init[f"x{n}_method"] for n in ("125", "2", "4")]
+
+
+# --- several training seeds ------------------------------------------------------------------------
+
+def test_the_book_reads_every_seeded_source_for_each_of_its_seeds(book):
+    from maskdiff_tutor.experiments.book import SEEDS
+
+    seeded = [name for name, source in claims.SOURCES.items() if len(source.seeds) > 1]
+    assert "ground_truth" in seeded and "blocks_text_cpu" not in seeded
+    assert book.other_seeds() == tuple(s for s in SEEDS if s != 0)
+    for seed in book.other_seeds():
+        at = book.at_seed(seed)
+        for name in seeded:
+            assert getattr(at, name).seed == seed
+        assert at.blocks_text_cpu is book.blocks_text_cpu  # one seed only: seed 0's stays
+
+
+def test_a_seeded_field_is_its_mean_and_range_over_the_seeds(book):
+    from maskdiff_tutor.seed_values import SeedValues
+
+    c = claims.claim(12)
+    e = c.evidence_in("parallel_sampling")
+    shown = claims.evidence(c, "parallel_sampling", book)["lad_left_weak"]
+    values = SeedValues((0, *book.other_seeds()),
+                        tuple(e.values(book.at_seed(seed))["lad_left_weak"] for seed in (0, *book.other_seeds())))
+    assert shown == format(values, "")
+    one_seed = claims.Sources(**{n: getattr(book, n) for n in ("ground_truth", "ladder")})
+    assert claims.evidence(c, "parallel_sampling", one_seed)["lad_left_weak"] == format(values.values[0], "")
+
+
+def test_seeds_are_refused_for_a_source_without_them_or_without_its_seed_0_result(book):
+    with pytest.raises(ValueError, match=r"source 'blocks_text_cpu' has results for seeds \[\] besides 0"):
+        claims.Sources(blocks_text_cpu=book.blocks_text_cpu, seeds={"blocks_text_cpu": {1: book.blocks_text_cpu}})
+    with pytest.raises(ValueError, match="seeds given for source 'ladder', but not its seed-0 result"):
+        claims.Sources(ground_truth=book.ground_truth, seeds={"ladder": {1: book.ladder}})
+
+
+def test_a_verdict_decided_by_trained_models_is_within_the_seed_spread_exactly_where_its_contrast_is(book):
+    found = {c.claim: c for c in reversed(claims.contrasts(book))}  # each claim's first contrast
+    decided = [c for c in CLAIMS.values() if c.decided_by in ("trained", "text")]
+    assert decided and all(c.contrasts for c in decided), "a verdict decided by trained models names its contrast"
+    for c in decided:
+        within = found[c.number].within_spread
+        assert (c.verdict == "within the seed spread") == within, (c.number, found[c.number].differences)
+    table = repr(claims.contrast_table(book))
+    assert "within the spread" in table and "the paper's scheme against random masking" in table

@@ -172,6 +172,42 @@ def test_spread_measures_each_number_across_seeds(tiny_book):
     assert "seed 1" in book.format_spread(report)
 
 
+def test_other_seeds_are_stored_beside_the_books_with_their_seed_in_the_record(tiny_book):
+    result = book.make("joint_vs_marginal", device="cpu", seed=1)
+    folder = tiny_book.parent / "joint_vs_marginal_seed_1"
+    assert book.model_folder("joint_vs_marginal", 1) == folder
+    assert json.loads((folder / "training.json").read_text())["settings"]["seed"] == 1
+    measured = book.measure("joint_vs_marginal", device="cpu", seed=1)
+    assert measured.seed == 1 and measured.metrics == result.metrics
+    assert measured.metrics != book.measure("joint_vs_marginal", device="cpu").metrics
+    report = book.spread("joint_vs_marginal", seeds=(1,), device="cpu")  # measured on the stored seed-1 models
+    stored_1 = joint_vs_marginal.headline(measured)
+    assert [row.values[1] for row in report.rows] == [value for value, _ in stored_1.values()]
+
+
+def test_a_seed_the_book_does_not_store_is_named_with_the_command_that_makes_it(tiny_book):
+    with pytest.raises(ValueError, match=r"no models of 'joint_vs_marginal' trained with seed 2 .*"
+                                         r"book-models --experiment joint-vs-marginal --seed 2"):
+        book.measure("joint_vs_marginal", device="cpu", seed=2)
+    with pytest.raises(ValueError, match=r"seed must be one of the book's seeds \(0, 1, 2\); got 7"):
+        book.model_folder("joint_vs_marginal", 7)
+
+
+def test_book_results_are_written_for_every_seed_of_the_stored_models(tiny_book, tmp_path):
+    for seed in (1, 2):
+        book.make("joint_vs_marginal", device="cpu", seed=seed)
+    written = book.save_results(tmp_path / "results", device="cpu", report=lambda line: None,
+                                only=("joint_vs_marginal",))
+    assert [p.name for p in written] == ["joint_vs_marginal_ci.json", "joint_vs_marginal_ci_seed1.json",
+                                         "joint_vs_marginal_ci_seed2.json"]
+    assert book.seed_file("blocks_ci.json", 0) == "blocks_ci.json"
+    rows = book._stored_seed_rows("joint_vs_marginal", "cpu", tmp_path / "results")  # what check adds
+    assert rows and all(row.within for row in rows)
+    assert {row.name.split(":")[0] for row in rows} == {"seed 1 stored result", "seed 2 stored result"}
+    with pytest.raises(ValueError, match="only must name experiments of the book's results"):
+        book.save_results(tmp_path / "results", only=("joint_vs_marginal", "bogus"))
+
+
 def test_train_or_load_refuses_both_folders_and_trains_only_when_asked(tmp_path):
     calls = []
 

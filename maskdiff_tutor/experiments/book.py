@@ -21,6 +21,7 @@ rows rendered from them.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pathlib
 import tempfile
@@ -30,7 +31,29 @@ from dataclasses import dataclass
 from . import trained_models
 
 EXPERIMENTS = ("joint_vs_marginal", "ground_truth", "blocks", "ladder")  # the experiments whose models the book stores
-SCALE, SEED = "ci", 0  # the scale and seed of the stored models
+SCALE, SEED = "ci", 0  # the scale and seed of the stored models the chapters measure
+RESULTS_FOLDER = pathlib.Path(__file__).resolve().parents[2] / "book" / "results"  # in a clone of the repository
+SEEDS = (0, 1, 2)  # every seed the book stores models of: trained numbers are read as their mean and range
+
+
+def model_folder(experiment: str, seed: int = SEED, root: str | pathlib.Path | None = None) -> pathlib.Path:
+    """Where the models of ``experiment`` trained with ``seed`` are stored: ``root / experiment``
+    for the book's seed, ``root / f"{experiment}_seed_{seed}"`` beside it for the others
+    (``root``: the book's folder, ``trained_models.BOOK_MODELS``)."""
+    _module(experiment)
+    if seed not in SEEDS:
+        raise ValueError(f"seed must be one of the book's seeds {SEEDS}; got {seed!r}")
+    root = trained_models.BOOK_MODELS if root is None else pathlib.Path(root)
+    return root / (experiment if seed == SEED else f"{experiment}_seed_{seed}")
+
+
+def seed_file(name: str, seed: int) -> str:
+    """The file in book/results/ of a result measured on the models of ``seed``: ``name`` itself
+    for the book's seed, ``name`` with ``_seed{seed}`` before its extension for the others."""
+    if seed == SEED:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    return f"{stem}_seed{seed}{dot}{extension}"
 
 
 def _module(experiment: str):
@@ -39,12 +62,13 @@ def _module(experiment: str):
     return importlib.import_module(f"{__package__}.{experiment}")
 
 
-def make(experiment: str, folder: str | pathlib.Path | None = None, device=None, progress: bool = False):
-    """Train ``experiment``'s models at the book's scale and seed and save them in ``folder``
-    (default: the book's folder, ``trained_models.BOOK_MODELS / experiment``). Returns the result
-    of the run that trained them."""
-    folder = trained_models.BOOK_MODELS / experiment if folder is None else pathlib.Path(folder)
-    return _module(experiment).run(scale=SCALE, seed=SEED, device=device, progress=progress, save_models=folder)
+def make(experiment: str, folder: str | pathlib.Path | None = None, device=None, progress: bool = False,
+         seed: int = SEED):
+    """Train ``experiment``'s models at the book's scale with ``seed`` and save them in ``folder``
+    (default: the book's folder for that seed, ``model_folder``). Returns the result of the run
+    that trained them."""
+    folder = model_folder(experiment, seed) if folder is None else pathlib.Path(folder)
+    return _module(experiment).run(scale=SCALE, seed=seed, device=device, progress=progress, save_models=folder)
 
 
 # The results the claims read (claims.SOURCES): file name in book/results/ -> (module, how it runs).
@@ -59,26 +83,39 @@ RESULTS = {
 }
 
 
-def save_results(folder: str | pathlib.Path, device=None, report=print) -> list[pathlib.Path]:
-    """Write the book's results into ``folder`` (``book/results``), one file per entry of ``RESULTS``,
-    each the result of its run at the book's scale and seed; ``report`` is told of each file."""
+def save_results(folder: str | pathlib.Path, device=None, report=print, only: tuple[str, ...] | None = None
+                 ) -> list[pathlib.Path]:
+    """Write the book's results into ``folder`` (``book/results``), one file per entry of ``RESULTS``
+    (only those of the experiments ``only``, where given), each the result of its run at the book's
+    scale and seed; a run on stored models also once for each other seed of ``SEEDS``
+    (``seed_file``). ``report`` is told of each file."""
+    known = sorted({e for e, _ in RESULTS.values()})
+    if only is not None and (not only or set(only) - set(known)):
+        raise ValueError(f"only must name experiments of the book's results {known}; got {only}")
+    runs = [(name, e, how) for name, (e, how) in RESULTS.items() if only is None or e in only]
     written = []
-    for name, (experiment, how) in RESULTS.items():
-        started = time.time()
-        if how == "stored models":
-            result = measure(experiment, device=device)
-        else:
-            module = importlib.import_module(f"{__package__}.{experiment}")
-            result = module.run(scale=SCALE if how == "ci scale" else "exact", seed=SEED, device=device)
-        written.append(result.save(pathlib.Path(folder) / name))
-        report(f"{written[-1]} ({experiment}, {how}; {time.time() - started:.0f} s)")
+    for name, experiment, how in runs:
+        for seed in SEEDS if how == "stored models" else (SEED,):
+            started = time.time()
+            if how == "stored models":
+                result = measure(experiment, device=device, seed=seed)
+            else:
+                module = importlib.import_module(f"{__package__}.{experiment}")
+                result = module.run(scale=SCALE if how == "ci scale" else "exact", seed=SEED, device=device)
+            written.append(result.save(pathlib.Path(folder) / seed_file(name, seed)))
+            report(f"{written[-1]} ({experiment}, {how}, seed {seed}; {time.time() - started:.0f} s)")
     return written
 
 
-def measure(experiment: str, folder: str | pathlib.Path | None = None, device=None):
-    """The result of ``experiment`` on stored models (default: the book's)."""
-    folder = trained_models.book_folder(experiment) if folder is None else folder
-    return _module(experiment).run(scale=SCALE, seed=SEED, device=device, models=folder)
+def measure(experiment: str, folder: str | pathlib.Path | None = None, device=None, seed: int = SEED):
+    """The result of ``experiment`` on stored models of ``seed`` (default: the book's)."""
+    if folder is None:
+        folder = model_folder(experiment, seed)
+        if not (folder / trained_models.RECORD).is_file():
+            raise ValueError(f"the book stores no models of {experiment!r} trained with seed {seed} (at {folder}); "
+                             f"make them with `maskdiff-tutor book-models --experiment {experiment.replace('_', '-')} "
+                             f"--seed {seed}`")
+    return _module(experiment).run(scale=SCALE, seed=seed, device=device, models=folder)
 
 
 @dataclass(frozen=True)
@@ -110,30 +147,58 @@ class Spread:
 
 def check(experiment: str, device=None, progress: bool = False) -> Check:
     """Retrain ``experiment``'s models and compare their headline numbers with the stored models'
-    (one row per number, ``trained_models.compare``)."""
+    (one row per number, ``trained_models.compare``); then measure the stored models of the other
+    seeds and compare with their stored results (rows named "seed N stored result: ...")."""
     module = _module(experiment)
     stored = measure(experiment, device=device)
     with tempfile.TemporaryDirectory() as scratch:
         started = time.time()
         retrained = make(experiment, pathlib.Path(scratch) / experiment, device=device, progress=progress)
         seconds = round(time.time() - started, 1)
-    rows = trained_models.compare(module.headline(stored), module.headline(retrained))
+    rows = trained_models.compare(module.headline(stored), module.headline(retrained)) + _stored_seed_rows(experiment,
+                                                                                                           device)
     return Check(experiment, rows, all(row.within for row in rows), seconds)
 
 
+def _stored_seed_rows(experiment: str, device, results: pathlib.Path = RESULTS_FOLDER) -> list:
+    """The headline numbers of the stored results of the book's other seeds (``seed_file`` in
+    ``results``) beside those measured again on the stored models of those seeds (each seed whose
+    models are stored): float64 measurement gives the same numbers on every CPU, so each must
+    agree to 1e-9 of its size."""
+    from .result import ExperimentResult
+
+    module, rows = _module(experiment), []
+    name = next(file for file, (e, how) in RESULTS.items() if e == experiment and how == "stored models")
+    for seed in [s for s in SEEDS[1:] if (model_folder(experiment, s) / trained_models.RECORD).is_file()]:
+        stored = module.headline(ExperimentResult.load(results / seed_file(name, seed)))
+        again = module.headline(measure(experiment, device=device, seed=seed))
+        exact = {key: (value, 1e-9 * max(1.0, abs(value))) for key, (value, _) in stored.items()}
+        rows += [dataclasses.replace(row, name=f"seed {seed} stored result: {row.name}")
+                 for row in trained_models.compare(exact, again)]
+    return rows
+
+
 def spread(experiment: str, seeds: tuple = (1, 2), device=None, progress: bool = False) -> Spread:
-    """Train ``experiment``'s models with other ``seeds`` and measure how far each headline number
-    lies from the stored models' (seed 0): the measurement the stated tolerances come from (each
-    about 1.5 times the spread)."""
+    """How far each headline number of ``experiment`` moves between seed 0 (the stored models) and
+    the other ``seeds``: the measurement the stated tolerances come from (each about 1.5 times the
+    spread). A seed whose models the book stores (``model_folder``) is measured on them; any other
+    is trained first."""
     module = _module(experiment)
     stored = module.headline(measure(experiment, device=device))
-    others = [module.headline(module.run(scale=SCALE, seed=seed, device=device, progress=progress)) for seed in seeds]
+    others = [module.headline(_stored_or_trained(experiment, seed, device, progress)) for seed in seeds]
     rows = []
     for name, (value, tolerance) in stored.items():
         values = [value] + [other[name][0] for other in others]
         width = max(values) - min(values)
         rows.append(SeedSpread(name, values, width, tolerance, bool(width <= tolerance)))
     return Spread(experiment, [SEED, *seeds], rows)
+
+
+def _stored_or_trained(experiment: str, seed: int, device, progress: bool):
+    """The run of ``experiment`` with ``seed``: on the stored models of that seed where the book has them."""
+    if seed in SEEDS and (model_folder(experiment, seed) / trained_models.RECORD).is_file():
+        return measure(experiment, device=device, seed=seed)
+    return _module(experiment).run(scale=SCALE, seed=seed, device=device, progress=progress)
 
 
 def format_spread(report: Spread) -> str:
