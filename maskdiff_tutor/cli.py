@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     small.add_argument("--text", required=True, help="a UTF-8 text file to train the tokenizer and the model on")
     small.add_argument("--out", required=True, help="the folder to save the model and tokenizer in (save_pretrained)")
+    small.add_argument("--preset", default="small", choices=("small", "1m"),
+                       help="small: about 0.15M parameters (the book's small model); 1m: about 1.1M, trained twice as "
+                            "long (the book's larger one)")
     small.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps; default: the best available")
     small.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
     return parser
@@ -224,12 +227,13 @@ def _small_masked_lm(args) -> int:
 
     try:
         check_output_folder(args.out, "--out")
-        record = small_masked_lm.make(args.text, args.out, device=args.device, progress=not args.no_progress)
+        record = small_masked_lm.make(args.text, args.out, small_masked_lm.PRESETS[args.preset], device=args.device,
+                                      progress=not args.no_progress)
     except (ValueError, OSError, ImportError) as error:
         print(f"maskdiff-tutor: error: {error}", file=sys.stderr)
         return 2
     print(f"saved {args.out} ({record.parameters} parameters, final loss {record.history.loss[-1]:.3f}, "
-          f"{record.environment.wall_seconds} s)")
+          f"held-out NELBO {record.held_out_nelbo:.3f} nats per token, {record.environment.wall_seconds} s)")
     return 0
 
 

@@ -177,7 +177,7 @@ def test_a_small_masked_lm_trains_on_a_text_file_and_loads_through_the_hub(tmp_p
     text = tmp_path / "text.txt"
     text.write_text("To be, or not to be, that is the question.\nWhether 'tis nobler in the mind to suffer\n" * 40)
     settings = small_masked_lm.Settings(vocab_size=300, seq_len=16, hidden_size=16, layers=1, heads=2, steps=30,
-                                        batch_size=8, lr=1e-2)
+                                        batch_size=8, lr=1e-2, held_out=4)
     record = small_masked_lm.make(text, tmp_path / "model", settings, device="cpu")
     assert record.history.loss[-1] < record.history.loss[0]  # it learned something
     assert record.settings == settings and record.text.characters == len(text.read_text())
@@ -189,6 +189,16 @@ def test_a_small_masked_lm_trains_on_a_text_file_and_loads_through_the_hub(tmp_p
     assert record.parameters == sum(p.numel() for p in lm.model.parameters())
     x = torch.cat([lm.prompt_ids("To be, or"), torch.full((1, 4), lm.mask_id)], dim=1)
     assert lm(x).shape == (1, x.shape[1], 300)
+    # the held-out sequences: the text's last 4, stored beside the weights; their NELBO measured again agrees
+    from safetensors.torch import load_file
+
+    held = load_file(str(tmp_path / "model" / small_masked_lm.HELD_OUT))["ids"]
+    ids = lm.tokenizer(text.read_text(), add_special_tokens=False)["input_ids"]
+    whole = len(ids) // 15 * 15
+    assert held.shape == (4, 16) and held[:, 1:].flatten().tolist() == ids[whole - 60: whole]
+    assert record.held_out_nelbo == small_masked_lm.held_out_nelbo(tmp_path / "model") > 0
+    with pytest.raises(ValueError, match=r"held_out must be from 1 to \d+, fewer than the text's \d+ sequences"):
+        small_masked_lm.make(text, tmp_path / "other", dataclasses.replace(settings, held_out=10_000), device="cpu")
 
 
 def test_a_small_masked_lm_record_keeps_a_diverged_loss_and_refuses_a_file_that_does_not_fit(tmp_path):
@@ -199,7 +209,7 @@ def test_a_small_masked_lm_record_keeps_a_diverged_loss_and_refuses_a_file_that_
     environment = Environment.now(torch.device("cpu"), 0.0)
     record = small_masked_lm.Training(small_masked_lm.Settings(), small_masked_lm.Text(10, 5, 1, "0" * 64), 7,
                                       History([1, 2], [3.0, float("nan")], [1e-3, 1e-3], [1.0, 1.0], [8, 16]),
-                                      "4.0", environment)
+                                      5.5, "4.0", environment)
     record.save(tmp_path)
     loaded = small_masked_lm.Training.load(tmp_path)
     assert math.isnan(loaded.history.loss[1]) and loaded.history.loss[0] == 3.0 and loaded.settings == record.settings
@@ -218,10 +228,11 @@ def test_the_command_line_reports_the_small_masked_lm_record(tmp_path, monkeypat
 
     environment = dataclasses.replace(Environment.now(torch.device("cpu"), 0.0), wall_seconds=12.5)
     record = small_masked_lm.Training(small_masked_lm.Settings(), small_masked_lm.Text(10, 5, 1, "0" * 64), 7,
-                                      History([1, 2], [3.0, 2.25], [1e-3, 1e-3], [1.0, 1.0], [8, 16]), "4.0",
-                                      environment)
+                                      History([1, 2], [3.0, 2.25], [1e-3, 1e-3], [1.0, 1.0], [8, 16]), 5.5,
+                                      "4.0", environment)
     monkeypatch.setattr(small_masked_lm, "make", lambda *args, **kwargs: record)
     text = tmp_path / "text.txt"
     text.write_text("some text\n")
     assert cli.main(["small-masked-lm", "--text", str(text), "--out", str(tmp_path / "model"), "--no-progress"]) == 0
-    assert capsys.readouterr().out == f"saved {tmp_path / 'model'} (7 parameters, final loss 2.250, 12.5 s)\n"
+    assert capsys.readouterr().out == (f"saved {tmp_path / 'model'} (7 parameters, final loss 2.250, held-out NELBO "
+                                       "5.500 nats per token, 12.5 s)\n")

@@ -1,13 +1,18 @@
-"""A small masked LM trained on real text with ``train()``, saved in the hub's format.
+"""Masked LMs trained on real text with ``train()``, saved in the hub's format.
 
 The "Real models" chapter runs the paper's LLaDA measurements through ``hub.load`` exactly as on a
-released model. The outputs the book stores are those of this model: a ModernBERT
-(``transformers.ModernBertForMaskedLM``, a native masked LM) of about 0.5M parameters with a
-byte-level BPE tokenizer of 1024 tokens, both trained here on a text file, and stored with the
-package (``BOOK_FOLDER``). ``make(text, folder)`` trains it again; ``maskdiff-tutor
-small-masked-lm --text FILE --out FOLDER`` is the same from the command line. Beside the weights,
-``training.json`` holds the :class:`Training` record: the settings, the text, the history and where
-it trained (``Training.load(folder)`` reads it back).
+released model. The outputs the book stores are those of two such models, both ModernBERTs
+(``transformers.ModernBertForMaskedLM``, a native masked LM) with a byte-level BPE tokenizer of
+1024 tokens trained here on Tiny Shakespeare and stored with the package: the ``small`` preset of
+about 0.15M parameters (``BOOK_FOLDER``) and the ``1m`` preset of about 1.1M, trained twice as long
+(``LARGER_FOLDER``). ``make(text, folder, PRESETS[name])`` trains one again; ``maskdiff-tutor
+small-masked-lm --text FILE --preset NAME --out FOLDER`` is the same from the command line.
+
+The last ``Settings.held_out`` sequences of the text are kept out of training and stored beside the
+weights (``held_out.safetensors``), so the model's held-out NELBO can be measured anywhere
+(``held_out_nelbo``, in float64). Beside the weights, ``training.json`` holds the
+:class:`Training` record: the settings, the text, the history, the held-out NELBO and where it
+trained (``Training.load(folder)`` reads it back).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from safetensors.torch import save_file
 
 from .. import corpus
 from ..device import pick_device
@@ -27,9 +33,12 @@ from ..train import History, TrainConfig, train
 from .result import Environment
 from .trained_models import BOOK_MODELS
 
-BOOK_FOLDER = BOOK_MODELS / "small_masked_lm"
+BOOK_FOLDER = BOOK_MODELS / "small_masked_lm"  # the small preset
+LARGER_FOLDER = BOOK_MODELS / "text_masked_lm_1m"  # the 1m preset
 SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..3 of the tokenizer
 RECORD = "training.json"  # the Training record beside the weights
+HELD_OUT = "held_out.safetensors"  # the held-out sequences beside the weights, tensor "ids" (B, seq_len)
+NELBO_SAMPLES = 8  # draws of a mask pattern per held-out sequence in the held-out NELBO
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,13 @@ class Settings:
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 0
+    held_out: int = 256  # the last sequences of the text, kept out of training for the held-out NELBO
+
+
+PRESETS = {
+    "small": Settings(),
+    "1m": Settings(hidden_size=128, layers=6, heads=4, steps=3000, lr=2e-3),
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class Training:
     text: Text  # the training text
     parameters: int  # the model's parameters
     history: History  # train()'s records (loss in nats per masked token)
+    held_out_nelbo: float  # nats per text token on the held-out sequences (``held_out_nelbo``)
     transformers: str  # the version of transformers that built and saved the model
     environment: Environment  # versions, hardware and wall time of the training run
 
@@ -116,10 +133,11 @@ def make(text: str | pathlib.Path, folder: str | pathlib.Path, settings: Setting
                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", cls_token="[CLS]",
                                                      sep_token="[SEP]", mask_token="[MASK]")
-    ids = torch.tensor(tokenizer(raw, add_special_tokens=False)["input_ids"], dtype=torch.long)
-    body = settings.seq_len - 1
-    chunks = ids[: len(ids) // body * body].view(-1, body)
-    data = torch.cat([torch.full((len(chunks), 1), tokenizer.cls_token_id), chunks], dim=1)  # [CLS] + text
+    data, tokens = _sequences(tokenizer, raw, settings)
+    if settings.held_out < 1 or settings.held_out >= len(data):
+        raise ValueError(f"held_out must be from 1 to {len(data) - 1}, fewer than the text's {len(data)} sequences "
+                         f"of {settings.seq_len} tokens; got {settings.held_out}")
+    data, held_out = data[: -settings.held_out], data[-settings.held_out:]
     config = transformers.ModernBertConfig(
         vocab_size=len(tokenizer), hidden_size=settings.hidden_size, num_hidden_layers=settings.layers,
         num_attention_heads=settings.heads, intermediate_size=2 * settings.hidden_size,
@@ -135,8 +153,47 @@ def make(text: str | pathlib.Path, folder: str | pathlib.Path, settings: Setting
     folder = pathlib.Path(folder)
     model.cpu().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    record = Training(settings, Text(len(raw), len(ids), len(data), hashlib.sha256(raw.encode("utf-8")).hexdigest()),
+    save_file({"ids": held_out.contiguous()}, str(folder / HELD_OUT))
+    record = Training(settings, Text(len(raw), tokens, len(data) + len(held_out),
+                                     hashlib.sha256(raw.encode("utf-8")).hexdigest()),
                       parameters=sum(p.numel() for p in model.parameters()), history=history,
+                      held_out_nelbo=held_out_nelbo(folder, seed=settings.seed),
                       transformers=transformers.__version__, environment=Environment.now(device, started))
     record.save(folder)
     return record
+
+
+def _sequences(tokenizer, raw: str, settings: Settings) -> tuple[torch.Tensor, int]:
+    """The text as sequences of [CLS] and ``seq_len - 1`` tokens, in the text's order, and the
+    number of tokens of the whole text."""
+    ids = torch.tensor(tokenizer(raw, add_special_tokens=False)["input_ids"], dtype=torch.long)
+    body = settings.seq_len - 1
+    chunks = ids[: len(ids) // body * body].view(-1, body)
+    return torch.cat([torch.full((len(chunks), 1), tokenizer.cls_token_id), chunks], dim=1), len(ids)
+
+
+def held_out_nelbo(folder: str | pathlib.Path, samples: int = NELBO_SAMPLES, seed: int = 0) -> float:
+    """The model in ``folder``'s NELBO on its held-out sequences, in nats per text token: the
+    count form of the continuous-time NELBO (``nelbo.count_nelbo``, ``samples`` mask patterns per
+    sequence, drawn with ``seed``), computed in float64 on the CPU so that every CPU gives the
+    same digits. The [CLS] token that opens each sequence is never masked."""
+    import transformers
+    from safetensors.torch import load_file
+
+    from ..nelbo import count_nelbo
+
+    folder = pathlib.Path(folder)
+    if not (folder / HELD_OUT).is_file():
+        raise ValueError(f"{str(folder)!r} has no {HELD_OUT}: it was not made by small_masked_lm.make")
+    model = transformers.ModernBertForMaskedLM.from_pretrained(folder, dtype=torch.float64).eval()
+    ids = load_file(str(folder / HELD_OUT))["ids"]
+    cls, body = ids[:1, :1], ids[:, 1:]
+
+    def denoiser(x):  # the text positions, with the [CLS] put back in front
+        full = torch.cat([cls.expand(len(x), 1), x], dim=1)
+        return model(input_ids=full, attention_mask=torch.ones_like(full)).logits[:, 1:]
+
+    with torch.no_grad():
+        estimate = count_nelbo(denoiser, body, SPECIALS.index("[MASK]"), torch.Generator().manual_seed(seed),
+                               samples)
+    return float(estimate.value) / body.shape[1]
