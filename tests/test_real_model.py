@@ -122,6 +122,25 @@ def test_the_experiment_end_to_end_on_a_local_masked_lm(tmp_path):
     assert ExperimentResult.load(path) == result
     again = real_model.run("ci", model=str(folder), seed=0)
     assert again.metrics == result.metrics  # seeded: the same numbers
+    check_summary(result)
+
+
+def check_summary(result):
+    """The comparison's summary of a result: each number the mean over the prompt sets, by hand."""
+    from maskdiff_tutor.experiments import real_model_comparison as comparison
+
+    summary = comparison.summarise("tiny", result, 123, 4.5)
+    sets = result.metrics.sets
+    mean_curve = [sum(values) / len(sets) for values in zip(*(s.mean_top_by_n for s in sets))]
+    assert summary.top_at_1 == pytest.approx(mean_curve[0]) and summary.lowest == pytest.approx(min(mean_curve))
+    assert summary.lowest_at_n == 1 + mean_curve.index(min(mean_curve)) and summary.top_at_end == pytest.approx(
+        mean_curve[-1])
+    assert summary.leftmost == pytest.approx(sum(s.generation_order.leftmost_share for s in sets) / len(sets))
+    assert summary.own_ppl[2] == pytest.approx(sum(s.cost_of_k[2].own_ppl for s in sets) / len(sets))
+    table = repr(comparison.comparison_table([summary, summary], 32))
+    assert "held-out NELBO (nats per token)" in table and "4.500" in table and "123" in table
+    with pytest.raises(ValueError, match="at least one ModelSummary"):
+        comparison.comparison_table([], 32)
 
 
 def test_a_saved_result_of_another_experiment_or_schema_is_refused(tmp_path):
