@@ -22,6 +22,7 @@ class ModelSummary:
     name: str  # a short name for the table
     parameters: int
     held_out_nelbo: float  # nats per text token on held-out text (``small_masked_lm.held_out_nelbo``)
+    mean_top_by_n: tuple[float, ...]  # Figure 3: the mean top probability at n = 1, ..., M, averaged over the sets
     top_at_1: float  # Figure 3: the curve averaged over the sets, at n = 1
     lowest: float  # its lowest value
     lowest_at_n: int  # and where it lies
@@ -41,11 +42,11 @@ def _mean(values) -> float:
 def summarise(name: str, result: RealModelResult, parameters: int, held_out_nelbo: float) -> ModelSummary:
     """The summary of one model's ``result``: every number the mean over its prompt sets."""
     sets = result.metrics.sets
-    curve = torch.tensor([_mean(values) for values in zip(*(s.mean_top_by_n for s in sets), strict=True)])
+    curve = torch.tensor([_mean(v) for v in zip(*(s.mean_top_by_n for s in sets), strict=True)], dtype=torch.float64)
     seen = observations(curve)
     ks = sorted(sets[0].cost_of_k)
-    return ModelSummary(name, parameters, held_out_nelbo, seen.top_at_1, seen.floor, seen.floor_at_n,
-                        seen.top_at_end, _mean(s.homogenised_share_far for s in sets),
+    return ModelSummary(name, parameters, held_out_nelbo, tuple(curve.tolist()), seen.top_at_1, seen.floor,
+                        seen.floor_at_n, seen.top_at_end, _mean(s.homogenised_share_far for s in sets),
                         _mean(s.generation_order.leftmost_share for s in sets),
                         _mean(s.generation_order.spearman_position_vs_step for s in sets),
                         {k: _mean(s.cost_of_k[k].own_ppl for s in sets) for k in ks},
