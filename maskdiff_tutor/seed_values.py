@@ -12,6 +12,7 @@ decided only where that difference has the same sign in every seed (:class:`Cont
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from numbers import Real
 
@@ -31,8 +32,9 @@ def _numeric(values) -> bool:
 @dataclass(frozen=True)
 class SeedValues:
     """One evidence field, one value per seed. It prints as the value itself where every seed
-    gives the same, else as ``mean [lowest to highest]`` (numbers) or each value with its seeds
-    (words)."""
+    gives the same, else as ``mean [lowest to highest]`` (numbers: to the decimals the values were
+    rounded to or a fixed-point spec gives, the mean with one more where it would otherwise print
+    as an end of the range) or as each value with its seeds (words)."""
 
     seeds: tuple[int, ...]  # the seeds, the book's own first
     values: tuple  # the field's value for each seed, rounded as the chapter prints it
@@ -77,10 +79,15 @@ class SeedValues:
             for seed, value in zip(self.seeds, self.values):
                 groups.setdefault(format(value, spec), []).append(str(seed))
             return ", ".join(f"{text} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})" for text, s in groups.items())
-        if spec:
+        fixed = re.fullmatch(r"\.(\d+)f", spec)
+        if spec and not fixed:
             return f"{format(self.mean, spec)} [{format(self.low, spec)} to {format(self.high, spec)}]"
-        places = max(_decimals(v) for v in self.values)
-        return f"{self.mean:.{max(places, 1)}f} [{self.low:.{places}f} to {self.high:.{places}f}]"
+        places = int(fixed.group(1)) if fixed else max(_decimals(v) for v in self.values)
+        low, high = f"{self.low:.{places}f}", f"{self.high:.{places}f}"
+        mean = f"{self.mean:.{places}f}"
+        if mean in (low, high):  # one more decimal, so the mean does not read as an end of the range
+            mean = f"{self.mean:.{places + 1}f}"
+        return f"{mean} [{low} to {high}]"
 
 
 @dataclass(frozen=True)

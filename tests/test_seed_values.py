@@ -16,8 +16,12 @@ def test_numbers_print_as_mean_and_range_with_the_decimals_they_were_rounded_to(
     values = SeedValues((0, 1, 2), (0.12, 0.47, 1.0))
     assert (values.mean, values.low, values.high) == (pytest.approx(1.59 / 3), 0.12, 1.0)
     assert format(values, "") == "0.53 [0.12 to 1.00]"
-    assert format(SeedValues((0, 1, 2), (2, 3, 3)), "") == "2.7 [2 to 3]"  # integers: the mean gets a decimal
+    assert format(SeedValues((0, 1, 2), (2, 3, 3)), "") == "2.7 [2 to 3]"  # it would print as 3: one more decimal
+    assert format(SeedValues((0, 1, 2), (2, 3, 4)), "") == "3 [2 to 4]"
+    assert format(SeedValues((0, 1, 2), (0.03, 0.03, 0.04)), "") == "0.033 [0.03 to 0.04]"
     assert format(SeedValues((0, 1), (0.5, 0.25)), ".3f") == "0.375 [0.250 to 0.500]"  # a spec applies to all three
+    assert format(SeedValues((0, 1), (0.004, 0.012)), ".2f") == "0.008 [0.00 to 0.01]"
+    assert format(SeedValues((0, 1), (1.0, 2e-5)), ".0e") == "5e-01 [2e-05 to 1e+00]"  # other specs as they are
 
 
 def test_words_print_with_the_seeds_that_gave_them():

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
-from maskdiff_tutor.experiments import blocks, book, ground_truth, joint_vs_marginal, trained_models
+from maskdiff_tutor.experiments import blocks, book, ground_truth, joint_vs_marginal, ladder, trained_models
 from maskdiff_tutor.experiments.result import Environment
 from maskdiff_tutor.experiments.trained_models import Comparison, TrainedModels
 from maskdiff_tutor.train import History
@@ -103,12 +103,13 @@ def test_book_folder_of_an_unknown_experiment_is_an_error():
         trained_models.book_folder("nope")
 
 
-@pytest.mark.parametrize("module", [joint_vs_marginal, ground_truth, blocks])
-def test_the_books_stored_models_were_trained_with_todays_settings(module):
+@pytest.mark.parametrize("seed", book.SEEDS)
+@pytest.mark.parametrize("module", [joint_vs_marginal, ground_truth, blocks, ladder])
+def test_the_books_stored_models_were_trained_with_todays_settings(module, seed):
     name = module.__name__.rsplit(".", 1)[1]
-    record = json.loads((trained_models.book_folder(name) / "training.json").read_text())
+    record = json.loads((book.model_folder(name, seed) / "training.json").read_text())
     scale = module.SCALES[book.SCALE]
-    assert record["experiment"] == name and record["settings"]["seed"] == book.SEED
+    assert record["experiment"] == name and record["settings"]["seed"] == seed
     for field in module.TRAINING_FIELDS:
         assert record["settings"][field] == json.loads(json.dumps(getattr(scale, field))), field
     for entry in record["models"].values():

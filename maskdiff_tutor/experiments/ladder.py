@@ -286,14 +286,16 @@ def _profile(probs: torch.Tensor, pi: torch.Tensor, function_words: int) -> tupl
 
 # --- what retraining may move ------------------------------------------------------------------
 
-# How far retraining may move a trained rung's numbers (``book.check``). Not yet measured by
-# ``maskdiff-tutor book-models --spread``: set from the ground-truth experiment's (top probability
-# at n = 32: 0.015; a function-word share: 0.1) and the blocks experiment's (a leftmost share: 0.4).
-GAP_TOLERANCE = 0.03  # nats per token
-FLOOR_TOLERANCE = 0.015
-FALL_TOLERANCE = 3  # tokens
-SHARE_TOLERANCE = 0.1  # function-word share and TV at the farthest mask
-LEFTMOST_TOLERANCE = 0.4
+# How far retraining may move a trained rung's numbers (``book.check``): about 1.5 times the largest
+# spread over the stored seeds 0, 1 and 2 of any rung (``maskdiff-tutor book-models --spread
+# --experiment ladder``), where a seed draws the chain too: NELBO gap 0.196 (500 steps), floor
+# 0.015, fall distance 1, TV to pi 0.020 (the function-word share did not move), leftmost share
+# 0.562 (1,800 steps: 1.0, 0.44 and 0.50).
+GAP_TOLERANCE = 0.3  # nats per token
+FLOOR_TOLERANCE = 0.025
+FALL_TOLERANCE = 2  # tokens
+SHARE_TOLERANCE = 0.05  # function-word share and TV at the farthest mask
+LEFTMOST_TOLERANCE = 0.85
 
 
 def headline(result: LadderResult) -> dict:
