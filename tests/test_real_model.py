@@ -255,3 +255,12 @@ def test_the_command_line_reports_the_small_masked_lm_record(tmp_path, monkeypat
     assert cli.main(["small-masked-lm", "--text", str(text), "--out", str(tmp_path / "model"), "--no-progress"]) == 0
     assert capsys.readouterr().out == (f"saved {tmp_path / 'model'} (7 parameters, final loss 2.250, held-out NELBO "
                                        "5.500 nats per token, 12.5 s)\n")
+
+
+def test_the_stored_small_text_model_records_the_held_out_nelbo_it_has():
+    from maskdiff_tutor.experiments import small_masked_lm
+
+    record = small_masked_lm.Training.load(small_masked_lm.BOOK_FOLDER)
+    assert record.settings == small_masked_lm.PRESETS["small"]  # trained with today's settings
+    assert small_masked_lm.held_out_nelbo(small_masked_lm.BOOK_FOLDER) == pytest.approx(record.held_out_nelbo,
+                                                                                      rel=1e-9)
