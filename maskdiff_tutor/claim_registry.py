@@ -100,6 +100,9 @@ class Claim:
             raise ValueError(f"claim {self.number}: one evidence per chapter; got {chapters}")
         if self.deciding is not None and not any(self.deciding in fields_of(e.sentence) for e in self.evidence):
             raise ValueError(f"claim {self.number}: deciding number {self.deciding!r} is not a field of its evidence")
+        self._check_contrasts()
+
+    def _check_contrasts(self) -> None:
         seeded = {name for e in self.evidence for name in e.seeded}
         loose = sorted({name for first, second, _ in self.contrasts for name in (first, second)} - seeded)
         if loose:

@@ -103,8 +103,8 @@ class Contrast:
 
     @property
     def within_spread(self) -> bool:
-        """Whether the difference lies within the seed spread: its range over seeds reaches zero
-        (the seeds disagree on which number is larger, or one finds them equal)."""
+        """Whether the difference lies within the seed spread, that is, its range over seeds reaches
+        zero (the seeds disagree on which number is larger, or one finds them equal)."""
         return min(self.differences) <= 0.0 <= max(self.differences)
 
     @property
