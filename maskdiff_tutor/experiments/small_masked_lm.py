@@ -1,12 +1,14 @@
 """Masked LMs trained on real text with ``train()``, saved in the hub's format.
 
 The "Real models" chapter runs the paper's LLaDA measurements through ``hub.load`` exactly as on a
-released model. The outputs the book stores are those of two such models, both ModernBERTs
-(``transformers.ModernBertForMaskedLM``, a native masked LM) with a byte-level BPE tokenizer of
-1024 tokens trained here on Tiny Shakespeare and stored with the package: the ``small`` preset of
-about 0.15M parameters (``BOOK_FOLDER``) and the ``1m`` preset of about 1.1M, trained twice as long
-(``LARGER_FOLDER``). ``make(text, folder, PRESETS[name])`` trains one again; ``maskdiff-tutor
-small-masked-lm --text FILE --preset NAME --out FOLDER`` is the same from the command line.
+released model. The outputs the book stores are those of the ``small`` preset: a ModernBERT
+(``transformers.ModernBertForMaskedLM``, a native masked LM) of about 0.15M parameters with a
+byte-level BPE tokenizer of 1024 tokens, both trained here on Tiny Shakespeare and stored with the
+package (``BOOK_FOLDER``). The ``1m`` preset, about 1.1M parameters trained twice as long, is the
+book's larger model of the same text; its place is ``LARGER_FOLDER``, and the "Larger runs"
+appendix gives the command that trains it (about 35 minutes on one CPU core).
+``make(text, folder, PRESETS[name])`` trains one; ``maskdiff-tutor small-masked-lm --text FILE
+--preset NAME --out FOLDER`` is the same from the command line.
 
 The last ``Settings.held_out`` sequences of the text are kept out of training and stored beside the
 weights (``held_out.safetensors``), so the model's held-out NELBO can be measured anywhere
