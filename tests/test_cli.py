@@ -121,8 +121,16 @@ def test_book_models_make_measure_and_check_at_a_tiny_scale(capsys, monkeypatch,
     folder = tmp_path / "models"
     assert cli.main(["book-models", "--experiment", "joint-vs-marginal", "--out", str(folder), "--no-progress",
                      "--device", "cpu"]) == 0
-    assert "joint_vs_marginal: saved" in capsys.readouterr().out
+    assert "joint_vs_marginal (seed 0): saved" in capsys.readouterr().out
     assert (folder / "joint_vs_marginal" / "training.json").is_file()
+    # another seed is stored beside it; --seed makes no sense with --check
+    others = tmp_path / "others"  # not beside the set the check below reads: it has no stored results
+    assert cli.main(["book-models", "--experiment", "joint-vs-marginal", "--seed", "1", "--out", str(others),
+                     "--no-progress", "--device", "cpu"]) == 0
+    assert "joint_vs_marginal (seed 1): saved" in capsys.readouterr().out
+    assert json.loads((others / "joint_vs_marginal_seed_1" / "training.json").read_text())["settings"]["seed"] == 1
+    assert cli.main(["book-models", "--check", "--seed", "1", "--no-progress"]) == 2
+    assert "give --seed without them" in capsys.readouterr().err
     # an experiment measures the saved models instead of training
     out = tmp_path / "r.json"
     assert cli.main(["joint-vs-marginal", "--models", str(folder / "joint_vs_marginal"), "--out", str(out),
