@@ -45,6 +45,7 @@ VALUES = {  # flag -> the values a case may give it (paths relative to the case'
     "--revision": ("main",),
     "--dtype": ("bf16", "fp16", "fp32", "int8", ""),
     "--experiment": ("joint-vs-marginal", "ground-truth", "nope"),
+    "--preset": ("small", "1m", "huge", ""),
     "--trust-remote-code": None, "--no-progress": None, "--check": None, "--spread": None, "--bogus": None,
     "-x": None,
 }
