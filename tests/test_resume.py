@@ -32,6 +32,7 @@ CHILD = textwrap.dedent("""
     from maskdiff_tutor import train as training
     from maskdiff_tutor.denoiser import Denoiser, DenoiserConfig
     at, how, checkpoint = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell may start background jobs with it ignored
     original, calls = training.training_loss, []
     def counting(*args, **kwargs):
         calls.append(1)
