@@ -178,7 +178,7 @@ CLAIMS: dict[int, Claim] = _claims(
                                          "about {tv_noise}).", ev.marginals,
                     seeded=("parallel_pair", "beam_pair", "tv_once", "tv_seq")),),
           deciding="tv_exact",
-          contrasts=(("tv_once", "tv_seq", "all at once against one token per step: total variation from the joint"),)),
+          contrasts=(("tv_once", "tv_seq", "TV to the joint: all at once - one per step"),)),
     Claim(4, "3.2.3", "The top probability of a mask decays with its distance from unmasked text, under the bound "
                       "of Eq. 17, towards the limit of Eq. 18.",
           "holds loosely", "true on every chain measured and a theorem under the book's Assumption H, but Eq. 16 "
@@ -359,7 +359,7 @@ CLAIMS: dict[int, Claim] = _claims(
                     seeded=("chain_random_b4_k4", "chain_random_one_k4", "text_random_b4_k4", "text_random_one_k4")),),
           deciding="chain_exact_one_k4",
           contrasts=(("chain_random_b4_k4", "chain_random_one_k4",
-                      "4 per step, blocks of 4 against one block: true PPL, random-masking model"),)),
+                      "PPL, 4 per step: blocks of 4 - one block"),)),
     Claim(16, "3.4.2", "Blockwise reverse-order training matches that inference and is cheaper to learn.",
           "does not hold", "the paper's scheme, trained at equal forward tokens, has the worst held-out bound, on "
                            "the chain with each of three seeds and on text (one seed), and runs several times the "
@@ -378,9 +378,9 @@ CLAIMS: dict[int, Claim] = _claims(
                             "chain_random_b4_bound", "text_bw4_bound", "text_random_b4_bound", "chain_valid_nll")),),
           deciding="lit8_chain",
           contrasts=(("lit8_chain", "rand8_chain",
-                      "the paper's scheme against random masking, blocks of 8: held-out bound"),
+                      "bound, B = 8: paper's scheme - random"),
                      ("chain_random_b4_bound", "chain_bw4_bound",
-                      "random masking against the book's block-causal variant, blocks of 4: held-out bound"))),
+                      "bound, B = 4: random - block-causal"))),
     Claim(17, "3.3", "Sampling the first few adjacent masks together is the most reliable of all parallel "
                      "sampling strategies (the assumption behind Metrics 1-3 and Table 2).",
           "does not hold", "adjacent masks are the most confident one at a time, but decoded together they cost the "
@@ -401,7 +401,7 @@ CLAIMS: dict[int, Claim] = _claims(
                     seeded=("adj_trained", "sc_trained", "adj_text", "sc_text", "text_min_h"))),
           deciding="adj_exact",
           contrasts=(("adj_trained", "sc_trained",
-                      "4 adjacent masks against 4 scattered: true PPL, random-masking model"),)),
+                      "PPL: 4 adjacent - 4 scattered masks"),)),
     Claim(18, "3.3", "Parallel sampling can put the same token at two adjacent positions, and the joint "
                      "probability then drops sharply.",
           "holds loosely", "all-at-once decoding repeats a token at adjacent positions more often than the language "
@@ -429,5 +429,5 @@ CLAIMS: dict[int, Claim] = _claims(
                     seeded=("chain_l2r", "chain_rand_l2r", "text_l2r", "text_rand_l2r", "text_judge", "chain_own")),),
           deciding="chain_l2r",
           contrasts=(("chain_rand_l2r", "chain_l2r",
-                      "random masking against left-to-right training: left-to-right NLL"),)),
+                      "left-to-right NLL: random - left to right"),)),
 )

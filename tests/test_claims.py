@@ -286,4 +286,4 @@ def test_a_verdict_decided_by_trained_models_is_within_the_seed_spread_exactly_w
         within = found[c.number].within_spread
         assert (c.verdict == "within the seed spread") == within, (c.number, found[c.number].differences)
     table = repr(claims.contrast_table(book))
-    assert "within the spread" in table and "the paper's scheme against random masking" in table
+    assert "within the spread" in table and "bound, B = 8: paper's scheme - random" in table
