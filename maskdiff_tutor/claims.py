@@ -39,7 +39,7 @@ from maskdiff_tutor.seed_values import Contrast, SeedValues
 
 __all__ = ["CLAIMS", "SCOPES", "VERDICTS", "Claim", "Evidence", "Source", "Sources", "SOURCES", "claim", "claims_of",
            "evidence", "report", "verdict_table", "evidence_values", "deciding_value", "verdict_counts",
-           "book_sources", "stored_seeds", "seed_file", "contrasts", "contrast_table"]
+           "book_sources", "stored_seeds", "contrasts", "contrast_table"]
 
 @dataclass(frozen=True)
 class Source:
@@ -191,13 +191,18 @@ def evidence(c: Claim, chapter: str, sources: Sources) -> dict[str, str]:
     return {name: format(values[name], spec) for name, spec in needed.items()}
 
 
+def _by_seed(found: Evidence, sources: Sources) -> tuple[tuple[int, ...], list]:
+    """The seeds ``sources`` holds (0 first) and the fields of ``found`` read at each."""
+    seeds = (0, *sources.other_seeds())
+    return seeds, [found.values(sources.at_seed(seed)) for seed in seeds]
+
+
 def _seeded_values(found: Evidence, sources: Sources) -> dict[str, SeedValues]:
     """Each seeded field of ``found`` read from every seed ``sources`` holds (none where it holds seed 0 only)."""
-    seeds = sources.other_seeds()
-    if not found.seeded or not seeds:
+    if not found.seeded or not sources.other_seeds():
         return {}
-    by_seed = [found.values(sources)] + [found.values(sources.at_seed(seed)) for seed in seeds]
-    return {name: SeedValues((0, *seeds), tuple(values[name] for values in by_seed)) for name in found.seeded}
+    seeds, by_seed = _by_seed(found, sources)
+    return {name: SeedValues(seeds, tuple(values[name] for values in by_seed)) for name in found.seeded}
 
 
 def contrasts(sources: Sources) -> list[Contrast]:
@@ -205,11 +210,9 @@ def contrasts(sources: Sources) -> list[Contrast]:
     found = []
     for c in CLAIMS.values():
         for first, second, words in c.contrasts:
-            e = next(e for e in c.evidence if first in e.seeded)
-            seeds = (0, *sources.other_seeds())
-            values = [e.values(sources.at_seed(seed)) for seed in seeds]
+            seeds, by_seed = _by_seed(next(e for e in c.evidence if first in e.seeded), sources)
             found.append(Contrast(c.number, first, second, words, seeds,
-                                  tuple(float(v[first]) - float(v[second]) for v in values)))
+                                  tuple(float(v[first]) - float(v[second]) for v in by_seed)))
     return found
 
 

@@ -47,6 +47,11 @@ def model_folder(experiment: str, seed: int = SEED, root: str | pathlib.Path | N
     return root / (experiment if seed == SEED else f"{experiment}_seed_{seed}")
 
 
+def _stored(experiment: str, seed: int) -> bool:
+    """Whether the book stores the models of ``experiment`` trained with ``seed``."""
+    return (model_folder(experiment, seed) / trained_models.RECORD).is_file()
+
+
 def seed_file(name: str, seed: int) -> str:
     """The file in book/results/ of a result measured on the models of ``seed``: ``name`` itself
     for the book's seed, ``name`` with ``_seed{seed}`` before its extension for the others."""
@@ -111,7 +116,7 @@ def measure(experiment: str, folder: str | pathlib.Path | None = None, device=No
     """The result of ``experiment`` on stored models of ``seed`` (default: the book's)."""
     if folder is None:
         folder = model_folder(experiment, seed)
-        if not (folder / trained_models.RECORD).is_file():
+        if not _stored(experiment, seed):
             raise ValueError(f"the book stores no models of {experiment!r} trained with seed {seed} (at {folder}); "
                              f"make them with `maskdiff-tutor book-models --experiment {experiment.replace('_', '-')} "
                              f"--seed {seed}`")
@@ -169,7 +174,7 @@ def _stored_seed_rows(experiment: str, device, results: pathlib.Path = RESULTS_F
 
     module, rows = _module(experiment), []
     name = next(file for file, (e, how) in RESULTS.items() if e == experiment and how == "stored models")
-    for seed in [s for s in SEEDS[1:] if (model_folder(experiment, s) / trained_models.RECORD).is_file()]:
+    for seed in [s for s in SEEDS[1:] if _stored(experiment, s)]:
         stored = module.headline(ExperimentResult.load(results / seed_file(name, seed)))
         again = module.headline(measure(experiment, device=device, seed=seed))
         exact = {key: (value, 1e-9 * max(1.0, abs(value))) for key, (value, _) in stored.items()}
@@ -196,7 +201,7 @@ def spread(experiment: str, seeds: tuple = (1, 2), device=None, progress: bool =
 
 def _stored_or_trained(experiment: str, seed: int, device, progress: bool):
     """The run of ``experiment`` with ``seed``: on the stored models of that seed where the book has them."""
-    if seed in SEEDS and (model_folder(experiment, seed) / trained_models.RECORD).is_file():
+    if seed in SEEDS and _stored(experiment, seed):
         return measure(experiment, device=device, seed=seed)
     return _module(experiment).run(scale=SCALE, seed=seed, device=device, progress=progress)
 
