@@ -40,6 +40,7 @@ Modules (one concept of the paper each):
 - ``files``            the one atomic writer (results, checkpoints) and the JSON reader
 - ``benchmark_results`` typed readers of the benchmarks' result files (the blocks chapter shows them)
 - ``experiments``      one module per experiment: run(scale=..., device=..., seed=...)
+- ``exercises``        autograded checks for the book's code exercises: check_<name>(student_function)
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf",
                "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "checkpoints", "scores",
                "decoding", "decoders", "block_causal", "corpus", "device", "claims", "claim_registry", "experiments",
                "notebook", "records", "files", "benchmark_results", "repeats", "answer_length",
-               "claim_evidence")
+               "claim_evidence", "exercises")
 
 __all__ = ["__version__", *_SUBMODULES]
 
