@@ -6,17 +6,27 @@
 - raw TeX: text outside the rendered-math elements that looks like TeX (``\\frac``, ``$x$``, ``^{``),
   and raw equation labels (``[eq-...]``);
 - figures: whether each has a caption, and whether its image holds at least twice the pixels it is
-  shown at (sharp on a high-density screen).
+  shown at (sharp on a high-density screen);
+- the maths, typeset by MathJax 3 from a local copy (the page asks for it from a CDN; the request is
+  answered from ``--mathjax``): MathJax errors, display equations wider than the text column, those
+  of them that cannot be scrolled inside their own box (cut), and how far the page itself scrolls
+  sideways.
+
+Each page is read at every width of ``--widths`` (default 1280 px, a laptop, and 390 px, a phone).
+The check fails on any cut-off code or output line and any raw TeX at the widest, on any MathJax
+error, on any display equation wider than the column at the widest width, and at the narrower
+widths on any equation that is wider than the column and does not scroll in its own box, or on a
+page that scrolls sideways.
 
 Usage (after ``bash scripts/build-book.sh``)::
 
-    python scripts/check_pages.py                        # a table; exit 1 if any line is cut off or raw TeX shows
+    python scripts/check_pages.py                        # a table per width; exit 1 on any failure above
     python scripts/check_pages.py --json report.json     # the same numbers as JSON
     python scripts/check_pages.py --fail-on cut          # exit 1 only on cut-off lines
 
-It needs Playwright's Python package and a Chromium (``pip install playwright``; the system's
-``chromium``, or ``playwright install chromium``). Layout is measured without the network: the page's
-MathJax is not loaded, which changes no code or output block.
+It needs Playwright's Python package, a Chromium (``pip install playwright``; the system's
+``chromium``, or ``playwright install chromium``) and MathJax 3 (``npm install --prefix .cache/mathjax
+mathjax@3``, which ``scripts/check-pages.sh`` runs). Nothing is fetched from the network.
 """
 
 from __future__ import annotations
@@ -28,6 +38,43 @@ import shutil
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+MATHJAX = ROOT / ".cache" / "mathjax" / "node_modules" / "mathjax" / "es5"  # npm install --prefix .cache/mathjax mathjax@3
+
+TYPESET = """
+async () => {
+  if (!document.querySelector('script[src*="mathjax"]')) return false;  // a page without maths loads none
+  for (let waited = 0; !(window.MathJax && window.MathJax.startup && window.MathJax.startup.promise); waited += 50) {
+    if (waited > 20000) throw new Error("MathJax did not start within 20 s");
+    await new Promise(resolve => setTimeout(resolve, 50));
+  }
+  await window.MathJax.startup.promise;
+  return true;
+}
+"""
+
+MATHS = r"""
+() => {
+  const main = document.querySelector("main") || document.body;
+  const root = document.documentElement;
+  const report = {math_errors: [], wide_equations: [], cut_equations: [],
+                  page_overflow: Math.max(0, root.scrollWidth - root.clientWidth)};
+  for (const error of main.querySelectorAll("mjx-merror")) {
+    report.math_errors.push((error.getAttribute("data-mjx-error") || error.textContent).slice(0, 120));
+  }
+  for (const box of main.querySelectorAll('mjx-container[display="true"]')) {
+    if (box.offsetParent === null || box.scrollWidth <= box.clientWidth + 1) continue;
+    const math = box.querySelector("mjx-math");
+    const what = {width: Math.round(math ? math.getBoundingClientRect().width : box.scrollWidth),
+                  column: box.clientWidth,
+                  tex: (box.querySelector("mjx-assistive-mml math") || box).getAttribute("alttext") || ""};
+    what.tex = what.tex || (box.closest(".math") || box).id || box.textContent.slice(0, 60);
+    report.wide_equations.push(what);
+    const overflow = getComputedStyle(box).overflowX;
+    if (overflow !== "auto" && overflow !== "scroll") report.cut_equations.push(what);
+  }
+  return report;
+}
+"""
 
 MEASURE = r"""
 () => {
@@ -81,7 +128,9 @@ MEASURE = r"""
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--html", default=str(ROOT / "_build" / "html"), help="the built book")
-    p.add_argument("--width", type=int, default=1280, help="browser window width in CSS pixels")
+    p.add_argument("--widths", type=int, nargs="+", default=[1280, 390],
+                   help="browser window widths in CSS pixels (the first is the widest, read in full)")
+    p.add_argument("--mathjax", default=str(MATHJAX), help="MathJax 3's es5 folder (tex-mml-chtml.js and its parts)")
     p.add_argument("--browser", default=None, help="a Chromium executable (default: chromium on PATH, else "
                                                      "Playwright's own)")
     p.add_argument("--json", default=None, help="write the report here")
@@ -92,11 +141,15 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    html = pathlib.Path(args.html)
+    html, mathjax = pathlib.Path(args.html), pathlib.Path(args.mathjax)
     pages = sorted((html / "book").glob("*.html"))
     if not pages:
         print(f"check_pages: no pages under {html / 'book'}; build the book first (bash scripts/build-book.sh)",
               file=sys.stderr)
+        return 2
+    if not (mathjax / "tex-mml-chtml.js").is_file():
+        print(f"check_pages: no MathJax 3 at {mathjax}; install it with npm install --prefix .cache/mathjax "
+              "mathjax@3 (scripts/check-pages.sh does)", file=sys.stderr)
         return 2
     try:
         from playwright.sync_api import sync_playwright
@@ -104,28 +157,76 @@ def main(argv=None) -> int:
         print("check_pages: needs Playwright: pip install playwright", file=sys.stderr)
         return 2
     browser_path = args.browser or shutil.which("chromium") or shutil.which("chromium-browser")
-    report = {}
+    widths = sorted(args.widths, reverse=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=browser_path)
-        page = browser.new_page(viewport={"width": args.width, "height": 900})
-        page.route("http*://**", lambda route: route.abort())  # offline: the page's CDN scripts are not fetched
-        for path in pages:
-            page.goto(path.as_uri(), wait_until="load")
-            report[path.stem] = page.evaluate(MEASURE)
+        report = {width: read_pages(browser, pages, width, mathjax) for width in widths}
         browser.close()
+    for width in widths:
+        print_table(width, report[width])
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps({"widths": widths, "pages": report}, indent=1) + "\n")
+    return 1 if failures(report, widths, args.fail_on) else 0
+
+
+def read_pages(browser, pages: list, width: int, mathjax: pathlib.Path) -> dict:
+    """Every page at one width: the layout measures, then the maths once MathJax has typeset it."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.route("**/*", lambda route: serve_mathjax(route, mathjax))
+    report = {}
+    for path in pages:
+        page.goto(path.as_uri(), wait_until="load")
+        typeset = page.evaluate(TYPESET)
+        report[path.stem] = {**page.evaluate(MEASURE), **page.evaluate(MATHS), "typeset": typeset}
+    page.close()
+    return report
+
+
+def serve_mathjax(route, mathjax: pathlib.Path) -> None:
+    """Answer MathJax's requests (its script, components and fonts) from the local copy, let the book's
+    own files load, and refuse everything else on the network."""
+    url = route.request.url
+    if url.startswith("file:"):
+        route.continue_()
+        return
+    if "mathjax" in url and "/es5/" in url:
+        local = mathjax / url.split("/es5/", 1)[1].split("?")[0]
+        if local.is_file():
+            route.fulfill(path=str(local))
+            return
+    route.abort()
+
+
+def print_table(width: int, report: dict) -> None:
+    print(f"\nat {width} px")
     print(f"{'page':<20}{'code lines':>11}{'output lines':>13}{'tables':>7}{'rows':>6}{'cut code':>9}{'cut output':>11}"
-          f"{'raw TeX':>8}{'figures':>8}{'captioned':>10}{'sharp':>6}")
+          f"{'raw TeX':>8}{'figures':>8}{'captioned':>10}{'sharp':>6}{'TeX errors':>11}{'wide eqs':>9}"
+          f"{'cut eqs':>8}{'page overflow':>14}")
     for name, r in report.items():
         figures = r["figures"]
         print(f"{name:<20}{r['code_lines']:>11}{r['output_lines']:>13}{r['tables']:>7}{r['table_rows']:>6}"
               f"{len(r['cut_code']):>9}{len(r['cut_output']):>11}"
               f"{len(r['raw_tex']):>8}{len(figures):>8}{sum(f['caption'] is not None for f in figures):>10}"
-              f"{sum(f['natural_width'] >= 2 * f['shown_width'] > 0 for f in figures):>6}")
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps({"width": args.width, "pages": report}, indent=1) + "\n")
-    bad = sum(len(r["cut_code"]) + len(r["cut_output"]) + (len(r["raw_tex"]) if args.fail_on == "all" else 0)
-              for r in report.values())
-    return 1 if bad else 0
+              f"{sum(f['natural_width'] >= 2 * f['shown_width'] > 0 for f in figures):>6}"
+              f"{len(r['math_errors']):>11}{len(r['wide_equations']):>9}{len(r['cut_equations']):>8}"
+              f"{r['page_overflow']:>14}")
+
+
+def failures(report: dict, widths: list, fail_on: str) -> int:
+    """How many things fail: at the widest width the lines, raw TeX and every wide equation; at the
+    others the equations that are cut and a page that scrolls sideways; MathJax errors everywhere."""
+    widest, bad = widths[0], 0
+    for r in report[widest].values():
+        bad += len(r["cut_code"]) + len(r["cut_output"])
+        if fail_on == "all":
+            bad += len(r["raw_tex"]) + len(r["wide_equations"])
+    if fail_on == "all":
+        for width in widths:
+            for r in report[width].values():
+                bad += len(r["math_errors"])
+                if width != widest:
+                    bad += len(r["cut_equations"]) + (r["page_overflow"] > 0)
+    return bad
 
 
 if __name__ == "__main__":
