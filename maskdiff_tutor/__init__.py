@@ -36,6 +36,7 @@ Modules (one concept of the paper each):
 - ``corpus``           real text: local files or Hugging Face datasets, char and BPE tokenizers
 - ``device``           device choice and seeding, in one place
 - ``claims``           the paper's 19 claims, one verdict and scope each, read from typed results (``claim_evidence``)
+- ``verdict_glance``   the Verdict chapter's first screen: the counts and one line per claim
 - ``records``          typed records as strict JSON: how results are saved and read back
 - ``files``            the one atomic writer (results, checkpoints) and the JSON reader
 - ``benchmark_results`` typed readers of the benchmarks' result files (the blocks chapter shows them)
@@ -53,7 +54,7 @@ _SUBMODULES = ("schedules", "forward_process", "nelbo", "oracle", "toy", "zipf",
                "objectives", "clean_distribution", "attention_masks", "blockwise", "train", "checkpoints", "scores",
                "decoding", "decoders", "block_causal", "corpus", "device", "claims", "claim_registry", "experiments",
                "notebook", "records", "files", "benchmark_results", "repeats", "answer_length",
-               "claim_evidence", "exercises")
+               "claim_evidence", "exercises", "verdict_glance")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -1,7 +1,7 @@
 """Read the built book as a reader does, in a headless browser at a given width, and report per page:
 
 - code lines a reader sees (cells not folded), output lines (text) and results shown as tables (and
-  their rows; a folded output counts neither);
+  their rows; a folded output counts neither), and the page's height;
 - lines cut off at the right: a line of a code or output block wider than the block's visible width;
 - raw TeX: text outside the rendered-math elements that looks like TeX (``\\frac``, ``$x$``, ``^{``),
   and raw equation labels (``[eq-...]``);
@@ -16,7 +16,8 @@ Each page is read at every width of ``--widths`` (default 1280 px, a laptop, and
 The check fails on any cut-off code or output line and any raw TeX at the widest, on any MathJax
 error, on any display equation wider than the column at the widest width, and at the narrower
 widths on any equation that is wider than the column and does not scroll in its own box, or on a
-page that scrolls sideways.
+page that scrolls sideways; and on the Verdict chapter's lines per claim ending below the first
+screen (``SCREEN``) at the widest width.
 
 Usage (after ``bash scripts/build-book.sh``)::
 
@@ -40,6 +41,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MATHJAX = ROOT / ".cache" / "mathjax" / "node_modules" / "mathjax" / "es5"  # npm install --prefix .cache/mathjax mathjax@3
 
+SCREEN = 1000  # px: the Verdict chapter's counts and one line per claim must end within this height at the widest
+
 TYPESET = """
 async () => {
   if (!document.querySelector('script[src*="mathjax"]')) return false;  // a page without maths loads none
@@ -57,7 +60,10 @@ MATHS = r"""
   const main = document.querySelector("main") || document.body;
   const root = document.documentElement;
   const report = {math_errors: [], wide_equations: [], cut_equations: [],
-                  page_overflow: Math.max(0, root.scrollWidth - root.clientWidth)};
+                  page_overflow: Math.max(0, root.scrollWidth - root.clientWidth), page_height: root.scrollHeight,
+                  glance_bottom: null};
+  const glance = main.querySelector("div.verdict-glance");  // the Verdict chapter's one line per claim
+  if (glance) report.glance_bottom = Math.round(glance.getBoundingClientRect().bottom + window.scrollY);
   for (const error of main.querySelectorAll("mjx-merror")) {
     report.math_errors.push((error.getAttribute("data-mjx-error") || error.textContent).slice(0, 120));
   }
@@ -201,7 +207,7 @@ def print_table(width: int, report: dict) -> None:
     print(f"\nat {width} px")
     print(f"{'page':<20}{'code lines':>11}{'output lines':>13}{'tables':>7}{'rows':>6}{'cut code':>9}{'cut output':>11}"
           f"{'raw TeX':>8}{'figures':>8}{'captioned':>10}{'sharp':>6}{'TeX errors':>11}{'wide eqs':>9}"
-          f"{'cut eqs':>8}{'page overflow':>14}")
+          f"{'cut eqs':>8}{'page overflow':>14}{'height':>8}")
     for name, r in report.items():
         figures = r["figures"]
         print(f"{name:<20}{r['code_lines']:>11}{r['output_lines']:>13}{r['tables']:>7}{r['table_rows']:>6}"
@@ -209,7 +215,7 @@ def print_table(width: int, report: dict) -> None:
               f"{len(r['raw_tex']):>8}{len(figures):>8}{sum(f['caption'] is not None for f in figures):>10}"
               f"{sum(f['natural_width'] >= 2 * f['shown_width'] > 0 for f in figures):>6}"
               f"{len(r['math_errors']):>11}{len(r['wide_equations']):>9}{len(r['cut_equations']):>8}"
-              f"{r['page_overflow']:>14}")
+              f"{r['page_overflow']:>14}{r['page_height']:>8}")
 
 
 def failures(report: dict, widths: list, fail_on: str) -> int:
@@ -220,6 +226,7 @@ def failures(report: dict, widths: list, fail_on: str) -> int:
         bad += len(r["cut_code"]) + len(r["cut_output"])
         if fail_on == "all":
             bad += len(r["raw_tex"]) + len(r["wide_equations"])
+            bad += r["glance_bottom"] is not None and r["glance_bottom"] > SCREEN
     if fail_on == "all":
         for width in widths:
             for r in report[width].values():
