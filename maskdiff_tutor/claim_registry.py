@@ -298,9 +298,9 @@ CLAIMS: dict[int, Claim] = _claims(
           "holds loosely", "greedy confidence decoding after a prompt is exactly left to right with the exact "
                            "denoiser; trained models of the chain approach it as they improve, but unevenly: over "
                            "three seeds the best rung of the ladder takes the leftmost mask in half to all of its "
-                           "steps; the small text model is not left to right, and the verdict follows the chain, "
-                           "whose answers are known; sampled "
-                           "decoding is not left to right; one token per step in any order fixed before the token is "
+                           "steps; neither text model is left to right (the larger one, a better denoiser, comes "
+                           "closer), and the verdict follows the chain, whose answers are known; sampled decoding is "
+                           "not left to right; one token per step in any order fixed before the token is "
                            "drawn samples exactly, so left to right only ties for best",
           ("exact", "trained", "text"), "exact",
           (Evidence("generation_order", "Exact denoiser: greedy confidence decoding is left to right on a first-order "

@@ -19,8 +19,9 @@ from check_pages import MATHJAX, ROOT, TYPESET, serve_mathjax  # noqa: E402  (th
 # Print layout: the navigation, the launch buttons and the folded toggles are of no use on paper;
 # every folded solution and code cell prints open.
 PRINT_CSS = """
-.skip-link, #pst-back-to-top, details > summary, .bd-header, .bd-sidebar-primary, .bd-sidebar-secondary, .header-article, .prev-next-area, .bd-footer,
-.bd-footer-content, button.toggle-button, .toggle-hidden-button, .headerlink { display: none !important; }
+.skip-link, #pst-back-to-top, details > summary, .bd-header, .bd-sidebar-primary, .bd-sidebar-secondary,
+.header-article, .prev-next-area, .bd-footer, .bd-footer-content, button.toggle-button, .toggle-hidden-button,
+.headerlink { display: none !important; }
 details { display: block; }
 details > * { display: block !important; }
 .toggle-hidden { display: block !important; visibility: visible !important; height: auto !important; }
@@ -44,7 +45,8 @@ def serve(route, root: pathlib.Path, mathjax: pathlib.Path) -> None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--html", default=str(ROOT / "_build" / "singlehtml" / "book" / "intro.html"), help="the single-page build")
+    p.add_argument("--html", default=str(ROOT / "_build" / "singlehtml" / "book" / "intro.html"),
+                   help="the single-page build (its root document)")
     p.add_argument("--out", default=str(ROOT / "_build" / "html" / "maskdiff-tutor.pdf"), help="the PDF to write")
     p.add_argument("--mathjax", default=str(MATHJAX), help="MathJax 3's es5 folder")
     p.add_argument("--browser", default=None, help="a Chromium executable (default: chromium on PATH)")

@@ -39,7 +39,8 @@ import shutil
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-MATHJAX = ROOT / ".cache" / "mathjax" / "node_modules" / "mathjax" / "es5"  # npm install --prefix .cache/mathjax mathjax@3
+# MathJax 3's es5 folder, as `npm install --prefix .cache/mathjax mathjax@3` leaves it
+MATHJAX = ROOT / ".cache" / "mathjax" / "node_modules" / "mathjax" / "es5"
 
 SCREEN = 1000  # px: the Verdict chapter's counts and one line per claim must end within this height at the widest
 

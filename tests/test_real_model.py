@@ -257,10 +257,20 @@ def test_the_command_line_reports_the_small_masked_lm_record(tmp_path, monkeypat
                                        "5.500 nats per token, 12.5 s)\n")
 
 
-def test_the_stored_small_text_model_records_the_held_out_nelbo_it_has():
+@pytest.mark.parametrize("preset, folder", [("small", "BOOK_FOLDER"), ("1m", "LARGER_FOLDER")])
+def test_each_stored_text_model_records_the_held_out_nelbo_it_has(preset, folder):
     from maskdiff_tutor.experiments import small_masked_lm
 
-    record = small_masked_lm.Training.load(small_masked_lm.BOOK_FOLDER)
-    assert record.settings == small_masked_lm.PRESETS["small"]  # trained with today's settings
-    assert small_masked_lm.held_out_nelbo(small_masked_lm.BOOK_FOLDER) == pytest.approx(record.held_out_nelbo,
-                                                                                      rel=1e-9)
+    folder = getattr(small_masked_lm, folder)
+    record = small_masked_lm.Training.load(folder)
+    assert record.settings == small_masked_lm.PRESETS[preset]  # trained with today's settings
+    assert small_masked_lm.held_out_nelbo(folder) == pytest.approx(record.held_out_nelbo, rel=1e-9)
+
+
+def test_the_larger_text_model_is_the_better_denoiser():
+    from maskdiff_tutor.experiments import small_masked_lm
+
+    small, larger = (small_masked_lm.Training.load(f) for f in (small_masked_lm.BOOK_FOLDER,
+                                                                 small_masked_lm.LARGER_FOLDER))
+    assert larger.parameters > 1_000_000 > small.parameters
+    assert larger.held_out_nelbo < small.held_out_nelbo
