@@ -274,3 +274,29 @@ def test_the_larger_text_model_is_the_better_denoiser():
                                                                  small_masked_lm.LARGER_FOLDER))
     assert larger.parameters > 1_000_000 > small.parameters
     assert larger.held_out_nelbo < small.held_out_nelbo
+
+
+def test_the_stored_larger_text_model_result_is_the_book_scale_measurement():
+    from maskdiff_tutor.experiments import book, real_model
+
+    stored = real_model.RealModelResult.load(book.RESULTS_FOLDER / book.TEXT_RESULT)
+    assert stored.scale == book.SCALE and stored.seed == book.SEED
+    assert stored.config.model == "maskdiff_tutor/book_models/text_masked_lm_1m (stored with the package)"
+    assert stored.config.dtype == "float64"  # the same digits on every CPU
+
+
+def test_the_larger_text_model_check_compares_a_new_measurement_with_the_stored_one(monkeypatch):
+    from maskdiff_tutor.experiments import book, real_model, real_model_comparison
+
+    stored = real_model.RealModelResult.load(book.RESULTS_FOLDER / book.TEXT_RESULT)
+    monkeypatch.setattr(book, "measure_larger_text_model", lambda device=None: stored)
+    report = book.check_larger_text_model()
+    assert report.passed and len(report.rows) == len(real_model_comparison.headline(stored))
+    moved = stored.metrics.sets[0]
+    moved = dataclasses.replace(moved, homogenised_share_far=moved.homogenised_share_far + 0.01)
+    changed = dataclasses.replace(stored, metrics=dataclasses.replace(stored.metrics,
+                                                                      sets=(moved, *stored.metrics.sets[1:])))
+    monkeypatch.setattr(book, "measure_larger_text_model", lambda device=None: changed)
+    report = book.check_larger_text_model()
+    assert not report.passed
+    assert [row.name for row in report.rows if not row.within] == ["far masks homogenised"]

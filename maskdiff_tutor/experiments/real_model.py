@@ -30,6 +30,7 @@ Eq. 17's curve and one :class:`PromptSet` row per set with all four measurements
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -44,7 +45,7 @@ from ..clean_distribution import clean_log_probs, clean_probs
 from ..device import pick_device
 from .generation_order import order_statistics, unigram_entropy
 from .result import Environment, ExperimentResult
-from .small_masked_lm import BOOK_FOLDER
+from .small_masked_lm import BOOK_FOLDER, LARGER_FOLDER
 
 PAPER_ZIPF = (2.31, 130_000)  # the s and N the paper's Figure 3 draws Eq. 17 with
 FREQUENT = (",", ".", "the", " the", "and", " and", "of", " of", "\n")  # function tokens of Table 1
@@ -264,14 +265,21 @@ def run(scale: str = "ci", device: str | torch.device | None = None, seed: int =
     return RealModelResult(scale, seed, config, metrics, None, Environment.now(lm.device, started))
 
 
+def _recorded_name(model: str) -> str:
+    """A model's name as the record keeps it: a hub id as it is, the package's own models without a
+    machine's path."""
+    for folder in (BOOK_FOLDER, LARGER_FOLDER):
+        if pathlib.Path(model).resolve() == folder.resolve():
+            return f"maskdiff_tutor/book_models/{folder.name} (stored with the package)"
+    return model
+
+
 def _config(lm: hub.HubModel, cfg: Scale, sets: dict[str, list[str]]) -> Config:
     """The settings of a run of ``cfg`` on ``lm`` with the prompts ``sets``."""
     import transformers
 
-    name = lm.name
-    if pathlib.Path(name).resolve() == BOOK_FOLDER.resolve():  # no machine's path in the record
-        name = "maskdiff_tutor/book_models/small_masked_lm (stored with the package)"
-    return Config(cfg, name, lm.revision, lm.family, lm.mask_id, lm.vocab_size,
+    cfg = dataclasses.replace(cfg, model=_recorded_name(cfg.model))
+    return Config(cfg, _recorded_name(lm.name), lm.revision, lm.family, lm.mask_id, lm.vocab_size,
                   dtype=str(lm.dtype).removeprefix("torch."), transformers=transformers.__version__,
                   eq17=ZipfParameters(*PAPER_ZIPF, source="the paper's Section 3.2.4"),
                   frequent_tokens=(*FREQUENT, "the model's end-of-text, separator and padding ids"),

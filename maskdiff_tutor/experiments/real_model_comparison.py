@@ -53,6 +53,18 @@ def summarise(name: str, result: RealModelResult, parameters: int, held_out_nelb
                         {k: _mean(s.cost_of_k[k].entropy for s in sets) for k in ks})
 
 
+def headline(result: RealModelResult) -> dict[str, tuple[float, float]]:
+    """The numbers of ``summarise`` as ``name -> (value, tolerance)`` for ``trained_models.compare``
+    (tolerance 0: the caller sets its own, as the stored-result check does)."""
+    s = summarise("model", result, parameters=0, held_out_nelbo=0.0)
+    numbers = {"top probability at n = 1": s.top_at_1, "lowest top probability": s.lowest,
+               "top probability at the last mask": s.top_at_end, "far masks homogenised": s.homogenised_far,
+               "greedy: leftmost share": s.leftmost, "greedy: rho": s.rho,
+               **{f"own PPL, {k} per step": v for k, v in s.own_ppl.items()},
+               **{f"entropy, {k} per step": v for k, v in s.entropy.items()}}
+    return {name: (float(value), 0.0) for name, value in numbers.items()}
+
+
 def comparison_table(summaries: list[ModelSummary], masks: int):
     """The models side by side, one column each, one row per quantity (``masks``: the masks measured
     after each prompt, for the row names)."""
