@@ -153,7 +153,7 @@ def test_every_stored_result_is_a_file_the_book_results_command_writes():
     written = set(book.RESULTS)
     read = {source.file for source in claims.SOURCES.values()}
     assert read - written == {"blocks_chain_cpu.json", "blocks_text_cpu.json"}  # the larger cpu runs, made apart
-    assert written <= read
+    assert written - {book.TEXT_RESULT} <= read  # the larger text model's result: read by the real-models chapter
 
 
 # --- the chapters and the Verdict chapter ----------------------------------------------------------
