@@ -62,7 +62,7 @@ def grade(check: str, student: Callable, reference: Callable, cases: Sequence[Ca
     them, element by element), booleans and integers exactly.
     """
     if not callable(student):
-        raise TypeError(f"{check} takes the function to check (a callable); got {_shown(student)}")
+        raise TypeError(f"{check} takes the function to check (a callable); got {shown(student)}")
     for tried, case in enumerate(cases, start=1):
         expected = reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
         try:
@@ -81,7 +81,7 @@ def difference(got, expected, rtol: float = RTOL, atol: float = ATOL, where: str
     at = f"{where}: " if where else ""
     if isinstance(expected, tuple):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
-            return f"{at}got {_shown(got)}, expected a tuple of {len(expected)} values"
+            return f"{at}got {shown(got)}, expected a tuple of {len(expected)} values"
         for i, (g, e) in enumerate(zip(got, expected)):
             wrong = difference(g, e, rtol, atol, f"{where or 'answer'}[{i}]")
             if wrong is not None:
@@ -91,7 +91,7 @@ def difference(got, expected, rtol: float = RTOL, atol: float = ATOL, where: str
     try:
         got_array = _array(got)
     except (TypeError, ValueError):
-        return f"{at}got {_shown(got)}, which is not a number or an array of numbers"
+        return f"{at}got {shown(got)}, which is not a number or an array of numbers"
     if got_array.shape != expected_array.shape:
         return f"{at}got shape {got_array.shape}, expected shape {expected_array.shape}"
     wrong = _values_differ(got_array, expected_array, rtol, atol)
@@ -106,9 +106,9 @@ def _values_differ(got: np.ndarray, expected: np.ndarray, rtol: float, atol: flo
     if not bad.any():
         return None
     if expected.ndim == 0:
-        return f"got {_shown(got.item())}, expected {_shown(expected.item())}"
+        return f"got {shown(got.item())}, expected {shown(expected.item())}"
     index = tuple(int(i) for i in np.argwhere(bad)[0])
-    return f"at index {index} got {_shown(got[index].item())}, expected {_shown(expected[index].item())}"
+    return f"at index {index} got {shown(got[index].item())}, expected {shown(expected[index].item())}"
 
 
 def _array(value) -> np.ndarray:
@@ -126,9 +126,12 @@ def _array(value) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def _shown(value) -> str:
+def shown(value) -> str:
+    """``value`` as a message shows it: short, on one line, floats (alone or in a list) to 6 significant digits."""
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, float) for v in value):
+        value = [float(f"{v:.6g}") for v in value]
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
@@ -137,10 +140,3 @@ def _shown(value) -> str:
         text = repr(value)
     text = " ".join(text.split())
     return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
-
-
-def shown(value) -> str:
-    """``value`` as a message shows it: short, on one line, floats to 6 significant digits."""
-    if isinstance(value, (list, tuple)) and all(isinstance(v, float) for v in value):
-        return _shown([float(f"{v:.6g}") for v in value])
-    return _shown(value)
