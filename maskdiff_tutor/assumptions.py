@@ -225,11 +225,14 @@ def eq16_sides(lang: Language, n: int, s: float) -> tuple[np.ndarray, np.ndarray
 
     .. math::
 
-       \text{left} = \sum_{T_{n-2}} \big[(\omega_1 - \omega_2) \max_u P(T_{n-1} = u \mid T_{n-2}, g) + \omega_2\big]
-       \, P(T_{n-2} \mid g),
-
-       \text{right} = (\omega_1 - \omega_2) \big[(\omega_1 - \omega_2) \max_w P(T_{n-2} = w \mid g)
-       + \omega_2\big] + \omega_2.
+       \begin{aligned}
+       \text{left} &= \sum_{T_{n-2}} \big[(\omega_1 - \omega_2)
+         \max_u P(T_{n-1} = u \mid T_{n-2}, g) \\
+       &\qquad + \omega_2\big] \, P(T_{n-2} \mid g), \\
+       \text{right} &= (\omega_1 - \omega_2) \big[(\omega_1 - \omega_2)
+         \max_w P(T_{n-2} = w \mid g) \\
+       &\qquad + \omega_2\big] + \omega_2.
+       \end{aligned}
     """
     n = _check_position(lang, n, 3)
     omega1, omega2 = omegas(s, lang.vocab_size)

@@ -1,4 +1,4 @@
-"""Print the whole book to one PDF: the single-page HTML build, typeset by MathJax 3 from a local
+"""Print the whole book to one PDF: the single-page HTML build, typeset by MathJax 4 from a local
 copy and printed by a headless Chromium. Nothing is fetched from the network.
 
 Usage (after ``jupyter-book build . --builder singlehtml``; ``scripts/build-pdf.sh`` runs both)::
@@ -48,7 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--html", default=str(ROOT / "_build" / "singlehtml" / "book" / "intro.html"),
                    help="the single-page build (its root document)")
     p.add_argument("--out", default=str(ROOT / "_build" / "html" / "maskdiff-tutor.pdf"), help="the PDF to write")
-    p.add_argument("--mathjax", default=str(MATHJAX), help="MathJax 3's es5 folder")
+    p.add_argument("--mathjax", default=str(MATHJAX),
+                   help="the node_modules folder holding npm's mathjax@4 and its font")
     p.add_argument("--browser", default=None, help="a Chromium executable (default: chromium on PATH)")
     return p.parse_args(argv)
 
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     page_file, mathjax, out = pathlib.Path(args.html), pathlib.Path(args.mathjax), pathlib.Path(args.out)
     for needed, how in ((page_file, "jupyter-book build . --builder singlehtml"),
-                        (mathjax / "tex-mml-chtml.js", "npm install --prefix .cache/mathjax mathjax@3")):
+                        (mathjax / "mathjax" / "tex-mml-chtml.js", "bash scripts/install-mathjax.sh")):
         if not needed.is_file():
             print(f"build_pdf: {needed} is missing; make it with: {how}", file=sys.stderr)
             return 2

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Read the built book as a reader does: every page in a headless Chromium at 1280 px and at 390 px,
-# with the maths typeset by MathJax 3 from a local copy (scripts/check_pages.py). Exit 1 if a code or
-# output line or a table is cut off at the right, raw TeX shows, MathJax reports an error, a display
-# equation is wider than the text column at 1280 px (or at 390 px without a scroll box of its own),
-# or a page scrolls sideways at 390 px; the per-page numbers go to _build/check_pages.json. Run it
-# after scripts/build-book.sh. It installs the `pages` extra (Playwright) into .venv, MathJax 3 from
-# the npm registry into .cache/mathjax, and uses the system's Chromium; as root it installs the
-# Debian packages chromium and npm where they are missing.
+# with the maths typeset by MathJax 4 from a local copy (scripts/check_pages.py). Exit 1 if a code or
+# output line or a table is cut off at the right or raw TeX shows (1280 px), or, at either width,
+# MathJax reports an error, a display equation is wider than the text column or a page scrolls
+# sideways; the per-page numbers go to _build/check_pages.json. Run it after scripts/build-book.sh.
+# It installs the `pages` extra (Playwright) into .venv and, from the npm registry into
+# .cache/mathjax, the MathJax version that _config.yml's mathjax_path names; it uses the system's
+# Chromium, and as root it installs the Debian packages chromium and npm where they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
@@ -25,7 +25,5 @@ if [ "${#need[@]}" -gt 0 ]; then
         exit 2
     fi
 fi
-if [ ! -f .cache/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js ]; then
-    npm install --prefix .cache/mathjax --no-audit --no-fund --silent mathjax@3
-fi
+bash scripts/install-mathjax.sh
 python scripts/check_pages.py --json _build/check_pages.json "$@"
