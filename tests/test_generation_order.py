@@ -87,6 +87,20 @@ def test_every_setting_is_one_typed_row_in_the_order_run(result):
     assert all((r.language, r.length, r.tokens_per_step) == ("with end-of-text", 24, 4) for r in table)
 
 
+def test_by_language_gives_one_row_per_language_and_decoding(result):
+    header, rows = result.metrics.by_language(24, [("PPL, k = 4", 4, "true_ppl"), ("leftmost", 1, "leftmost_share")])
+    assert header == ["language", "decoding", "PPL, k = 4", "leftmost"]
+    assert [row[:2] for row in rows] == [[language, name] for language in generation_order.LANGUAGES
+                                         for name in generation_order.DECODINGS]
+    for language, name, ppl, leftmost in rows:  # each cell is the setting's own record, read again one by one
+        assert ppl == result.metrics.measured(language, 24, name, 4).true_ppl
+        assert leftmost == result.metrics.measured(language, 24, name, 1).leftmost_share
+    with pytest.raises(ValueError, match=r"field of column 'x' must be one of \[.*'true_ppl'.*\]; got 'ppl'"):
+        result.metrics.by_language(24, [("x", 1, "ppl")])
+    with pytest.raises(ValueError, match="length must be one of"):
+        result.metrics.by_language(32, [("x", 1, "true_ppl")])
+
+
 def test_a_setting_is_read_with_named_fields_and_unknown_settings_are_named(result):
     row = result.metrics.measured("zipf chain", 24, "margin, sampled", 1)
     assert (row.language, row.length, row.decoding, row.tokens_per_step) == ("zipf chain", 24, "margin, sampled", 1)

@@ -124,6 +124,18 @@ class Metrics:
         """Every decoding of one language, length and k: the rows of one of the chapter's tables."""
         return [self.measured(language, length, name, tokens_per_step) for name in self.decodings]
 
+    def by_language(self, length: int, columns: list[tuple[str, int, str]]) -> tuple[list[str], list[list]]:
+        """One row per language and decoding at one ``length``: the header and rows of one table.
+        Each column is ``(label, k, field)``, the ``Measured`` field read at ``k`` tokens per step."""
+        fields = set(Measured.__dataclass_fields__)
+        for label, _, field in columns:
+            if field not in fields:
+                raise ValueError(f"field of column {label!r} must be one of {sorted(fields)}; got {field!r}")
+        header = ["language", "decoding"] + [label for label, _, _ in columns]
+        rows = [[language, name] + [getattr(self.measured(language, length, name, k), field) for _, k, field in columns]
+                for language in self.languages for name in self.decodings]
+        return header, rows
+
 
 @dataclass(frozen=True)
 class GenerationOrderResult(ExperimentResult):
