@@ -294,6 +294,10 @@ def test_the_larger_text_model_check_compares_a_new_measurement_with_the_stored_
     monkeypatch.setattr(book, "measure_larger_text_model", lambda device=None: stored)
     report = book.check_larger_text_model()
     assert report.passed and len(report.rows) == len(real_model_comparison.headline(stored))
+    # a stored result is measured again, not retrained, and its report says so
+    assert report.how == "measured again"
+    assert book.format_check(report).startswith("real_model_text_1m: measured again in ")
+    assert "retrained" not in book.format_check(report)
     moved = stored.metrics.sets[0]
     moved = dataclasses.replace(moved, homogenised_share_far=moved.homogenised_share_far + 0.01)
     changed = dataclasses.replace(stored, metrics=dataclasses.replace(stored.metrics,

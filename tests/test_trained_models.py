@@ -142,6 +142,7 @@ def test_check_passes_when_retraining_is_exact_and_fails_when_the_stored_weights
     assert isinstance(report, book.Check) and report.experiment == "joint_vs_marginal"
     assert report.passed and all(row.difference == 0 for row in report.rows)
     assert "every number within its tolerance" in book.format_check(report)
+    assert book.format_check(report).startswith("joint_vs_marginal: retrained in ")
     # replace the stored weighted model by a differently initialised one: the check must see it
     record = json.loads((tiny_book / "training.json").read_text())
     torch.manual_seed(123)
