@@ -68,7 +68,7 @@ SOURCES = {  # the results the claims read, by the name Sources takes them by
                                "generation_order_ci.json"),
     "blocks": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_ci.json", seeds=SEEDS),
     "blocks_chain_cpu": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_chain_cpu.json", seeds=SEEDS),
-    "blocks_text_cpu": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_text_cpu.json"),
+    "blocks_text_cpu": Source(f"{_EXPERIMENTS}.blocks_results", "BlocksResult", "blocks_text_cpu.json", seeds=SEEDS),
     "ladder": Source(f"{_EXPERIMENTS}.ladder", "LadderResult", "ladder_ci.json", seeds=SEEDS),
 }
 

@@ -249,13 +249,13 @@ def test_the_book_reads_every_seeded_source_for_each_of_its_seeds(book):
     from maskdiff_tutor.experiments.book import SEEDS
 
     seeded = [name for name, source in claims.SOURCES.items() if len(source.seeds) > 1]
-    assert "ground_truth" in seeded and "blocks_text_cpu" not in seeded
+    assert "ground_truth" in seeded and "blocks_text_cpu" in seeded and "generation_order" not in seeded
     assert book.other_seeds() == tuple(s for s in SEEDS if s != 0)
     for seed in book.other_seeds():
         at = book.at_seed(seed)
         for name in seeded:
             assert getattr(at, name).seed == seed
-        assert at.blocks_text_cpu is book.blocks_text_cpu  # one seed only: seed 0's stays
+        assert at.generation_order is book.generation_order  # one seed only (exact): seed 0's stays
 
 
 def test_a_seeded_field_is_its_mean_and_range_over_the_seeds(book):
@@ -272,8 +272,8 @@ def test_a_seeded_field_is_its_mean_and_range_over_the_seeds(book):
 
 
 def test_seeds_are_refused_for_a_source_without_them_or_without_its_seed_0_result(book):
-    with pytest.raises(ValueError, match=r"source 'blocks_text_cpu' has results for seeds \[\] besides 0"):
-        claims.Sources(blocks_text_cpu=book.blocks_text_cpu, seeds={"blocks_text_cpu": {1: book.blocks_text_cpu}})
+    with pytest.raises(ValueError, match=r"source 'generation_order' has results for seeds \[\] besides 0"):
+        claims.Sources(generation_order=book.generation_order, seeds={"generation_order": {1: book.generation_order}})
     with pytest.raises(ValueError, match="seeds given for source 'ladder', but not its seed-0 result"):
         claims.Sources(ground_truth=book.ground_truth, seeds={"ladder": {1: book.ladder}})
 
