@@ -260,13 +260,20 @@ def test_the_command_line_reports_the_small_masked_lm_record(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("preset, folder", [("small", "BOOK_FOLDER"), ("1m", "LARGER_FOLDER")])
-def test_each_stored_text_model_records_the_held_out_nelbo_it_has(preset, folder):
+def test_each_stored_text_model_was_trained_with_todays_settings(preset, folder):
     from maskdiff_tutor.experiments import small_masked_lm
 
-    folder = getattr(small_masked_lm, folder)
-    record = small_masked_lm.Training.load(folder)
-    assert record.settings == small_masked_lm.PRESETS[preset]  # trained with today's settings
-    assert small_masked_lm.held_out_nelbo(folder) == pytest.approx(record.held_out_nelbo, rel=1e-9)
+    record = small_masked_lm.Training.load(getattr(small_masked_lm, folder))
+    assert record.settings == small_masked_lm.PRESETS[preset]
+
+
+def test_the_small_text_model_records_the_held_out_nelbo_it_has():
+    """The larger model's (about 35 s) is measured again by ``book-models --check`` in CI instead."""
+    from maskdiff_tutor.experiments import small_masked_lm
+
+    record = small_masked_lm.Training.load(small_masked_lm.BOOK_FOLDER)
+    assert small_masked_lm.held_out_nelbo(small_masked_lm.BOOK_FOLDER) == pytest.approx(record.held_out_nelbo,
+                                                                                        rel=1e-9)
 
 
 def test_the_larger_text_model_is_the_better_denoiser():
@@ -288,12 +295,15 @@ def test_the_stored_larger_text_model_result_is_the_book_scale_measurement():
 
 
 def test_the_larger_text_model_check_compares_a_new_measurement_with_the_stored_one(monkeypatch):
-    from maskdiff_tutor.experiments import book, real_model, real_model_comparison
+    from maskdiff_tutor.experiments import book, real_model, real_model_comparison, small_masked_lm
 
     stored = real_model.RealModelResult.load(book.RESULTS_FOLDER / book.TEXT_RESULT)
     monkeypatch.setattr(book, "measure_larger_text_model", lambda device=None: stored)
+    nelbo = small_masked_lm.Training.load(small_masked_lm.LARGER_FOLDER).held_out_nelbo
+    monkeypatch.setattr(small_masked_lm, "held_out_nelbo", lambda folder: nelbo)  # its 35 s measurement, as stored
     report = book.check_larger_text_model()
-    assert report.passed and len(report.rows) == len(real_model_comparison.headline(stored))
+    assert report.passed and len(report.rows) == len(real_model_comparison.headline(stored)) + 1
+    assert report.rows[-1].name == "held-out NELBO" and report.rows[-1].stored == nelbo
     # a stored result is measured again, not retrained, and its report says so
     assert report.how == "measured again"
     assert book.format_check(report).startswith("real_model_text_1m: measured again in ")
@@ -306,3 +316,7 @@ def test_the_larger_text_model_check_compares_a_new_measurement_with_the_stored_
     report = book.check_larger_text_model()
     assert not report.passed
     assert [row.name for row in report.rows if not row.within] == ["far masks homogenised"]
+    monkeypatch.setattr(book, "measure_larger_text_model", lambda device=None: stored)
+    monkeypatch.setattr(small_masked_lm, "held_out_nelbo", lambda folder: nelbo * (1 + 1e-6))
+    report = book.check_larger_text_model()
+    assert [row.name for row in report.rows if not row.within] == ["held-out NELBO"]
